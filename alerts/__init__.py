@@ -1,0 +1,1 @@
+"""Alert stage: events, rules, warning levels, routing, tickets, deadlines, notifications."""

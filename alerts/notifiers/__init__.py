@@ -1,0 +1,1 @@
+"""Outbound channels, one per file, behind one contract."""

@@ -1,0 +1,1 @@
+"""Rule types (one per file) that turn events into warnings."""

@@ -1,0 +1,1 @@
+"""Analysis stage: normalisation, segmentation, sentiment, topics, entities, privacy, events, bursts."""

@@ -1,0 +1,1 @@
+"""Sentiment models behind one contract."""

@@ -1,0 +1,1 @@
+"""Shared contracts, records, settings and backends of yuqing."""

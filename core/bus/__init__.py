@@ -1,0 +1,1 @@
+"""Message bus contract and backends."""

@@ -1,0 +1,1 @@
+"""Relational store (SQLite embedded, PostgreSQL scale) for events, tickets, audit, outbox."""

@@ -1,0 +1,1 @@
+"""Post store contract and backends."""

@@ -1,0 +1,1 @@
+"""Ingest stage: source adapters, validation into Post records, dead letters."""
