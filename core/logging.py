@@ -64,9 +64,8 @@ def setup_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
         root.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(SecretScrubber())
-    handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if json_lines else plain)
     root.addHandler(handler)
     for noisy in ("kafka", "elastic_transport", "urllib3", "httpx", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
