@@ -47,13 +47,15 @@ def test_utc_input_is_counted_in_beijing_time() -> None:
 
 def test_naive_and_negative_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        add_working_days(datetime(2025, 9, 30, 10), 1)  # noqa: DTZ001
+        add_working_days(datetime(2025, 9, 30, 10), 1)
     with pytest.raises(ValueError, match=">= 0"):
         add_working_days(sh(2025, 9, 30), -1)
 
 
 def test_override_lists_win_and_cover_unknown_years() -> None:
-    cal = WorkCalendar(extra_holidays=frozenset({date(2025, 9, 29)}), extra_workdays=frozenset({date(2025, 9, 27)}))
+    cal = WorkCalendar(
+        extra_holidays=frozenset({date(2025, 9, 29)}), extra_workdays=frozenset({date(2025, 9, 27)})
+    )
     assert add_working_days(sh(2025, 9, 26, 10), 1, calendar=cal) == sh(2025, 9, 27, 10)
     assert add_working_days(sh(2025, 9, 28, 10), 1, calendar=cal) == sh(2025, 9, 30, 10)
     # A year the package does not know yet falls back to Monday-Friday unless overridden.
