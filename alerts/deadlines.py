@@ -71,7 +71,7 @@ class WorkCalendar:
 def add_working_days(
     start: datetime, days: int, tz: str = "Asia/Shanghai", calendar: WorkCalendar | None = None
 ) -> datetime:
-    """``start`` plus ``days`` working days at the same local clock time (a day-off start counts from 00:00 next)."""
+    """``start`` plus ``days`` working days, same local clock (a day-off start counts from 00:00 next)."""
     if start.tzinfo is None:
         raise ValueError("add_working_days needs a timezone-aware start")
     if days < 0:
