@@ -1,0 +1,133 @@
+"""The event stage: assign analyzed posts to events, store them, evaluate rules, open/update tickets.
+
+Per batch, in this order (each step idempotent, so redelivery after a crash changes nothing):
+1. posts already recorded in ``event_members`` keep their event (redelivered: no double counting);
+2. new posts get an event from the clusterer;
+3. one database transaction applies the new posts to their events, evaluates the rules for each new
+   post and opens or updates tickets (with their audit rows and outbox notifications);
+4. the post store upserts every post of the batch (idempotent by id);
+5. ticket changes are announced on the ``tickets.changed`` topic for live dashboards.
+The bus offset is committed by the caller (``core.worker.StageWorker``) only after all of this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from alerts.engine import RuleEngine
+from alerts.events import service as event_service
+from alerts.routing import Router
+from alerts.tickets import service as ticket_service
+from analyze.events import EventClusterer
+from core.bus.base import TOPIC_TICKETS, Bus
+from core.db.models import EventMemberRow
+from core.db.session import Database
+from core.records import AnalyzedPost, utcnow
+from core.store.base import PostStore
+
+log = logging.getLogger(__name__)
+
+
+class EventStage:
+    """Stateful event stage; one per worker process (owns the clusterer's in-memory index)."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        post_store: PostStore,
+        clusterer: EventClusterer,
+        engine: RuleEngine,
+        router: Router,
+        bus: Bus | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_ticket: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.post_store = post_store
+        self.clusterer = clusterer
+        self.engine = engine
+        self.router = router
+        self.bus = bus
+        self.clock = clock
+        self.on_ticket = on_ticket
+        self._lock = threading.Lock()
+        self.tickets_opened = 0
+        self.tickets_updated = 0
+
+    def handle(self, posts: Sequence[AnalyzedPost]) -> None:
+        """Process one batch (see module docstring)."""
+        if not posts:
+            return
+        with self._lock:
+            self._handle(list(posts))
+
+    def _handle(self, posts: list[AnalyzedPost]) -> None:
+        # De-duplicate within the batch: the same post twice in one batch is one post.
+        unique: dict[str, AnalyzedPost] = {}
+        for post in posts:
+            unique.setdefault(post.id, post)
+        posts = list(unique.values())
+        ids = [p.id for p in posts]
+        with self.db.transaction() as session:
+            known = dict(
+                session.execute(
+                    select(EventMemberRow.post_id, EventMemberRow.event_id).where(EventMemberRow.post_id.in_(ids))
+                ).all()
+            )
+            fresh: list[AnalyzedPost] = []
+            for post in posts:
+                if post.id in known:
+                    post.event_id = known[post.id]
+                    continue
+                assignment = self.clusterer.assign(post)
+                post.event_id = assignment.event_id
+                post.near_dup_of = assignment.near_dup_of
+                fresh.append(post)
+            events = {e.id: e for e in event_service.apply_posts(session, posts=fresh)}
+            changes: list[dict[str, Any]] = []
+            now = self.clock()
+            for post in fresh:
+                event = events.get(post.event_id or "")
+                if event is None:
+                    continue
+                match = self.engine.evaluate(post, event)
+                if match is None:
+                    continue
+                decision = self.router.route(event, match)
+                ticket, created = ticket_service.open_or_update(
+                    session,
+                    event=event,
+                    match=match,
+                    lead_unit=decision.lead_unit,
+                    cooperating_units=list(decision.cooperating_units),
+                    routing=decision.explanation,
+                    now=now,
+                )
+                if created:
+                    self.tickets_opened += 1
+                else:
+                    self.tickets_updated += 1
+                changes.append(
+                    {"ticket_id": ticket.id, "event_id": event.id, "level": ticket.level,
+                     "state": ticket.state, "created": created, "at": now.isoformat()}
+                )
+        self.post_store.upsert(posts)
+        for change in changes:
+            if self.on_ticket is not None:
+                self.on_ticket(change)
+            if self.bus is not None:
+                self.bus.publish(TOPIC_TICKETS, json.dumps(change).encode(), key=change["event_id"])
+
+    def garbage_collect(self, now: datetime) -> None:
+        """Bound the clusterer's and the rules' in-memory state."""
+        with self._lock:
+            self.clusterer.garbage_collect(now)
+            self.engine.garbage_collect(now)

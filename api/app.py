@@ -1,0 +1,169 @@
+"""The FastAPI app factory. The API reads stores; it never reaches into workers.
+
+Live ticket changes reach browsers through ``/api/v1/stream/tickets`` (Server-Sent Events), fed by
+the pipeline's ticket announcements (the ``tickets.changed`` stream), not by polling the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import text
+
+from core.errors import BackendUnavailable, ConflictError, Forbidden, InvalidTransition, NotFound
+from core.runtime import Pipeline
+from core.wiring import Container
+
+log = logging.getLogger(__name__)
+
+
+class TicketBroadcaster:
+    """Fans ticket changes out to every connected SSE client (bounded queues: slow clients drop old items)."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remember the server's event loop so worker threads can publish into it."""
+        self._loop = loop
+
+    def publish(self, change: dict[str, Any]) -> None:
+        """Called from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._fan_out, change)
+
+    def _fan_out(self, change: dict[str, Any]) -> None:
+        for q in list(self._queues):
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(change)
+
+    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        """Yield changes until the client goes away."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=500)
+        self._queues.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._queues.discard(q)
+
+
+def create_app(container: Container, *, pipeline: Pipeline | None = None) -> FastAPI:
+    """Build the app over a Container (and, in embedded mode, the running Pipeline for ingest)."""
+    settings = container.settings
+    broadcaster = TicketBroadcaster()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broadcaster.bind(asyncio.get_running_loop())
+        yield
+
+    app = FastAPI(
+        title="yuqing 政务舆情监测与回应",
+        version="0.1.0",
+        description="Public-opinion monitoring and response: posts, events, early-warning tickets.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    app.state.settings = settings
+    app.state.db = container.db
+    app.state.pipeline = pipeline
+    app.state.broadcaster = broadcaster
+    if pipeline is not None:
+        pipeline.ticket_listeners.append(broadcaster.publish)
+
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.api.cors_origins, allow_credentials=True,
+            allow_methods=["GET", "POST"], allow_headers=["Content-Type", "X-CSRF-Token", "Authorization"],
+        )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.api.max_body_bytes:
+            return JSONResponse({"detail": f"body too large: {length} bytes > {settings.api.max_body_bytes}"},
+                                status_code=413)
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request_id
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith(("/docs", "/redoc")):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            )
+        return response
+
+    def _error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handler(_request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+
+        return handler
+
+    app.add_exception_handler(NotFound, _error(404))
+    app.add_exception_handler(Forbidden, _error(403))
+    app.add_exception_handler(InvalidTransition, _error(409))
+    app.add_exception_handler(ConflictError, _error(409))
+    app.add_exception_handler(BackendUnavailable, _error(503))
+
+    @app.get("/health", tags=["health"])
+    def health() -> JSONResponse:
+        """200 when the stores answer; 503 with the failing part otherwise."""
+        checks: dict[str, str] = {}
+        try:
+            with container.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            container.post_store.count()
+            checks["post_store"] = "ok"
+        except Exception as exc:
+            checks["post_store"] = f"error: {type(exc).__name__}"
+        if pipeline is not None:
+            dead = [w.name for w in pipeline.workers if not w.alive]
+            checks["workers"] = "ok" if not dead else f"stopped: {', '.join(dead)}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/api/v1/stream/tickets", tags=["tickets"])
+    async def ticket_stream(request: Request) -> StreamingResponse:
+        """Server-Sent Events: one ``ticket`` event per new or changed ticket."""
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b": connected\n\n"
+            async for change in broadcaster.subscribe():
+                if await request.is_disconnected():
+                    break
+                yield f"event: ticket\ndata: {json.dumps(change, ensure_ascii=False)}\n\n".encode()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    from api.routes import deadletters, events, ingest, posts, stats
+
+    for module in (posts, events, stats, ingest, deadletters):
+        app.include_router(module.router)
+    for name in ("auth", "tickets", "reports"):
+        module = __import__(f"api.routes.{name}", fromlist=["router"])
+        app.include_router(module.router)
+    return app

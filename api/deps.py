@@ -1,0 +1,74 @@
+"""FastAPI dependencies as ``Annotated`` aliases (the full-stack template's style)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from core.runtime import Pipeline
+from core.settings import Settings
+from core.store.base import PostStore
+from core.wiring import Container
+
+PRIVILEGED_ROLES = frozenset({"admin", "analyst"})
+
+
+def get_container(request: Request) -> Container:
+    """The process's Container (set by the app factory)."""
+    container: Container = request.app.state.container
+    return container
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The Settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One SQLAlchemy session per request; committed by the service that changes things."""
+    session = request.app.state.db.session()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_post_store(request: Request) -> PostStore:
+    """The post store."""
+    store: PostStore = request.app.state.container.post_store
+    return store
+
+
+def get_pipeline(request: Request) -> Pipeline:
+    """The ingest entry point."""
+    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
+    if pipeline is None:
+        raise HTTPException(status_code=503, detail="ingest is not available in this process")
+    return pipeline
+
+
+def optional_user(request: Request) -> Any | None:
+    """The logged-in user, or None for an anonymous caller."""
+    from api.security import current_user
+
+    try:
+        return current_user(request)
+    except HTTPException:
+        return None
+
+
+def is_privileged(user: Any | None) -> bool:
+    """Whether the caller may see unmasked personal data (admin and analyst roles only)."""
+    return user is not None and getattr(user, "role", None) in PRIVILEGED_ROLES
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DbSession = Annotated[Session, Depends(get_session)]
+PostStoreDep = Annotated[PostStore, Depends(get_post_store)]
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+OptionalUser = Annotated[Any | None, Depends(optional_user)]

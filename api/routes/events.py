@@ -1,0 +1,71 @@
+"""Events, hottest first, with representative posts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+
+from alerts.events import service as event_service
+from api.deps import DbSession, OptionalUser, PostStoreDep, SettingsDep, is_privileged
+from api.schemas import EventOut, EventPageOut, PostOut
+from core.db.models import TicketRow
+from core.records import Event
+from core.store.base import PostStore
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+
+def _event_out(event: Event, *, store: PostStore, ticket_id: str | None, privileged: bool, samples: int) -> EventOut:
+    reps = []
+    for pid in event.representative_ids[:samples]:
+        post = store.get(pid)
+        if post is not None:
+            reps.append(PostOut.from_post(post, privileged=privileged))
+    return EventOut(
+        **event.model_dump(), negative_share_pct=round(100 * event.negative_share, 1),
+        representatives=reps, ticket_id=ticket_id,
+    )
+
+
+@router.get("", response_model=EventPageOut)
+def list_events(
+    session: DbSession,
+    store: PostStoreDep,
+    settings: SettingsDep,
+    user: OptionalUser,
+    limit: Annotated[int, Query(ge=1)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    since: datetime | None = None,
+    samples: Annotated[int, Query(ge=0, le=10)] = 3,
+) -> EventPageOut:
+    """Events sorted by heat (hottest first), each with its size and representative texts."""
+    if limit > settings.api.page_size_max:
+        raise HTTPException(422, f"limit may be at most {settings.api.page_size_max}")
+    total, events = event_service.list_events(session, limit=limit, offset=offset, since=since, order="heat")
+    tickets = dict(
+        session.execute(
+            select(TicketRow.event_id, TicketRow.id).where(TicketRow.event_id.in_([e.id for e in events]))
+            .order_by(TicketRow.created_at)
+        ).all()
+    )
+    privileged = is_privileged(user)
+    return EventPageOut(
+        total=total,
+        items=[_event_out(e, store=store, ticket_id=tickets.get(e.id), privileged=privileged, samples=samples)
+               for e in events],
+    )
+
+
+@router.get("/{event_id}", response_model=EventOut)
+def get_event(event_id: str, session: DbSession, store: PostStoreDep, user: OptionalUser) -> EventOut:
+    """One event with up to 10 representative posts."""
+    event = event_service.get_event(session, event_id=event_id)
+    if event is None:
+        raise HTTPException(404, "event not found")
+    ticket_id = session.execute(
+        select(TicketRow.id).where(TicketRow.event_id == event_id).order_by(TicketRow.created_at.desc())
+    ).scalars().first()
+    return _event_out(event, store=store, ticket_id=ticket_id, privileged=is_privileged(user), samples=10)

@@ -1,0 +1,58 @@
+"""Post search."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import OptionalUser, PostStoreDep, SettingsDep, is_privileged
+from api.schemas import PostOut, PostPageOut
+from core.records import SentimentLabel, Source
+from core.store.base import PostQuery
+
+router = APIRouter(prefix="/api/v1/posts", tags=["posts"])
+
+
+@router.get("", response_model=PostPageOut)
+def search_posts(
+    store: PostStoreDep,
+    settings: SettingsDep,
+    user: OptionalUser,
+    q: Annotated[str | None, Query(max_length=200, description="full-text query")] = None,
+    source: Source | None = None,
+    sentiment: SentimentLabel | None = None,
+    topic: Annotated[str | None, Query(max_length=64)] = None,
+    event_id: Annotated[str | None, Query(max_length=40)] = None,
+    district: Annotated[str | None, Query(max_length=32)] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> PostPageOut:
+    """Search posts, newest first."""
+    if limit > settings.api.page_size_max:
+        raise HTTPException(422, f"limit may be at most {settings.api.page_size_max}")
+    if from_ and to and from_ > to:
+        raise HTTPException(422, "'from' is after 'to'")
+    query = PostQuery(
+        q=q.strip() if q and q.strip() else None, source=source.value if source else None,
+        sentiment=sentiment.value if sentiment else None, topic=topic, event_id=event_id, district=district,
+        since=from_, until=to, limit=limit, offset=offset,
+    )
+    page = store.search(query)
+    privileged = is_privileged(user)
+    return PostPageOut(
+        total=page.total, limit=limit, offset=offset,
+        items=[PostOut.from_post(p, privileged=privileged) for p in page.items],
+    )
+
+
+@router.get("/{post_id}", response_model=PostOut)
+def get_post(post_id: str, store: PostStoreDep, user: OptionalUser) -> PostOut:
+    """One post."""
+    post = store.get(post_id)
+    if post is None:
+        raise HTTPException(404, "post not found")
+    return PostOut.from_post(post, privileged=is_privileged(user))

@@ -1,0 +1,220 @@
+"""Stage glue: how posts enter the bus, how each stage worker is assembled, and the embedded runner.
+
+``Pipeline`` wires the stage workers over one Container. In embedded mode ``yuqing run`` starts
+every worker as a thread of one process next to the API; in scale mode ``yuqing worker KIND``
+starts one kind per process, and Kafka consumer groups share the partitions between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from core.bus.base import TOPIC_ANALYZED, TOPIC_DEAD, TOPIC_RAW, Message
+from core.records import AnalyzedPost, Post, utcnow
+from core.wiring import Container
+from core.worker import StageWorker
+
+log = logging.getLogger(__name__)
+
+
+def analyzed_key(post: AnalyzedPost) -> str:
+    """Partition key of the analyzed topic: the level-1 topic.
+
+    The event stage is stateful (the clusterer's index), so posts that may join one event must reach
+    one consumer. Near-duplicates have near-identical text and so the same level-1 topic; keying by it
+    keeps an event's posts in order on one partition while spreading topics over workers.
+    """
+    return post.topic.l1 or "未分类"
+
+
+@dataclass
+class IngestCounts:
+    """What one ingest call did."""
+
+    read: int = 0
+    accepted: int = 0
+    dead_lettered: int = 0
+
+
+class Pipeline:
+    """Builds stage workers and the ingest entry point over one Container."""
+
+    def __init__(self, container: Container) -> None:
+        self.c = container
+        self.settings = container.settings
+        self.workers: list[StageWorker[Any]] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.ticket_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    # -- ingest -------------------------------------------------------------------------------
+    def publish_post(self, post: Post) -> None:
+        """Put one validated post on the raw topic, keyed by its id."""
+        self.c.bus.publish(TOPIC_RAW, post.model_dump_json().encode(), key=post.id)
+
+    def dead_letter(self, *, stage: str, source: str, origin: str, reason: str, raw: bytes) -> None:
+        """Keep a failed record with its reason and raw bytes (relational store; also the dead topic)."""
+        from ingest import deadletters
+
+        with self.c.db.transaction() as session:
+            deadletters.record(session, stage=stage, source=source, origin=origin, reason=reason, raw=raw)
+        log.info("dead letter (%s, %s): %s", stage, origin, reason)
+
+    def ingest(self, records: Iterable[Any], *, progress: Callable[[Any], None] | None = None,
+               on_dead: Callable[[Any, str], None] | None = None) -> Any:
+        """Validate raw records and publish them; invalid ones become dead letters (and ``on_dead`` hears of them)."""
+        from ingest.service import ingest_records
+
+        def dead(record: Any, reason: str) -> None:
+            self.dead_letter(stage="ingest", source=record.source_hint or "unknown", origin=record.origin,
+                             reason=reason, raw=record.data)
+            if on_dead is not None:
+                on_dead(record, reason)
+
+        stats = ingest_records(
+            records, publish=self.publish_post, dead_letter=dead,
+            salt=self.settings.author_salt.get_secret_value(), max_text_chars=self.settings.max_text_chars,
+            progress=progress,
+        )
+        self.c.bus.flush()
+        return stats
+
+    # -- stage workers ------------------------------------------------------------------------
+    def _message_dead_letter(self, stage: str) -> Callable[[Message, str], None]:
+        def dead(message: Message, reason: str) -> None:
+            self.dead_letter(stage=stage, source="bus", origin=f"{message.topic}@{message.partition}:{message.offset}",
+                             reason=reason, raw=message.value)
+            try:
+                self.c.bus.publish(TOPIC_DEAD, message.value, key=message.key,
+                                   headers={"reason": reason[:500], "stage": stage})
+            except Exception:  # the relational copy is the one that matters
+                log.exception("could not copy a dead letter to the dead-letter topic")
+
+        return dead
+
+    def analyze_handler(self, posts: list[Post]) -> None:
+        """Analyze a batch and publish it to the analyzed topic."""
+        analyzed = self.c.analyzer.analyze(posts)
+        self.c.bus.publish_many(
+            TOPIC_ANALYZED, [(analyzed_key(p), p.model_dump_json().encode()) for p in analyzed]
+        )
+        self.c.bus.flush()
+
+    def analyze_worker(self) -> StageWorker[Post]:
+        """A worker of the analyze stage."""
+        return StageWorker(
+            name="analyze", bus=self.c.bus, topics=[TOPIC_RAW], group="analyze",
+            decode=lambda m: Post.model_validate_json(m.value), handle=self.analyze_handler,
+            dead_letter=self._message_dead_letter("analyze"), batch_size=self.settings.analyze.batch_size,
+        )
+
+    def event_worker(self) -> StageWorker[AnalyzedPost]:
+        """A worker of the event stage (events, rules, tickets)."""
+        stage = self.c.event_stage(on_ticket=self._announce)
+        self.event_stage = stage
+        return StageWorker(
+            name="alerts", bus=self.c.bus, topics=[TOPIC_ANALYZED], group="alerts",
+            decode=lambda m: AnalyzedPost.model_validate_json(m.value), handle=stage.handle,
+            dead_letter=self._message_dead_letter("alerts"), batch_size=256,
+        )
+
+    def _announce(self, change: dict[str, Any]) -> None:
+        for listener in list(self.ticket_listeners):
+            try:
+                listener(change)
+            except Exception:
+                log.exception("ticket listener failed")
+
+    # -- embedded runner ----------------------------------------------------------------------
+    def start(self, *, kinds: Iterable[str] = ("analyze", "alerts", "scheduler", "sender")) -> None:
+        """Start the chosen worker kinds as threads of this process."""
+        kinds = set(kinds)
+        if "analyze" in kinds:
+            self.workers.append(self.analyze_worker())
+        if "alerts" in kinds:
+            self.workers.append(self.event_worker())
+        for worker in self.workers:
+            worker.start()
+        if "scheduler" in kinds:
+            self._spawn("scheduler", self._scheduler_loop)
+        if "sender" in kinds:
+            self._spawn("sender", self._sender_loop)
+        if "alerts" in kinds:
+            self._spawn("gc", self._gc_loop)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _scheduler_loop(self) -> None:
+        from alerts.deadlines import DeadlinePolicy
+        from alerts.scheduler import run_due_jobs
+
+        path = self.settings.alerts.deadlines_file
+        from pathlib import Path
+
+        policy = DeadlinePolicy.load(Path(path) if path else None)
+        while not self._stop.wait(self.settings.alerts.scheduler_interval_s):
+            try:
+                run_due_jobs(self.c.db.session, now=utcnow(), policy=policy, worker_id="embedded")
+            except Exception:
+                log.exception("scheduler run failed; will retry")
+
+    def _sender_loop(self) -> None:
+        notifiers = self.c.notifiers
+        if not notifiers:
+            log.info("no notification channel enabled: outbox rows stay pending until one is configured")
+            return
+        from alerts.ratelimit import RateLimiter
+        from alerts.sender import OutboxSender
+
+        sender = OutboxSender(self.c.db, notifiers, limiter=RateLimiter(per_minute=self.settings.wecom.per_minute),
+                              worker_id="embedded")
+        while not self._stop.wait(2.0):
+            try:
+                sender.run_once(utcnow())
+            except Exception:
+                log.exception("outbox sender failed; will retry")
+
+    def _gc_loop(self) -> None:
+        while not self._stop.wait(60.0):
+            stage = getattr(self, "event_stage", None)
+            if stage is not None:
+                stage.garbage_collect(utcnow())
+
+    def wait_idle(self, timeout_s: float = 60.0, settle_s: float = 0.3) -> bool:
+        """Block until the workers have drained the bus (used by CLI ingest, tests and bench)."""
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            backlog = self.backlog()
+            if backlog == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.05)
+        return False
+
+    def backlog(self) -> int:
+        """Messages published but not yet committed by the stage groups (best effort)."""
+        bus = self.c.bus
+        probe = getattr(bus, "backlog", None)
+        if callable(probe):
+            return int(probe(groups=("analyze", "alerts")))
+        return 0
+
+    def stop(self) -> None:
+        """Stop workers and threads; each finishes and commits its current batch."""
+        self._stop.set()
+        for worker in self.workers:
+            worker.stop()
+        for t in self._threads:
+            t.join(10)
