@@ -40,5 +40,5 @@ def es_url() -> str:
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    """SQLAlchemy URL of a throw-away PostgreSQL database (YUQING_TEST_DATABASE_URL or YUQING_DATABASE_URL)."""
+    """SQLAlchemy URL of a throw-away PostgreSQL database (YUQING_TEST_DATABASE_URL, YUQING_DATABASE_URL)."""
     return _service_env("YUQING_TEST_DATABASE_URL", "YUQING_DATABASE_URL")
