@@ -48,7 +48,7 @@ def run(
     port: Annotated[int, typer.Option(envvar="PORT", help="HTTP port")] = 8000,
     demo: Annotated[bool, typer.Option(help="feed the synthetic demo stream in real time")] = False,
     demo_rate: Annotated[float, typer.Option(help="demo posts per minute")] = 240.0,
-    workers: Annotated[str, typer.Option(help="worker kinds to run in this process")] = "analyze,alerts,scheduler,sender",
+    workers: Annotated[str, typer.Option(help="worker kinds to run here")] = "analyze,alerts,scheduler,sender",
 ) -> None:
     """Start the API and the workers in one process (embedded mode). Ctrl-C stops cleanly."""
     import uvicorn
@@ -87,14 +87,17 @@ def _bootstrap_users(container: Any, settings: Settings) -> None:
         from core.auth import service as auth_service
     except ModuleNotFoundError:
         return
-    password = settings.api.bootstrap_admin_password
+    import secrets
+
+    from core.records import utcnow
+
+    configured = settings.api.bootstrap_admin_password
+    password = configured.get_secret_value() if configured else secrets.token_urlsafe(12)
     with container.db.transaction() as session:
-        created = auth_service.ensure_bootstrap_admin(
-            session, password=password.get_secret_value() if password else None
-        )
-    if created:
-        # Printed once so the operator can log in; never logged again, never stored in clear.
-        typer.echo(f"created user 'admin' with password: {created}", err=True)
+        created = auth_service.ensure_bootstrap_admin(session, password=password, now=utcnow())
+    if created and configured is None:
+        # Printed once to the operator's terminal so they can log in; never logged, never stored in clear.
+        typer.echo(f"created user 'admin' with password: {password}", err=True)
 
 
 class DemoFeeder:
@@ -117,8 +120,9 @@ class DemoFeeder:
         self._thread.join(5)
 
     def _run(self) -> None:
-        from ingest.base import RawRecord
         from ingest.demo import DemoStream
+
+        from ingest.base import RawRecord
 
         stream = DemoStream(seed=self.seed, rate_per_min=self.rate_per_min)
         t0 = time.time()
@@ -317,7 +321,9 @@ def dead_replay(ids: Annotated[list[int] | None, typer.Argument(help="ids (defau
         pipeline.wait_idle(timeout_s=600)
     pipeline.stop()
     container.close()
-    typer.echo(f"dead_letters.replayed: {result.replayed}\ndead_letters.still_failing: {result.still_failing}")
+    typer.echo(f"dead_letters.replayed: {len(result.replayed)}\ndead_letters.still_failing: {len(result.failed)}")
+    for dead_id, reason in result.failed.items():
+        typer.echo(f"#{dead_id}\t{reason}")
 
 
 def _mount_optional() -> None:

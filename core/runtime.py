@@ -153,8 +153,9 @@ class Pipeline:
         self._threads.append(t)
 
     def _scheduler_loop(self) -> None:
-        from alerts.deadlines import DeadlinePolicy
         from alerts.scheduler import run_due_jobs
+
+        from alerts.deadlines import DeadlinePolicy
 
         path = self.settings.alerts.deadlines_file
         from pathlib import Path

@@ -21,9 +21,10 @@ from core.settings import Settings
 from core.store.base import PostStore
 
 if TYPE_CHECKING:
+    from alerts.routing import Router
+
     from alerts.engine import RuleEngine
     from alerts.notifiers.base import Notifier
-    from alerts.routing import Router
     from alerts.worker import EventStage
     from analyze.events import EventClusterer
     from analyze.pipeline import Analyzer
@@ -140,8 +141,9 @@ class Container:
     def analyzer(self) -> Analyzer:
         """The analyze stage."""
         from analyze.entities import EntityExtractor
-        from analyze.pipeline import Analyzer
         from analyze.topics import TopicClassifier
+
+        from analyze.pipeline import Analyzer
 
         a = self.settings.analyze
         return Analyzer(

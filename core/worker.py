@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from core.bus.base import Bus, Message
+from core.bus.base import Bus, Consumer, Message
 from core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class StageWorker(Generic[T]):
         self.stats.last_batch_at = time.time()
         self.stats.busy_s += time.perf_counter() - started
 
-    def _commit(self, consumer) -> None:  # type: ignore[no-untyped-def]
+    def _commit(self, consumer: Consumer) -> None:
         backoff = 0.5
         while True:
             try:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.deps import DbSession, PipelineDep, SettingsDep
 from api.schemas import DeadLetterOut, DeadLetterPageOut
 from api.security import require_roles
+from core.db.models import DeadLetterRow
 from ingest import deadletters
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"],
                    dependencies=[Depends(require_roles("admin", "analyst"))])
 
 
-def _out(row) -> DeadLetterOut:  # type: ignore[no-untyped-def]
+def _out(row: DeadLetterRow) -> DeadLetterOut:
     raw: bytes = row.raw or b""
     return DeadLetterOut(
         id=row.id, stage=row.stage, source=row.source, origin=row.origin, reason=row.reason,
@@ -47,10 +48,12 @@ class ReplayRequest(BaseModel):
 
 
 class ReplayOut(BaseModel):
-    """What a replay did."""
+    """What a replay did: replayed ids, and the new reason for each one still failing."""
 
-    replayed: int
-    still_failing: int
+    replayed: list[int]
+    failed: dict[int, str]
+    skipped: list[int]
+    missing: list[int]
 
 
 @router.post("/replay", response_model=ReplayOut)
@@ -63,6 +66,5 @@ def replay_dead_letters(body: ReplayRequest, session: DbSession, pipeline: Pipel
     )
     session.commit()
     pipeline.c.bus.flush()
-    if result is None:
-        raise HTTPException(500, "replay returned nothing")
-    return ReplayOut(replayed=result.replayed, still_failing=result.still_failing)
+    return ReplayOut(replayed=result.replayed, failed=result.failed, skipped=result.skipped,
+                     missing=result.missing)
