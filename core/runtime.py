@@ -206,11 +206,10 @@ class Pipeline:
 
     def backlog(self) -> int:
         """Messages published but not yet committed by the stage groups (best effort)."""
-        bus = self.c.bus
-        probe = getattr(bus, "backlog", None)
-        if callable(probe):
-            return int(probe(groups=("analyze", "alerts")))
-        return 0
+        probe = getattr(self.c.bus, "backlog", None)
+        if not callable(probe):
+            return 0
+        return int(probe(TOPIC_RAW)) + int(probe(TOPIC_ANALYZED))
 
     def stop(self) -> None:
         """Stop workers and threads; each finishes and commits its current batch."""

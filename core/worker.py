@@ -100,7 +100,8 @@ class StageWorker(Generic[T]):
                     continue
                 if not messages:
                     continue
-                self._process(messages)
+                if not self._process(messages):
+                    break  # stopped during an outage: leave uncommitted, the batch is redelivered
                 self._commit(consumer)
         finally:
             try:
@@ -108,11 +109,11 @@ class StageWorker(Generic[T]):
             except Exception:  # closing must not hide the reason the loop ended
                 log.exception("%s: error while closing the consumer", self.name)
 
-    def process_batch(self, messages: list[Message]) -> None:
-        """Decode and handle one batch synchronously (used by run() and by tests/bench)."""
-        self._process(messages)
+    def process_batch(self, messages: list[Message]) -> bool:
+        """Decode and handle one batch synchronously; False if stopped before the batch was stored."""
+        return self._process(messages)
 
-    def _process(self, messages: list[Message]) -> None:
+    def _process(self, messages: list[Message]) -> bool:
         started = time.perf_counter()
         items: list[T] = []
         for message in messages:
@@ -131,12 +132,13 @@ class StageWorker(Generic[T]):
                 self.stats.retries += 1
                 log.warning("%s: backend unavailable (%s); retrying batch in %.1fs", self.name, exc, backoff)
                 if self._stop.wait(backoff):
-                    raise
+                    return False
                 backoff = min(self.max_backoff_s, backoff * 2)
         self.stats.batches += 1
         self.stats.messages += len(messages)
         self.stats.last_batch_at = time.time()
         self.stats.busy_s += time.perf_counter() - started
+        return True
 
     def _commit(self, consumer: Consumer) -> None:
         backoff = 0.5
