@@ -116,7 +116,7 @@ class EventStage:
                 else:
                     self.tickets_updated += 1
                 changes.append(
-                    {"ticket_id": ticket.id, "event_id": event.id, "level": ticket.level,
+                    {"ticket_id": ticket.id, "event_id": event.id, "post_id": post.id, "level": ticket.level,
                      "state": ticket.state, "created": created, "at": now.isoformat()}
                 )
         self.post_store.upsert(posts)
