@@ -181,9 +181,8 @@ class _Writer:
                author: str | None = None, heat: float = 0.0, place_hints: list[str] | None = None,
                repost_of: str | None = None, incident: str | None = None) -> dict[str, Any]:
         external_id = self.external_id(source)
-        local = when.astimezone(SHANGHAI)
-        # Hotline systems export local wall time without an offset; everything else carries +08:00.
-        stamp = local.strftime("%Y-%m-%d %H:%M:%S") if source == "hotline" else local.isoformat(timespec="seconds")
+        # Always with the +08:00 offset: consumers that pace by this string must not guess the zone.
+        stamp = when.astimezone(SHANGHAI).isoformat(timespec="seconds")
         rec: dict[str, Any] = {"source": source, "external_id": external_id}
         if title:
             rec["title"] = title
