@@ -20,8 +20,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
         app = create_app(container, pipeline=pipeline)
         with TestClient(app) as c:
             records = incident_stream(12)
-            records.append(post_record("pii-1", "我叫张三，电话13812345678，身份证110101199003071234，A3区小区停水三天了",
-                                       source="hotline", minutes=5))
+            text = "我叫张三，电话13812345678，身份证110101199003071234，A3区小区停水三天了"
+            records.append(post_record("pii-1", text, source="hotline", minutes=5))
             r = c.post("/api/v1/ingest", content=json.dumps(records, ensure_ascii=False).encode())
             assert r.status_code == 202, r.text
             assert r.json()["accepted"] == len(records)
@@ -39,9 +39,11 @@ def test_health_ready(client) -> None:
 
 def test_ingest_reports_each_bad_record_and_keeps_it(client) -> None:
     c, container = client
-    body = b'[{"source": "weibo", "external_id": "ok-1", "text": "A1区公园很好", "published_at": "2026-11-20T10:00:00"},' \
-           b' {"source": "weibo", "external_id": "bad-1", "published_at": "2026-11-20T10:00:00"},' \
-           b' {"source": "tiktok", "external_id": "bad-2", "text": "x", "published_at": "2026-11-20T10:00:00"}]'
+    body = json.dumps([
+        {"source": "weibo", "external_id": "ok-1", "text": "A1区公园很好", "published_at": "2026-11-20T10:00:00"},
+        {"source": "weibo", "external_id": "bad-1", "published_at": "2026-11-20T10:00:00"},
+        {"source": "tiktok", "external_id": "bad-2", "text": "x", "published_at": "2026-11-20T10:00:00"},
+    ], ensure_ascii=False).encode()
     r = c.post("/api/v1/ingest", content=body)
     assert r.status_code == 202
     out = r.json()
@@ -49,6 +51,12 @@ def test_ingest_reports_each_bad_record_and_keeps_it(client) -> None:
     assert [e["index"] for e in out["errors"]] == [1, 2]
     assert "text" in out["errors"][0]["reason"]
     assert "tiktok" in out["errors"][1]["reason"]
+    from ingest import deadletters
+
+    with container.db.transaction() as session:
+        _total, rows = deadletters.list_dead_letters(session, stage="ingest", limit=50)
+        kept = {r.reason: r.raw for r in rows}
+    assert any(b"bad-2" in raw and "tiktok" in reason for reason, raw in kept.items())
 
 
 def test_ingest_rejects_empty_and_oversized_batches(client) -> None:
