@@ -1,0 +1,491 @@
+"""Near-duplicate and same-matter clustering of posts into events (the event stage's in-memory index).
+
+Three ways a post joins an existing event, tried in this order:
+
+1. **repost** — ``repost_of`` names an original on the same source: join the original's event;
+2. **near-duplicate** — MinHash/LSH: a recent post (within ``window_hours``) whose estimated Jaccard
+   similarity of character shingles is at least ``threshold``: join its event (copy-paste, light edits);
+3. **anchor** — citizens who write about one residential compound's or one company's problem rarely
+   copy each other, so a post that names a *specific* anchor (a 小区/村/company from its entities, never a
+   bare district or a government body) joins a recent event (``anchor_window_days``) with the same anchor
+   whose members share enough content words (token-set Jaccard ≥ ``anchor_similarity``).
+
+Otherwise the post opens a new event whose id is derived from its own post id, so replaying the same
+input in the same order yields the same event ids. Memory is bounded by time: ``garbage_collect`` drops
+LSH entries older than the near-dup window and anchor entries older than the anchor window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+
+from core.records import AnalyzedPost, Entities, post_id
+from core.store.base import SignatureRow
+
+log = logging.getLogger(__name__)
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MAX32 = np.uint64(0xFFFFFFFF)
+_SEED = 0x59_51_49_4E  # "YQIN": fixed so signatures agree across processes and releases
+# Text beyond this many characters adds little to "is this the same text" and costs time.
+MAX_SIGNATURE_CHARS = 20_000
+EMPTY_SIGNATURE_VALUE = 0xFFFFFFFF
+_WS = re.compile(r"\s+")
+MAX_BUCKET = 64  # posts kept per LSH bucket
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients (a, b) of the universal hashes (a*x + b) mod (2^61 - 1), from a fixed seed."""
+    rng = np.random.Generator(np.random.PCG64(_SEED))
+    # a < 2^31 and x < 2^32 keep a*x + b below 2^64: exact arithmetic, no silent wrap-around.
+    a = rng.integers(1, 1 << 31, size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, 1 << 31, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def _shingle_hashes(text: str, shingle: int) -> np.ndarray:
+    """32-bit hashes of the distinct character k-shingles (code points mixed with splitmix64)."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    k = min(shingle, len(codes))
+    n = len(codes) - k + 1
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(k):
+            h = (h ^ codes[i : i + n]) * np.uint64(0x100000001B3)  # FNV-style combine, wraps mod 2^64
+        # splitmix64 finaliser: spreads bits so the low 32 are well mixed.
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return np.unique(h & _MAX32)
+
+
+def minhash_signature(text: str, *, num_perm: int = 64, shingle: int = 3) -> list[int]:
+    """MinHash signature (``num_perm`` 32-bit ints) of the text's character shingles; whitespace ignored."""
+    if num_perm <= 0 or shingle <= 0:
+        raise ValueError("num_perm and shingle must be positive")
+    text = _WS.sub("", text or "")[:MAX_SIGNATURE_CHARS]
+    if not text:
+        return [EMPTY_SIGNATURE_VALUE] * num_perm
+    x = _shingle_hashes(text, shingle)
+    a, b = _permutations(num_perm)
+    values = (np.outer(a, x) + b[:, None]) % _MERSENNE
+    return (values.min(axis=1) & _MAX32).astype(np.int64).tolist()
+
+
+def estimated_jaccard(sig_a: Iterable[int], sig_b: Iterable[int]) -> float:
+    """Share of equal MinHash slots: an unbiased estimate of the shingle sets' Jaccard similarity."""
+    a, b = np.asarray(list(sig_a)), np.asarray(list(sig_b))
+    if a.shape != b.shape or a.size == 0:
+        return 0.0
+    return float(np.mean(a == b))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Anchors: specific named things (a compound, a village, a company, a school) that tie posts together.
+
+# A name must end like a specific place or organisation to be an anchor; administrative areas and
+# government bodies are deliberately absent (thousands of unrelated messages name "A3区" or "市教育局").
+_ANCHOR_SUFFIXES = (
+    "小区", "花园", "家园", "新城", "之城", "新村", "村", "苑", "园", "城", "府", "湾", "庭", "邸", "居",
+    "公馆", "山庄", "公寓", "大厦", "广场", "中心", "市场", "商城", "大楼", "楼盘", "项目",
+    "公司", "集团", "厂", "矿", "酒店", "宾馆", "医院", "诊所", "学校", "学院", "大学", "中学", "小学",
+    "幼儿园", "附中", "搅拌站", "加油站", "车站", "站", "场",
+)  # fmt: skip
+_GENERIC_PREFIXES = (
+    "我们", "我", "本", "该", "此", "这个", "那个", "这", "那", "整个", "周边", "附近", "所在", "各", "全",
+    "其他", "这些", "相关", "一个", "某", "新", "老", "旧", "农", "城中", "市", "县", "区", "镇", "乡",
+)  # fmt: skip
+_GENERIC_NAMES = frozenset(
+    {
+        "物业公司", "自来水公司", "燃气公司", "电力公司", "供电公司", "有限公司", "分公司", "开发商",
+        "房地产公司", "开发公司", "建筑公司", "物业服务有限公司", "公交公司", "出租车公司", "保险公司",
+        "银行", "农村", "城市", "城区", "小区", "社区", "村", "学校", "医院", "幼儿园", "小学", "中学",
+        "大学", "公司", "集团", "工厂", "市场", "广场", "车站", "加油站", "中心", "项目", "公园", "乡村",
+        "新城", "老城", "家园", "花园", "安置小区", "还建小区", "商品房", "政府", "派出所", "卫生院",
+    }
+)  # fmt: skip
+# Administrative prefix (province, city, district/county, street/town) stripped so "A市A3区丽发新城小区"
+# and "丽发新城" meet under one key.
+_ADMIN_PREFIX = re.compile(
+    r"^(?:[\u4e00-\u9fffA-Za-z]{2,4}省)?(?:[\u4e00-\u9fffA-Za-z0-9]{1,4}市)?(?:[\u4e00-\u9fffA-Za-z0-9]{1,4}[区县])?"
+    r"(?:[\u4e00-\u9fff]{2,4}(?:街道|镇|乡))?"
+)
+_STRIP_SUFFIXES = ("小区", "社区")
+
+
+def anchor_key(name: str) -> str | None:
+    """The canonical anchor key of an entity name, or None when the name is too generic to tie posts."""
+    name = _WS.sub("", name or "")
+    if len(name) < 3 or len(name) > 24:
+        return None
+    stripped = _ADMIN_PREFIX.sub("", name, count=1)
+    # Keep the full name when stripping would eat it (e.g. "金麓小区" looks like "金麓小" + "区").
+    if len(stripped) >= 3 and stripped.endswith(_ANCHOR_SUFFIXES):
+        name = stripped
+    if not name.endswith(_ANCHOR_SUFFIXES) or name in _GENERIC_NAMES:
+        return None
+    for prefix in _GENERIC_PREFIXES:
+        if name.startswith(prefix) and name[len(prefix) :] in _GENERIC_NAMES | {""}:
+            return None
+    if name.startswith(("我们", "我", "本", "该", "此", "这", "那", "整个", "周边", "附近")):
+        return None
+    for suffix in _STRIP_SUFFIXES:
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            name = name[: -len(suffix)]
+            break
+    return name
+
+
+def anchor_keys(entities: Entities) -> list[str]:
+    """Distinct anchor keys among the entities' places and organisations, in first-seen order."""
+    out: list[str] = []
+    for name in [*entities.places, *entities.orgs]:
+        key = anchor_key(name)
+        if key and key not in out:
+            out.append(key)
+    return out
+
+
+_CJK_OR_WORD = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
+
+
+def content_tokens(post: AnalyzedPost) -> frozenset[str]:
+    """Content words for the anchor similarity: the post's tokens of 2+ characters (bigrams if none)."""
+    tokens = {t for t in post.tokens if len(t) >= 2 and _CJK_OR_WORD.search(t)}
+    if tokens:
+        return frozenset(tokens)
+    # No tokens (an analyze stage without a segmenter): character bigrams of the text still work.
+    text = "".join(ch for ch in (post.text_norm or post.full_text) if _CJK_OR_WORD.match(ch))
+    return frozenset(text[i : i + 2] for i in range(len(text) - 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two sets (0 when both are empty)."""
+    if not a or not b:
+        return 0.0
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter)
+
+
+def event_id_for(first_post_id: str) -> str:
+    """The id of the event a post opens: derived from its id so replays agree."""
+    return "ev-" + first_post_id[:16]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where the clusterer put a post and why (``reason``: repost, near_dup, anchor or new)."""
+
+    event_id: str
+    near_dup_of: str | None
+    is_new_event: bool
+    similarity: float
+    reason: str = "new"
+    anchor: str | None = None
+
+
+@dataclass
+class _Member:
+    post_id: str
+    ts: float
+    tokens: frozenset[str]
+
+
+def _substrings(key: str) -> set[str]:
+    return {key[i:j] for i in range(len(key)) for j in range(i + 2, len(key) + 1)}
+
+
+def _ts(at: datetime) -> float:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp()
+
+
+class EventClusterer:
+    """LSH index over MinHash signatures plus an anchor index, both bounded by time windows.
+
+    Not thread-safe: one instance per event-stage worker, used under the worker's lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_perm: int = 64,
+        bands: int = 16,
+        threshold: float = 0.5,
+        window_hours: float = 72.0,
+        anchor_window_days: float = 45.0,
+        anchor_similarity: float = 0.12,
+        members_per_event: int = 30,
+        gc_every: int = 2000,
+    ) -> None:
+        if num_perm % bands:
+            raise ValueError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
+        self.num_perm = num_perm
+        self.bands = bands
+        self.rows = num_perm // bands
+        self.threshold = threshold
+        self.window = timedelta(hours=window_hours).total_seconds()
+        self.anchor_window = timedelta(days=anchor_window_days).total_seconds()
+        self.anchor_similarity = anchor_similarity
+        self.members_per_event = members_per_event
+        self.gc_every = gc_every
+        self._buckets: dict[tuple[int, bytes], list[str]] = {}
+        self._sigs: dict[str, tuple[np.ndarray, str, float]] = {}  # post -> (signature, event, ts)
+        self._sig_heap: list[tuple[float, str]] = []
+        self._post_event: dict[str, tuple[str, float]] = {}  # post -> (event, ts), for reposts
+        self._post_heap: list[tuple[float, str]] = []
+        self._members: dict[str, deque[_Member]] = {}  # event -> its most recent members
+        self._event_last: dict[str, float] = {}
+        self._anchors: dict[str, dict[str, float]] = {}  # anchor key -> event -> last ts
+        self._sub_index: dict[str, set[str]] = {}  # substring (2+ chars) -> anchor keys containing it
+        self._since_gc = 0
+        self._latest = float("-inf")
+
+    # ---- public API -------------------------------------------------------------------------------
+
+    def assign(self, post: AnalyzedPost) -> Assignment:
+        """Choose the post's event (repost > near-duplicate > anchor > new) and index the post."""
+        ts = _ts(post.published_at)
+        sig = self._signature(post)
+        tokens = content_tokens(post)
+        anchors = anchor_keys(post.entities)
+        assignment = (
+            self._match_repost(post)
+            or self._match_near_dup(post.id, sig, ts)
+            or self._match_anchor(anchors, tokens, ts)
+            or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
+        )
+        self._index(post.id, assignment.event_id, ts, sig, tokens, anchors)
+        self._since_gc += 1
+        if self._since_gc >= self.gc_every:
+            self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
+        return assignment
+
+    def garbage_collect(self, now: datetime) -> int:
+        """Forget entries too old to match any post published from ``now`` on; return how many went."""
+        self._since_gc = 0
+        t = _ts(now)
+        dropped = 0
+        cutoff = t - self.window
+        while self._sig_heap and self._sig_heap[0][0] < cutoff:
+            ts, pid = heapq.heappop(self._sig_heap)
+            entry = self._sigs.get(pid)
+            if entry is None or entry[2] != ts:
+                continue
+            del self._sigs[pid]
+            dropped += 1
+            for key in self._band_keys(entry[0]):
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    continue
+                with contextlib.suppress(ValueError):  # trimmed from a crowded bucket already
+                    bucket.remove(pid)
+                if not bucket:
+                    del self._buckets[key]
+        cutoff = t - self.anchor_window
+        while self._post_heap and self._post_heap[0][0] < cutoff:
+            ts, pid = heapq.heappop(self._post_heap)
+            entry = self._post_event.get(pid)
+            if entry is not None and entry[1] == ts:
+                del self._post_event[pid]
+        for event_id in [e for e, last in self._event_last.items() if last < cutoff]:
+            del self._event_last[event_id]
+            self._members.pop(event_id, None)
+        for key in list(self._anchors):
+            events = self._anchors[key]
+            for event_id in [e for e, last in events.items() if last < cutoff]:
+                del events[event_id]
+            if not events:
+                del self._anchors[key]
+                for sub in _substrings(key):
+                    keys = self._sub_index.get(sub)
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del self._sub_index[sub]
+        return dropped
+
+    def rebuild(self, rows: Iterable[AnalyzedPost | SignatureRow]) -> int:
+        """Restore the index after a restart from stored posts (full posts also restore anchors).
+
+        Feed the posts of the last ``anchor_window_days`` (signature rows alone restore only the
+        near-duplicate index); they are replayed in publication order, as they were first assigned.
+        """
+        items = sorted(rows, key=lambda r: (_ts(r.published_at), r.post_id if isinstance(r, SignatureRow) else r.id))
+        n = 0
+        for row in items:
+            if isinstance(row, SignatureRow):
+                sig = np.asarray(row.signature, dtype=np.int64)
+                if sig.size != self.num_perm:
+                    sig = np.empty(0, dtype=np.int64)
+                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, frozenset(), [])
+            else:
+                if not row.event_id:
+                    continue
+                self._index(
+                    row.id, row.event_id, _ts(row.published_at), self._signature(row), content_tokens(row),
+                    anchor_keys(row.entities),
+                )
+            n += 1
+        if items:
+            self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
+        log.info("event clusterer rebuilt from %d stored posts", n)
+        return n
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the in-memory structures (for metrics and the memory-bound test)."""
+        return {
+            "signatures": len(self._sigs),
+            "buckets": len(self._buckets),
+            "posts": len(self._post_event),
+            "events": len(self._event_last),
+            "anchors": len(self._anchors),
+        }
+
+    # ---- matching ---------------------------------------------------------------------------------
+
+    def _match_repost(self, post: AnalyzedPost) -> Assignment | None:
+        if (known := self._post_event.get(post.id)) is not None:
+            # Seen already: a late original whose repost came first (it joins the event opened for it),
+            # or the same post again (it keeps its event).
+            return Assignment(event_id=known[0], near_dup_of=None, is_new_event=False, similarity=1.0,
+                              reason="repost")
+        if not post.repost_of:
+            return None
+        original = post_id(post.source, post.repost_of)
+        known = self._post_event.get(original)
+        if known is not None:
+            event_id = known[0]
+            is_new = False
+        else:
+            # The original is unseen (late, or outside the window): the repost opens the event the
+            # original would open, and registers the original there so a late original joins it.
+            event_id = event_id_for(original)
+            is_new = event_id not in self._event_last
+            self._post_event[original] = (event_id, _ts(post.published_at))
+            heapq.heappush(self._post_heap, (_ts(post.published_at), original))
+        return Assignment(event_id=event_id, near_dup_of=original, is_new_event=is_new, similarity=1.0,
+                          reason="repost")
+
+    def _match_near_dup(self, pid: str, sig: np.ndarray, ts: float) -> Assignment | None:
+        if sig.size == 0:
+            return None
+        candidates: set[str] = set()
+        for key in self._band_keys(sig):
+            candidates.update(self._buckets.get(key, ()))
+        candidates.discard(pid)
+        best: tuple[float, str] | None = None
+        for cand in sorted(candidates):
+            cand_sig, _event, cand_ts = self._sigs[cand]
+            if abs(ts - cand_ts) > self.window:
+                continue
+            sim = float(np.mean(cand_sig == sig))
+            if sim >= self.threshold and (best is None or sim > best[0]):
+                best = (sim, cand)
+        if best is None:
+            return None
+        sim, cand = best
+        return Assignment(event_id=self._sigs[cand][1], near_dup_of=cand, is_new_event=False, similarity=sim,
+                          reason="near_dup")
+
+    def _related_keys(self, key: str) -> set[str]:
+        """Indexed anchor keys naming the same thing: equal, one inside the other, or a 4+ char common suffix.
+
+        "劳动东路魅力之城" / "万科魅力之城" / "魅力之城" and "伊景园滨河苑" / "滨河苑" all meet.
+        """
+        related = set(self._sub_index.get(key, ()))  # keys containing this one
+        n = len(key)
+        for i in range(n):
+            for j in range(i + 2, n + 1):
+                if key[i:j] in self._anchors:  # keys inside this one
+                    related.add(key[i:j])
+        for i in range(0, n - 3):
+            suffix = key[i:]
+            related.update(k for k in self._sub_index.get(suffix, ()) if k.endswith(suffix))
+        return related
+
+    def _match_anchor(self, anchors: list[str], tokens: frozenset[str], ts: float) -> Assignment | None:
+        if not anchors or not tokens:
+            return None
+        best: tuple[float, str, str] | None = None
+        seen: set[str] = set()
+        for anchor in anchors:
+            for key in sorted(self._related_keys(anchor)):
+                for event_id in sorted(self._anchors.get(key, {})):
+                    if event_id in seen:
+                        continue
+                    seen.add(event_id)
+                    if ts - self._event_last.get(event_id, float("-inf")) > self.anchor_window:
+                        continue
+                    sim = max(
+                        (jaccard(tokens, m.tokens) for m in self._members.get(event_id, ())
+                         if abs(ts - m.ts) <= self.anchor_window),
+                        default=0.0,
+                    )
+                    if sim >= self.anchor_similarity and (best is None or sim > best[0]):
+                        best = (sim, event_id, key)
+        if best is None:
+            return None
+        sim, event_id, anchor = best
+        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
+                          reason="anchor", anchor=anchor)
+
+    # ---- indexing ---------------------------------------------------------------------------------
+
+    def _signature(self, post: AnalyzedPost) -> np.ndarray:
+        sig = post.signature
+        if len(sig) != self.num_perm:
+            # Signature missing or made with another num_perm: compute it here so matching still works.
+            sig = minhash_signature(post.text_norm or post.full_text, num_perm=self.num_perm)
+        arr = np.asarray(sig, dtype=np.int64)
+        if np.all(arr == EMPTY_SIGNATURE_VALUE):
+            return np.empty(0, dtype=np.int64)  # empty text: never a near-duplicate of anything
+        return arr
+
+    def _band_keys(self, sig: np.ndarray) -> list[tuple[int, bytes]]:
+        if sig.size == 0:
+            return []
+        return [(b, sig[b * self.rows : (b + 1) * self.rows].tobytes()) for b in range(self.bands)]
+
+    def _index(
+        self, pid: str, event_id: str, ts: float, sig: np.ndarray, tokens: frozenset[str], anchors: list[str]
+    ) -> None:
+        self._latest = max(self._latest, ts)
+        if sig.size and pid not in self._sigs:
+            self._sigs[pid] = (sig, event_id, ts)
+            heapq.heappush(self._sig_heap, (ts, pid))
+            for key in self._band_keys(sig):
+                bucket = self._buckets.setdefault(key, [])
+                bucket.append(pid)
+                if len(bucket) > MAX_BUCKET:
+                    # Boilerplate shared by very many posts: keep the newest, so lookups stay O(1).
+                    del bucket[0]
+        self._post_event[pid] = (event_id, ts)
+        heapq.heappush(self._post_heap, (ts, pid))
+        self._event_last[event_id] = max(self._event_last.get(event_id, float("-inf")), ts)
+        if tokens:
+            members = self._members.get(event_id)
+            if members is None:
+                members = self._members[event_id] = deque(maxlen=self.members_per_event)
+            members.append(_Member(pid, ts, tokens))
+        for anchor in anchors:
+            events = self._anchors.get(anchor)
+            if events is None:
+                events = self._anchors[anchor] = {}
+                for sub in _substrings(anchor):
+                    self._sub_index.setdefault(sub, set()).add(anchor)
+            events[event_id] = max(events.get(event_id, float("-inf")), ts)
