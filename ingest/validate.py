@@ -14,8 +14,8 @@ Two input shapes are accepted:
       {"id": "188006", "user": "A000102948", "subject": "...", "time": "2019-02-28T11:25:05+08:00",
        "body": "...", "likes": 0, "dislikes": 0}   (+ optional "reply", "reply_time")
 
-    recognised by a ``body`` field without a ``text`` field; its source is the record's ``source`` field,
-    else ``source_hint``, else ``mailbox``.
+    recognised by ``body``, ``subject``, ``user`` or ``time`` without a ``text`` field; its source is
+    the record's ``source`` field, else ``source_hint``, else ``mailbox``.
 
 Decisions (documented because they change what reaches analysis):
 
@@ -52,6 +52,8 @@ OLDEST = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # source clocks drift; a day ahead is still plausible
 
 ENGAGEMENT_FIELDS = ("reposts", "comments", "likes", "dislikes")
+# Any of these without a ``text`` field means the hotline/mailbox shape (b).
+MAILBOX_FIELDS = ("body", "subject", "user", "time")
 # Fields that name a person: hashed and masked, then dropped from ``raw``.
 AUTHOR_FIELDS = ("author", "user")
 
@@ -343,7 +345,7 @@ def parse_record(raw: bytes, *, source_hint: str | None, salt: str, max_text_cha
     if len(raw) > byte_limit:
         raise _reject("too_large", f"record too large: {len(raw)} bytes > {byte_limit}")
     obj = _load(_decode(raw))
-    mailbox_shape = "body" in obj and "text" not in obj
+    mailbox_shape = "text" not in obj and any(name in obj for name in MAILBOX_FIELDS)
     if mailbox_shape:
         source = _source(obj, source_hint or Source.mailbox.value)
         external_id = _external_id(obj)
