@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 
 from core.bus.base import Bus, Consumer, Message
 
@@ -105,46 +107,73 @@ def test_each_group_reads_everything_independently(bus: Bus) -> None:
     b.close()
 
 
+class Member(threading.Thread):
+    """One group member polling in its own thread, as workers do (a broker rebalances while all poll)."""
+
+    def __init__(self, bus: Bus, group: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = bus.consumer([TOPIC], group=group)
+        self.got: list[Message] = []
+        self.owned: set[tuple[str, int]] = set()
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                batch = self.consumer.poll(max_records=100, timeout_s=0.2)
+                self.got.extend(batch)
+                if batch:
+                    self.consumer.commit()
+                self.owned = set(self.consumer.assignment())  # type: ignore[attr-defined]
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+        assert self.error is None, self.error
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_two_members_split_the_partitions_and_see_each_message_once(bus: Bus) -> None:
-    one = bus.consumer([TOPIC], group="pair")
-    two = bus.consumer([TOPIC], group="pair")
-    # Both members must be in the group before the data arrives (a real broker assigns in poll).
-    settle = time.monotonic() + 30
-    while time.monotonic() < settle and not (one.assignment() and two.assignment()):  # type: ignore[attr-defined]
-        assert one.poll(timeout_s=0.2) == []
-        assert two.poll(timeout_s=0.2) == []
-    mine, theirs = one.assignment(), two.assignment()  # type: ignore[attr-defined]
-    assert mine and theirs and not (mine & theirs), (mine, theirs)
+    one, two = Member(bus, "pair"), Member(bus, "pair")
+    one.start()
+    two.start()
+    assert wait_for(lambda: bool(one.owned) and bool(two.owned) and len(one.owned | two.owned) == 4)
+    assert not (one.owned & two.owned), (one.owned, two.owned)
     total = 600
     bus.publish_many(TOPIC, [(f"key-{i}", f"v{i}".encode()) for i in range(total)])
     bus.flush()
-    got: dict[str, list[Message]] = {"one": [], "two": []}
-    deadline = time.monotonic() + 30
-    while sum(map(len, got.values())) < total and time.monotonic() < deadline:
-        for name, member in (("one", one), ("two", two)):
-            batch = member.poll(max_records=100, timeout_s=0.2)
-            got[name].extend(batch)
-            if batch:
-                member.commit()
-    counts = Counter(m.value for batch in got.values() for m in batch)
+    wait_for(lambda: len(one.got) + len(two.got) >= total)
+    one.stop()
+    two.stop()
+    counts = Counter(m.value for m in one.got + two.got)
     assert len(counts) == total
     assert max(counts.values()) == 1, "a committed message was delivered twice"
-    assert got["one"] and got["two"], "both members must get a share"
-    assert {m.partition for m in got["one"]}.isdisjoint({m.partition for m in got["two"]})
-    one.close()
-    two.close()
+    assert one.got and two.got, "both members must get a share"
+    assert {m.partition for m in one.got}.isdisjoint({m.partition for m in two.got})
 
 
 def test_leaving_member_hands_its_partitions_over(bus: Bus) -> None:
-    one = bus.consumer([TOPIC], group="handover")
-    two = bus.consumer([TOPIC], group="handover")
-    settle = time.monotonic() + 30
-    while time.monotonic() < settle and not (one.assignment() and two.assignment()):  # type: ignore[attr-defined]
-        one.poll(timeout_s=0.2)
-        two.poll(timeout_s=0.2)
-    two.close()
+    one, two = Member(bus, "handover"), Member(bus, "handover")
+    one.start()
+    two.start()
+    assert wait_for(lambda: bool(one.owned) and bool(two.owned))
+    two.stop()
+    assert wait_for(lambda: len(one.owned) == 4)
     bus.publish_many(TOPIC, [(f"key-{i}", f"h{i}".encode()) for i in range(100)])
     bus.flush()
-    got = drain(one, 100, timeout_s=30, commit=True)
-    assert sorted(m.value for m in got) == sorted(f"h{i}".encode() for i in range(100))
-    one.close()
+    wait_for(lambda: len(one.got) >= 100)
+    one.stop()
+    assert sorted(m.value for m in one.got) == sorted(f"h{i}".encode() for i in range(100))
