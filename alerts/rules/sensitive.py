@@ -5,7 +5,7 @@ Options (all optional; the defaults are the lists below)::
     groups:                     # each group has a level for a single post that mentions it
       - {name: 伤亡, level: yellow, terms: [死亡, 遇难, 身亡, 跳楼]}
     ignore_phrases: [未造成人员伤亡, 无人员伤亡]   # negated contexts removed from the text before matching
-    crowd: {orange: 5, red: 20}  # distinct authors in the event who mentioned any term → at least this level
+    crowd: {orange: 10, red: 50}  # distinct authors in the event who mentioned any term → at least this level
     window_hours: 72             # forget an event's authors after this long without a new mention
     max_events: 20000            # bound on events tracked at once (least recently mentioned dropped first)
 
@@ -47,7 +47,7 @@ DEFAULT_GROUPS: list[dict[str, Any]] = [
      "terms": ["群体性", "聚集", "维权", "拆迁冲突", "堵路", "围堵", "集体上访", "讨薪"]},
 ]
 DEFAULT_IGNORE = ["未造成人员伤亡", "无人员伤亡", "无人死亡", "无人员死亡", "没有人员伤亡", "未发生泄漏"]
-DEFAULT_CROWD = {"orange": 5, "red": 20}
+DEFAULT_CROWD = {"orange": 10, "red": 50}
 
 
 @dataclass
