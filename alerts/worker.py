@@ -126,6 +126,22 @@ class EventStage:
             if self.bus is not None:
                 self.bus.publish(TOPIC_TICKETS, json.dumps(change).encode(), key=change["event_id"])
 
+    def reload_watchlists(self) -> int:
+        """Load the analysts' watch-lists from the database into every watch-list rule; returns how many."""
+        from alerts.rules.watchlist import WatchlistRule
+        from core.db.models import WatchlistRow
+
+        with self.db.transaction() as session:
+            rows = [{"name": r.name, "expr": r.expression, "level": r.level, "enabled": r.enabled}
+                    for r in session.scalars(select(WatchlistRow))]
+        rules = [r for r in self.engine.rules if isinstance(r, WatchlistRule)]
+        with self._lock:
+            for rule in rules:
+                problems = rule.set_expressions(rows, strict=False)
+                for problem in problems:
+                    log.warning("watch-list skipped: %s", problem)
+        return len(rows) if rules else 0
+
     def garbage_collect(self, now: datetime) -> None:
         """Bound the clusterer's and the rules' in-memory state."""
         with self._lock:

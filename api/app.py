@@ -159,10 +159,13 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    from api.routes import deadletters, events, ingest, posts, stats
+    from fastapi.staticfiles import StaticFiles
 
-    for module in (posts, events, stats, ingest, deadletters):
+    from api.routes import admin, dashboard, deadletters, events, ingest, posts, stats, watchlists
+
+    for module in (posts, events, stats, ingest, deadletters, watchlists, admin, dashboard):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
     for name in ("auth", "tickets", "reports"):
         module = __import__(f"api.routes.{name}", fromlist=["router"])
         app.include_router(module.router)

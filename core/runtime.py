@@ -184,10 +184,15 @@ class Pipeline:
                 log.exception("outbox sender failed; will retry")
 
     def _gc_loop(self) -> None:
+        """Every minute: bound in-memory state and pick up watch-lists edited by analysts."""
         while not self._stop.wait(60.0):
             stage = getattr(self, "event_stage", None)
             if stage is not None:
                 stage.garbage_collect(utcnow())
+                try:
+                    stage.reload_watchlists()
+                except Exception:
+                    log.exception("could not reload watch-lists; keeping the current ones")
 
     def wait_idle(self, timeout_s: float = 60.0, settle_s: float = 0.3) -> bool:
         """Block until the workers have drained the bus (used by CLI ingest, tests and bench)."""

@@ -21,10 +21,9 @@ from core.settings import Settings
 from core.store.base import PostStore
 
 if TYPE_CHECKING:
-    from alerts.routing import Router
-
     from alerts.engine import RuleEngine
     from alerts.notifiers.base import Notifier
+    from alerts.routing import Router
     from alerts.worker import EventStage
     from analyze.events import EventClusterer
     from analyze.pipeline import Analyzer
@@ -140,9 +139,9 @@ class Container:
     @cached_property
     def analyzer(self) -> Analyzer:
         """The analyze stage."""
-        from analyze.entities import EntityExtractor
         from analyze.topics import TopicClassifier
 
+        from analyze.entities import EntityExtractor
         from analyze.pipeline import Analyzer
 
         a = self.settings.analyze
@@ -221,6 +220,21 @@ class Container:
                 url=s.webhook.url, secret=s.webhook.secret, timeout_s=s.webhook.timeout_s
             )
         return out
+
+    def sync_units(self) -> int:
+        """Copy the units file into the ``units`` table (users and tickets refer to them); returns how many."""
+        from alerts.routing import unit_rows
+        from core.db.models import UnitRow
+
+        rows = list(unit_rows(self.router))
+        with self.db.transaction() as session:
+            for row in rows:
+                existing = session.get(UnitRow, row["id"])
+                if existing is None:
+                    session.add(UnitRow(**row))
+                else:
+                    existing.name, existing.supervisor, existing.config = row["name"], row["supervisor"], row["config"]
+        return len(rows)
 
     def close(self) -> None:
         """Close whatever was built."""

@@ -6,10 +6,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
 
 from api.deps import PostStoreDep
-from core.records import utcnow
+from core.records import SentimentLabel, utcnow
 from core.store.base import Overview, PostQuery
+from core.store.keywords import top_keywords
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
 
@@ -21,6 +23,8 @@ def overview(
     to: datetime | None = None,
     source: str | None = None,
     topic: str | None = None,
+    event_id: str | None = None,
+    district: str | None = None,
     interval: Literal["hour", "day"] | None = None,
 ) -> Overview:
     """Counts by sentiment, topic, source and district, and a time series by sentiment."""
@@ -29,4 +33,33 @@ def overview(
     if since > until:
         raise HTTPException(422, "'from' is after 'to'")
     step = interval or ("hour" if until - since <= timedelta(days=3) else "day")
-    return store.overview(PostQuery(since=since, until=until, source=source, topic=topic), interval=step)
+    query = PostQuery(since=since, until=until, source=source, topic=topic, event_id=event_id, district=district)
+    return store.overview(query, interval=step)
+
+
+class KeywordOut(BaseModel):
+    """One keyword and in how many posts it appears."""
+
+    word: str
+    count: int
+
+
+class KeywordsOut(BaseModel):
+    """Top keywords."""
+
+    items: list[KeywordOut]
+
+
+@router.get("/keywords", response_model=KeywordsOut)
+def keywords(
+    store: PostStoreDep,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    sentiment: SentimentLabel | None = None,
+    top: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> KeywordsOut:
+    """Most frequent words in recent posts (e.g. ``sentiment=负面`` for the negative ones)."""
+    until = to or utcnow()
+    since = from_ or (until - timedelta(days=1))
+    query = PostQuery(since=since, until=until, sentiment=sentiment.value if sentiment else None)
+    return KeywordsOut(items=[KeywordOut(word=w, count=c) for w, c in top_keywords(store, query, top=top)])
