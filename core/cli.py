@@ -57,6 +57,7 @@ def run(
 
     settings = _settings()
     container, pipeline = _container_and_pipeline(settings)
+    container.sync_units()
     _bootstrap_users(container, settings)
     kinds = [k.strip() for k in workers.split(",") if k.strip()]
     log.info("starting workers: %s (mode=%s, bus=%s, posts=%s)", ", ".join(kinds), settings.mode,

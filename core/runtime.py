@@ -116,6 +116,7 @@ class Pipeline:
     def event_worker(self) -> StageWorker[AnalyzedPost]:
         """A worker of the event stage (events, rules, tickets)."""
         stage = self.c.event_stage(on_ticket=self._announce)
+        stage.reload_watchlists()
         self.event_stage = stage
         return StageWorker(
             name="alerts", bus=self.c.bus, topics=[TOPIC_ANALYZED], group="alerts",
