@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from alerts.messages import render_wecom
+from alerts.notifiers import redact
 from alerts.notifiers.base import Notification, Notifier
 from core.errors import PermanentSendError, RetryableSendError
 
@@ -24,23 +24,7 @@ log = logging.getLogger(__name__)
 RETRYABLE_CODES = {-1: "system busy", 45009: "api freq out of limit", 45033: "too many concurrent calls"}
 MESSAGE_CODES = {40008: "invalid message type", 44004: "empty content", 45002: "content too long"}
 ROBOT_GONE = 93000
-_KEY_IN_URL = re.compile(r"(key=)[^&\s\"']+")
-
-
-class _RedactKeys(logging.Filter):
-    """httpx logs every request URL at INFO; the robot key is in it, so blank it out."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "key=" in message:
-            record.msg = _KEY_IN_URL.sub(r"\1***", message)
-            record.args = ()
-        return True
-
-
-for _name in ("httpx", "httpcore"):
-    if not any(isinstance(f, _RedactKeys) for f in logging.getLogger(_name).filters):
-        logging.getLogger(_name).addFilter(_RedactKeys())
+redact.install()
 
 
 class RobotBroken(PermanentSendError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,9 +14,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "notifiers"))
-from wecom_emulator import WecomEmulator
-
 from alerts.notifiers.base import Notification
 from alerts.notifiers.wecom import WecomRobotNotifier
 from alerts.outbox import enqueue
@@ -26,6 +22,7 @@ from alerts.sender import OutboxSender
 from core.db.models import OutboxRow, TargetStatusRow
 from core.db.session import Database
 from core.records import utcnow
+from tests.alerts.notifiers.wecom_emulator import WecomEmulator
 
 KEY_A3 = "a3-robot-key-5b1e0c9d-do-not-log"
 KEY_OFFICE = "office-robot-key-77aa01"

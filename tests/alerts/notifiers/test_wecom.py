@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from pydantic import SecretStr
-from wecom_emulator import WecomEmulator
 
 from alerts.messages import render_markdown
 from alerts.notifiers.base import Notification
 from alerts.notifiers.wecom import RobotBroken, WecomRobotNotifier
 from core.errors import PermanentSendError, RetryableSendError
+from tests.alerts.notifiers.wecom_emulator import WecomEmulator
 
 KEY_A3 = "a3-secret-693a91f2-7e57-4b7d"
 KEY_OFFICE = "office-secret-1d2c3b4a"
