@@ -353,7 +353,8 @@ class DemoStream:
                 heapq.heappush(heap, (first[0], index, first[1]))
         while heap:
             t, index, rec = heapq.heappop(heap)
-            yield self.start + timedelta(seconds=t), rec
+            # Whole seconds, as in the record's published_at string.
+            yield (self.start + timedelta(seconds=t)).replace(microsecond=0), rec
             following = next(processes[index], None)
             if following is not None:
                 heapq.heappush(heap, (following[0], index, following[1]))
