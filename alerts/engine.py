@@ -14,12 +14,14 @@ Time is the match's own (data) time, so replays agree.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from alerts.rules._config import aware
 from alerts.rules.base import Match, Rule
+from alerts.rules.watchlist import WatchlistRule
 from core.records import AnalyzedPost, Event, WarningLevel
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,18 @@ class RuleEngine:
                 return None
         self._fired[event.id] = _Fired(level=best.level, at=at, seen=at if fired is None else fired.seen)
         return best
+
+    def set_watchlists(self, items: Iterable[Any], *, strict: bool = False) -> list[str]:
+        """Apply run-time watch-lists (e.g. ``load_watchlist_rows(session)``) to every watchlist rule.
+
+        Lenient by default: a bad row in the table is skipped and reported, the others still apply.
+        """
+        items = list(items)
+        problems: list[str] = []
+        for rule in self.rules:
+            if isinstance(rule, WatchlistRule):
+                problems += [f"{rule.name}: {p}" for p in rule.set_expressions(items, strict=strict)]
+        return problems
 
     def last_level(self, event_id: str) -> WarningLevel | None:
         """The level last returned for an event (None if none, or forgotten)."""

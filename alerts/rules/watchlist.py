@@ -5,9 +5,10 @@ Options::
     expressions:
       - {name: A3A4区安全事故, expr: "(A3区 | A4区) & (爆炸 | 起火 | 泄漏) & !演习", level: orange}
 
-Watch-lists edited in the database (the ``watchlists`` table) replace the set at run time through
-``set_expressions``; the replacement is all-or-nothing in strict mode, so a half-valid edit never
-leaves a half-applied set. Stateless apart from the current set of expressions.
+Watch-lists edited in the database (the ``watchlists`` table) are applied at run time through
+``set_expressions``: they add to the lists of the rules file, and one with the same name as a file
+list replaces it (or, disabled, switches it off). Strict mode is all-or-nothing, so a half-valid edit
+never leaves a half-applied set. Stateless apart from the current set of expressions.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from alerts.expr import Expression, normalise_text, parse
 from alerts.rules._config import RuleConfigError, check_config, level, level_zh, moment_of
 from alerts.rules.base import Match, Rule
+from core.db.models import WatchlistRow
 from core.records import AnalyzedPost, Event, WarningLevel
 
 log = logging.getLogger(__name__)
@@ -45,13 +50,18 @@ def _field(item: Any, *names: str) -> Any:
     return None
 
 
-def build_watch(item: Any, index: int) -> Watch | None:
-    """A Watch from a dict (``name, expr|expression, level, enabled``) or a WatchlistRow; None when disabled."""
-    if _field(item, "enabled") is False:
-        return None
+def build_watch(item: Any, index: int) -> tuple[str, Watch | None]:
+    """(name, Watch) from a dict (``name, expr|expression, level, enabled``) or a WatchlistRow; Watch is None
+    when the item is disabled (its expression is then not checked: a switched-off draft may be unfinished)."""
     name = _field(item, "name")
     if not isinstance(name, str) or not name.strip():
         raise RuleConfigError(f"expressions[{index}]: name must be non-empty text, got {name!r}")
+    name = name.strip()
+    enabled = _field(item, "enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise RuleConfigError(f"expressions[{index}] ({name}): enabled must be true or false, got {enabled!r}")
+    if enabled is False:
+        return name, None
     source = _field(item, "expr", "expression")
     if not isinstance(source, str):
         raise RuleConfigError(f"expressions[{index}] ({name}): expr must be text, got {source!r}")
@@ -61,7 +71,12 @@ def build_watch(item: Any, index: int) -> Watch | None:
         raise RuleConfigError(f"expressions[{index}] ({name}): {exc}") from None
     raw_level = _field(item, "level")
     lvl = level(2 if raw_level is None else raw_level, f"expressions[{index}] ({name}).level")
-    return Watch(name=name.strip(), expression=expression, level=lvl)
+    return name, Watch(name=name, expression=expression, level=lvl)
+
+
+def load_watchlist_rows(session: Session) -> list[WatchlistRow]:
+    """Every row of the ``watchlists`` table in id order (disabled ones too: they switch file lists off)."""
+    return list(session.scalars(select(WatchlistRow).order_by(WatchlistRow.id)))
 
 
 def post_text(post: AnalyzedPost) -> str:
@@ -83,37 +98,50 @@ class WatchlistRule(Rule):
         cfg = check_config(config, self.OPTIONS)
         super().__init__(name, cfg)
         self._lock = threading.Lock()
-        self.watches: tuple[Watch, ...] = ()
         items = cfg.get("expressions", [])
         if not isinstance(items, list):
             raise RuleConfigError(f"expressions must be a list of {{name, expr, level}}, got {items!r}")
-        self.set_expressions(items)
+        configured, _ = self._build(items, strict=True)
+        self._configured: dict[str, Watch | None] = configured
+        self._runtime: dict[str, Watch | None] = {}
+        self.watches: tuple[Watch, ...] = self._combine()
 
-    def set_expressions(self, items: Iterable[Any], *, strict: bool = True) -> list[str]:
-        """Replace the watch-lists; returns the problems found (strict: raise on the first, keep the old set).
-
-        Items are dicts ``{name, expr (or expression), level, enabled}`` or objects with those attributes
-        (``core.db.models.WatchlistRow``). Disabled items are skipped. Names must be unique.
-        """
-        watches: list[Watch] = []
+    @staticmethod
+    def _build(items: Iterable[Any], *, strict: bool) -> tuple[dict[str, Watch | None], list[str]]:
+        out: dict[str, Watch | None] = {}
         problems: list[str] = []
-        seen: set[str] = set()
         for index, item in enumerate(items):
             try:
-                watch = build_watch(item, index)
-                if watch is not None and watch.name in seen:
-                    raise RuleConfigError(f"expressions[{index}]: the name {watch.name!r} is used twice")
+                name, watch = build_watch(item, index)
+                if name in out:
+                    raise RuleConfigError(f"expressions[{index}]: the name {name!r} is used twice")
             except RuleConfigError as exc:
                 if strict:
                     raise
                 log.warning("watch-list skipped: %s", exc)
                 problems.append(str(exc))
                 continue
-            if watch is not None:
-                seen.add(watch.name)
-                watches.append(watch)
-        with self._lock:  # the worker thread may be reading while the API thread reloads
-            self.watches = tuple(watches)
+            out[name] = watch
+        return out, problems
+
+    def _combine(self) -> tuple[Watch, ...]:
+        # Configured lists first (file order), each replaced or switched off by a run-time one of the
+        # same name; then the run-time additions in their order.
+        merged = {**self._configured, **self._runtime}
+        return tuple(w for w in merged.values() if w is not None)
+
+    def set_expressions(self, items: Iterable[Any], *, strict: bool = True) -> list[str]:
+        """Replace the run-time watch-lists (from the ``watchlists`` table); returns the problems found.
+
+        Items are dicts ``{name, expr (or expression), level, enabled}`` or objects with those attributes
+        (``core.db.models.WatchlistRow``). The lists from the rules file stay in force unless an item has
+        the same name: then the item replaces it (``enabled: false`` switches it off). Strict: the first
+        problem raises and the previous set stays; lenient: bad items are skipped, logged and returned.
+        """
+        runtime, problems = self._build(items, strict=strict)
+        with self._lock:  # the API thread may reload while the worker thread reads ``watches``
+            self._runtime = runtime
+            self.watches = self._combine()
         return problems
 
     def add_data(self, post: AnalyzedPost, event: Event) -> list[Match]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alerts.engine import RuleEngine
 from alerts.rules.base import Match, Rule
@@ -12,7 +14,7 @@ from alerts.rules.heat import NegativeHeatRule
 from alerts.rules.loader import load_rules
 from alerts.rules.sensitive import SensitiveTermsRule
 from alerts.rules.watchlist import WatchlistRule
-from core.records import AnalyzedPost, Event, Sentiment, SentimentLabel, Source, Topic, WarningLevel
+from core.records import AnalyzedPost, Entities, Event, Sentiment, SentimentLabel, Source, Topic, WarningLevel
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 
@@ -136,3 +138,53 @@ def test_default_rules_end_to_end_replay_is_deterministic() -> None:
     assert first == run()
     levels = [WarningLevel[level] for _, level, _ in first]
     assert levels == sorted(levels) and levels[-1] is WarningLevel.red
+
+
+def test_set_watchlists_reaches_the_watchlist_rule_and_reports_bad_rows() -> None:
+    engine = RuleEngine(load_rules())
+    rows = [{"name": "坏", "expression": "(暴雨"}, {"name": "暴雨", "expr": "暴雨", "level": 3}]
+    problems = engine.set_watchlists(rows)
+    assert len(problems) == 1 and problems[0].startswith("关键词方案: expressions[0] (坏): bad expression")
+    match = engine.evaluate(post("暴雨致道路积水"), event(size=1, negative=0))
+    assert (match.rule, match.level, match.details["watchlist"]) == ("关键词方案", WarningLevel.orange, "暴雨")
+
+
+_ODD_TEXT = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from(["", " ", "\x00\ufeff\u200b", "<script>alert(1)</script>爆炸", "A3区" * 5000, "\ud800"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=_ODD_TEXT,
+    title=_ODD_TEXT,
+    heat=st.floats(allow_nan=True, allow_infinity=True),
+    size=st.integers(0, 10**9),
+    negative=st.integers(0, 10**9),
+    minutes=st.floats(-1e6, 1e6),
+    naive=st.booleans(),
+    districts=st.lists(st.text(max_size=8), max_size=4),
+    author=st.one_of(st.none(), st.text(max_size=10)),
+)
+def test_odd_data_never_raises_in_any_default_rule(
+    text, title, heat, size, negative, minutes, naive, districts, author
+) -> None:
+    published = T0 + timedelta(minutes=minutes)
+    p = AnalyzedPost(
+        id="p", source=Source.forum, external_id="x", title=title, text=text, author_hash=author,
+        published_at=published.replace(tzinfo=None) if naive else published,
+        sentiment=Sentiment(label=SentimentLabel.negative, score=1.0), topic=Topic(l1=title[:5] or "?"),
+        entities=Entities(districts=districts),
+    )
+    e = Event(id="e", title=title, first_seen=T0, last_seen=T0, size=size, negative_count=negative, heat=heat,
+              districts=districts)
+    engine = _SHARED_ENGINE  # one engine across examples: state from earlier odd posts must not break later ones
+    before = engine.rule_errors
+    match = engine.evaluate(p, e)
+    assert match is None or match.event_id == "e"
+    engine.garbage_collect(published)
+    assert engine.rule_errors == before
+
+
+_SHARED_ENGINE = RuleEngine(load_rules())

@@ -128,7 +128,8 @@ def test_unrecognised_district_is_recorded(router) -> None:
 
 
 def _default_data() -> dict[str, Any]:
-    return yaml.safe_load(DEFAULT_UNITS_FILE.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(DEFAULT_UNITS_FILE.read_text(encoding="utf-8"), Loader=loader)
 
 
 def test_strategy_order_is_configurable() -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from alerts.rules._config import RuleConfigError
-from alerts.rules.watchlist import WatchlistRule
+from alerts.rules.watchlist import WatchlistRule, load_watchlist_rows
 from core.db.models import WatchlistRow
+from core.db.session import Database
 from core.records import WarningLevel
 
 PLANS = [
@@ -50,16 +49,28 @@ def test_title_counts_and_every_matching_plan_fires(rule, make_post, make_event)
     assert [m.details["watchlist"] for m in rule.add_data(titled, make_event())] == ["校园安全"]
 
 
-def test_set_expressions_from_database_rows(rule, make_post, make_event) -> None:
-    now = datetime(2026, 5, 4, tzinfo=UTC)
-    rows = [
-        WatchlistRow(name="拆迁", expression="拆迁 且 (冲突 或 强拆)", level=3, enabled=True, updated_at=now),
-        WatchlistRow(name="停用", expression="爆炸", level=4, enabled=False, updated_at=now),
-    ]
+def test_database_rows_add_to_replace_and_switch_off_file_lists(rule, make_post, make_event, tmp_path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'y.db'}")
+    db.migrate()
+    with db.transaction() as session:
+        session.add_all([
+            WatchlistRow(name="拆迁", expression="拆迁 且 (冲突 或 强拆)", level=3, enabled=True),
+            WatchlistRow(name="停用草稿", expression="未写完 &", level=4, enabled=False),  # not checked: disabled
+            WatchlistRow(name="校园安全", expression="学校 & 中毒", level=1, enabled=False),  # switches a file list off
+        ])
+    with db.transaction() as session:
+        rows = load_watchlist_rows(session)
     assert rule.set_expressions(rows) == []
-    post = make_post("A3区化工厂爆炸，另有拆迁户反映强拆")
-    (match,) = rule.add_data(post, make_event())
-    assert (match.details["watchlist"], match.level) == ("拆迁", WarningLevel.orange)
+    post = make_post("A3区化工厂爆炸，另有拆迁户反映强拆；某学校学生中毒")
+    found = [(m.details["watchlist"], m.level) for m in rule.add_data(post, make_event())]
+    assert found == [("A3A4区安全事故", WarningLevel.orange), ("拆迁", WarningLevel.orange)]
+    # An edited copy of a file list replaces it, in the file list's place.
+    rule.set_expressions([{"name": "A3A4区安全事故", "expr": "爆炸", "level": "red"}])
+    found = [(m.details["watchlist"], m.level) for m in rule.add_data(post, make_event())]
+    assert found == [("A3A4区安全事故", WarningLevel.red), ("校园安全", WarningLevel.yellow)]
+    # Clearing the run-time set restores the file's lists.
+    rule.set_expressions([])
+    assert [m.level for m in rule.add_data(post, make_event())] == [WarningLevel.orange, WarningLevel.yellow]
 
 
 def test_strict_replacement_is_all_or_nothing(rule, make_post, make_event) -> None:
@@ -79,6 +90,7 @@ def test_lenient_replacement_skips_bad_entries_and_reports_them(rule, make_post,
     assert "used twice" in problems[1]
     (match,) = rule.add_data(make_post("暴雨内涝"), make_event())
     assert (match.details["watchlist"], match.level) == ("好", WarningLevel.blue)
+    assert len(rule.watches) == 3  # the two file lists and the good run-time one
 
 
 def test_level_defaults_to_yellow_and_empty_set_fires_nothing(make_post, make_event) -> None:
@@ -95,6 +107,8 @@ def test_level_defaults_to_yellow_and_empty_set_fires_nothing(make_post, make_ev
         ({"expressions": [{"name": "n", "expr": 5}]}, "expr must be text"),
         ({"expressions": [{"name": "n", "expr": "爆炸", "level": "purple"}]}, "unknown warning level"),
         ({"expressions": [{"name": "n", "expr": "A3区 爆炸"}]}, "missing operator before '爆炸'"),
+        ({"expressions": [{"name": "n", "expr": "x", "enabled": "yes"}]}, "enabled must be true or false"),
+        ({"expressions": [{"name": "n", "expr": "x"}, {"name": "n", "expr": "y"}]}, "'n' is used twice"),
     ],
 )
 def test_bad_config(config, fragment) -> None:
