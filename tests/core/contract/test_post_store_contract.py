@@ -160,3 +160,17 @@ def test_delete_older_than(filled: PostStore, posts: list[AnalyzedPost]) -> None
     assert filled.search(PostQuery(q="红绿灯")).total == 0
     assert filled.overview(PostQuery()).by_district == {"d-a1": 2, "d-b2": 1}
     assert filled.delete_older_than(NOW - timedelta(hours=25)) == 0
+
+
+def test_retention_across_months(store: PostStore) -> None:
+    ages = {"old-1": 70, "old-2": 40, "kept-1": 20, "kept-2": 1}  # days before NOW
+    posts = [make_post(i, "weibo", f"留存测试 {name}", SentimentLabel.neutral, "其他", [], f"ev-{name}",
+                       hours_ago=days * 24) for i, (name, days) in enumerate(ages.items())]
+    assert len(store.upsert(posts)) == 4
+    store.refresh()
+    assert store.delete_older_than(NOW - timedelta(days=30)) == 2
+    store.refresh()
+    assert store.count() == 2
+    assert {p.id for p in store.search(PostQuery(q="留存测试")).items} == {posts[2].id, posts[3].id}
+    assert store.delete_older_than(NOW - timedelta(days=30)) == 0
+    assert store.upsert(posts[:1]) == {posts[0].id}, "a deleted post is new again"
