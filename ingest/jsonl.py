@@ -79,7 +79,11 @@ class JsonlSource(SourceAdapter):
         cursor.inode = stat.st_ino
         if stat.st_size == cursor.offset:
             return
-        with path.open("rb") as fh:
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            return  # removed between stat and open (rotation); the next poll sees what replaced it
+        with fh:
             fh.seek(cursor.offset)
             while not self.stopped:
                 line = fh.readline()

@@ -39,6 +39,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.errors import RecordError
 from core.records import Engagement, Post, Source, post_id, utcnow
 
@@ -74,6 +76,7 @@ SOURCE_ALIASES: dict[str, Source] = {
 _TIME_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y-%m-%d %H:%M", "%Y年%m月%d日 %H:%M",
                  "%Y年%m月%d日")
 _BOM = b"\xef\xbb\xbf"
+_WEB_URL = re.compile(r"https?://", re.IGNORECASE)
 
 
 class RecordRejected(RecordError):
@@ -311,7 +314,7 @@ def _place_hints(obj: dict[str, Any]) -> list[str]:
 def _url(obj: dict[str, Any]) -> str | None:
     url = _opt_str(obj, "url", limit=MAX_URL_CHARS)
     # Only web links: a javascript: or data: URL would be a script vector wherever a link is rendered.
-    if url is not None and not re.match(r"https?://", url, re.IGNORECASE):
+    if url is not None and not _WEB_URL.match(url):
         raise _reject("type", f"field url: expected an http(s) URL, got {_show(url)}")
     return url
 
@@ -364,22 +367,19 @@ def parse_record(raw: bytes, *, source_hint: str | None, salt: str, max_text_cha
     author_hash, author_display = _author(obj, author_field, salt)
     repost_of = _opt_str(obj, "repost_of", limit=MAX_EXTERNAL_ID)
     raw_payload = {k: v for k, v in obj.items() if k not in AUTHOR_FIELDS}
-    return Post(
-        id=post_id(source.value, external_id),
-        source=source,
-        external_id=external_id,
-        title=title,
-        text=text,
-        url=_url(obj),
-        author_hash=author_hash,
-        author_display=author_display,
-        published_at=published_at,
-        received_at=received,
-        engagement=_engagement(obj),
-        repost_of=repost_of,
-        place_hints=_place_hints(obj),
-        raw=raw_payload,
-    )
+    try:
+        return _post(source=source, external_id=external_id, title=title, text=text, url=_url(obj),
+                     author_hash=author_hash, author_display=author_display, published_at=published_at,
+                     received_at=received, engagement=_engagement(obj), repost_of=repost_of,
+                     place_hints=_place_hints(obj), raw=raw_payload)
+    except ValidationError as exc:  # the checks above should leave nothing for pydantic; belt and braces
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error.get("loc", ())) or "record"
+        raise _reject("other", f"field {where}: {error.get('msg', 'invalid')}") from None
+
+
+def _post(*, source: Source, external_id: str, **fields: Any) -> Post:
+    return Post(id=post_id(source.value, external_id), source=source, external_id=external_id, **fields)
 
 
 def guess_source(raw: bytes, source_hint: str | None = None) -> str:
