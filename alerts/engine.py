@@ -4,11 +4,13 @@ Strongest = highest level; on a tie, the rule earlier in the rules file (and its
 
 Re-firing: the engine never lowers a level (the ticket service keeps one open ticket per event and
 only raises it). To keep tickets and robots quiet, the engine suppresses a match that is not above the
-level it last returned for the same event, unless ``refire_after`` has passed since then, in which case
-the same level is returned again as a reminder that the event is still hot (the ticket service treats
-it as an update, never a duplicate). Memory of past firings is dropped by ``garbage_collect`` once an
-event has been quiet for ``forget_after``, so an event that flares up again later warns again.
-Time is the match's own (data) time, so replays agree.
+level it last returned for the same event. With ``refire_after`` set, the same level is returned again
+once that long has passed since it was last returned, as a reminder that the event is still hot (the
+ticket service treats it as an update, never a duplicate); the default is no reminders, because chasing
+an open ticket is the deadline service's job (催办). Memory of past firings is dropped by
+``garbage_collect`` once an event has had no match for ``forget_after``, so an event that flares up again
+later warns again; after a restart the memory is empty and the first match per event is returned again,
+which the ticket service absorbs as an update. Time is the match's own (data) time, so replays agree.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class RuleEngine:
         self,
         rules: Sequence[Rule],
         *,
-        refire_after: timedelta | None = timedelta(hours=6),
+        refire_after: timedelta | None = None,
         forget_after: timedelta = timedelta(hours=72),
     ) -> None:
         names = [rule.name for rule in rules]

@@ -7,8 +7,8 @@ responsible party. The units, districts and the order of the routing strategies 
 - ``major_wide``: orange/red and city-wide or several districts → the functional department leads,
   the districts cooperate (the office leads when no department is known);
 - ``single_district``: one district → its government leads, the functional department cooperates;
-- ``multi_district``: several districts, lower level → the first district named leads, the others and
-  the department cooperate;
+- ``multi_district``: several districts, lower level → the district named by most posts leads (events
+  list their districts by count), the others and the department cooperate;
 - ``topic_only``: no place, a department is known → it leads;
 - ``fallback``: nothing known → the office.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerts.rules.base import Match
 from core.records import Event, WarningLevel
@@ -83,9 +83,15 @@ class _RoutingOptions(BaseModel):
     order: list[str] = Field(default_factory=lambda: list(STRATEGIES))
     major_level: str | int = "orange"
     fallback_unit: str = "office"
-    topic_score: dict[Literal["l1", "l2", "keyword"], int] = Field(
-        default_factory=lambda: {"l2": 3, "l1": 2, "keyword": 1}
-    )
+    topic_score: dict[str, int] = Field(default_factory=lambda: {"l2": 3, "l1": 2, "keyword": 1})
+
+    @field_validator("topic_score")
+    @classmethod
+    def _known_scores(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - {"l1", "l2", "keyword"})
+        if unknown:
+            raise ValueError(f"unknown score key(s) {', '.join(unknown)}; use l1, l2, keyword")
+        return value
 
 
 @dataclass(frozen=True)
@@ -141,12 +147,15 @@ class Router:
             for spelling in (district_id, district.name, *district.aliases):
                 self._alias.setdefault(_key(spelling), district_id)
         self._city_alias = {_key(a) for a in ((city.name, *city.aliases) if city else ())}
-        self._gov = {}
+        self._gov: dict[str, str] = {}
         for unit in self.units:
             if unit.kind == "district":
                 for district_id in unit.districts:
                     self._gov.setdefault(district_id, unit.id)
         self._departments = [u for u in self.units if u.kind == "department"]
+        # Normalised once: routing runs for every match.
+        self._claims = {u.id: [(_split_topic(c), c) for c in u.topics] for u in self._departments}
+        self._words = {u.id: [(_key(w), w) for w in u.keywords if _key(w)] for u in self._departments}
 
     # ------------------------------------------------------------ loading
 
@@ -292,15 +301,14 @@ class Router:
         for unit in self._departments:
             score = 0
             why: list[str] = []
-            for claim in unit.topics:
-                c1, c2 = _split_topic(claim)
+            for (c1, c2), claim in self._claims[unit.id]:
                 if c2 is not None and l1 == c1 and l2 == c2:
                     score += self.topic_score["l2"]
                     why.append(f"二级分类 {claim}")
                 elif c2 is None and l1 == c1:
                     score += self.topic_score["l1"]
                     why.append(f"一级分类 {claim}")
-            words = [w for w in unit.keywords if _key(w) and _key(w) in text]
+            words = [shown for norm, shown in self._words[unit.id] if norm in text]
             score += self.topic_score["keyword"] * len(words)
             if score > 0 and (best is None or score > best[0]):
                 best = (score, unit.id)
@@ -371,7 +379,7 @@ class Router:
             if len(districts) < 2 or not govs:
                 return None
             return (strategy, govs[0], govs[1:] + dept,
-                    f"属地管理：事件涉及{names}，由首先涉及的{self.unit_name(govs[0])}牵头，"
+                    f"属地管理：事件涉及{names}，由涉及最多的{self.unit_name(govs[0])}牵头，"
                     f"其他属地政府{'及' + self.unit_name(department) if department else ''}配合")
         if strategy == "topic_only":
             if department is None:

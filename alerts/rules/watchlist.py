@@ -80,13 +80,14 @@ def load_watchlist_rows(session: Session) -> list[WatchlistRow]:
 
 
 def post_text(post: AnalyzedPost) -> str:
-    """The post's title and text in the normalised form expressions are matched against."""
-    text = post.text_norm.casefold() if post.text_norm else normalise_text(post.full_text)
-    if post.title:
-        title = normalise_text(post.title)
-        if title and title not in text:
-            text = f"{title}\n{text}"
-    return text
+    """The post's title and text in the normalised form expressions are matched against.
+
+    ``text_norm`` is the analyze stage's normalised ``full_text`` (title included), so it is used as is;
+    only a post without it (a record from elsewhere) is normalised here.
+    """
+    if post.text_norm:
+        return post.text_norm.casefold()
+    return normalise_text(post.full_text)
 
 
 class WatchlistRule(Rule):
