@@ -277,3 +277,45 @@ def test_thread_start_stop(db: Database, emulator: WecomEmulator) -> None:
         time.sleep(0.05)
     s.stop()
     assert ticket_ids_delivered(emulator, KEY_A3) == Counter({"T0": 1, "T1": 1})
+
+
+@pytest.mark.postgres
+def test_two_senders_racing_on_postgres(pg_url: str, emulator: WecomEmulator, clock: FakeTime) -> None:
+    """The claim UPDATE holds under PostgreSQL's READ COMMITTED too (a private channel keeps others' rows out)."""
+    import uuid
+
+    channel = f"wx{uuid.uuid4().hex[:10]}"
+    db_a, db_b = Database(pg_url), Database(pg_url)
+    db_a.migrate()
+    with db_a.transaction() as s:
+        for i in range(16):
+            enqueue(s, Notification(id=f"{channel}:T{i}", channel=channel, target="gov-a3", kind="ticket.created",
+                                    subject="x", payload={"id": f"T{i}", "title": f"事件{i}", "level": 1}))
+
+    def make(db: Database, worker: str) -> OutboxSender:
+        return OutboxSender(db, {channel: notifier(emulator)}, limiter=RateLimiter(per_minute=20), worker_id=worker,
+                            batch=10, rate_limited_channels=(channel,), clock=lambda: clock.now)
+
+    senders = [make(db_a, "a"), make(db_b, "b")]
+    barrier = threading.Barrier(2)
+
+    def run(s: OutboxSender) -> None:
+        barrier.wait()
+        for _ in range(3):
+            s.run_once(clock.now)
+
+    threads = [threading.Thread(target=run, args=(x,)) for x in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # the two senders have separate limiters, so the robot may refuse some calls (45009) — those retry later
+    for s in senders:
+        s.run_once(clock.advance(120))
+    assert ticket_ids_delivered(emulator, KEY_A3) == Counter({f"T{i}": 1 for i in range(16)})
+    with db_a.transaction() as s:
+        states = [r.state for r in s.scalars(select(OutboxRow).where(OutboxRow.channel == channel))]
+        s.query(OutboxRow).filter(OutboxRow.channel == channel).delete()
+    assert states == ["sent"] * 16
+    db_a.close()
+    db_b.close()
