@@ -352,6 +352,7 @@ class Router:
             "districts_without_government": ungoverned,
             "lead_unit": lead,
             "lead_unit_name": self.unit_name(lead),
+            "lead_supervisor": lead_unit.supervisor if (lead_unit := self.by_id.get(lead)) else None,
             "cooperating_units": cooperating,
             "cooperating_unit_names": [self.unit_name(u) for u in cooperating],
         }

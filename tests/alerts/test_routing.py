@@ -48,6 +48,9 @@ def test_single_district_government_leads_department_cooperates(router) -> None:
     assert why["department_basis"]["keywords"] == ["小区", "燃气"]
     assert why["summary"] == "属地管理：事件指向A3区，由A3区人民政府牵头处置，市住房和城乡建设局配合"
     assert why["lead_unit_name"] == "A3区人民政府"
+    assert why["lead_supervisor"] == "office"
+    assert why["cooperating_unit_names"] == ["市住房和城乡建设局"]
+    assert why["level_zh"] == "橙色（重大）"
 
 
 @pytest.mark.parametrize("level", [WarningLevel.orange, WarningLevel.red])
