@@ -22,12 +22,13 @@ The default schedule starts the first incident (a chemical-plant smell and explo
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,7 @@ class DemoStream:
 
     def __init__(self, *, seed: int = 7, start: datetime | None = None, rate_per_min: float = 120.0,
                  incidents: list[Incident] | None = None, pii_share: float = 0.05,
-                 html_share: float = 0.01) -> None:
+                 html_share: float = 0.01, repeat_every_s: float | None = None) -> None:
         if rate_per_min < 0:
             raise ValueError(f"rate_per_min must be >= 0, got {rate_per_min}")
         self.seed = seed
@@ -231,6 +232,11 @@ class DemoStream:
         self.incidents = default_incidents() if incidents is None else list(incidents)
         self.pii_share = pii_share
         self.html_share = html_share
+        # A long-running demo re-plays the incident schedule every period (names get "#2", "#3", ...).
+        self.repeat_every_s = repeat_every_s
+        longest = max((i.end_s - i.start_s for i in self.incidents), default=0.0)
+        if repeat_every_s is not None and repeat_every_s <= longest:
+            raise ValueError(f"repeat_every_s must exceed the longest incident ({longest:.0f} s)")
         self.run_id = f"{seed}x{int(self.start.timestamp()):x}"
 
     # --- processes: each yields (seconds after start, record) in its own time order -----------------
@@ -288,9 +294,17 @@ class DemoStream:
         return w.record(source=source, when=when, title=title, text=w.decorate(text, slots), topic=topic,
                         author=author, place_hints=hints)
 
-    def _incident(self, index: int, inc: Incident) -> Iterator[tuple[float, dict[str, Any]]]:
+    def _repeating(self, index: int, inc: Incident) -> Iterator[tuple[float, dict[str, Any]]]:
+        yield from self._incident(index, inc, 0)
+        if self.repeat_every_s is None:
+            return
+        for k in itertools.count(1):
+            again = replace(inc, name=f"{inc.name}#{k + 1}", start_s=inc.start_s + k * self.repeat_every_s)
+            yield from self._incident(index, again, k)
+
+    def _incident(self, index: int, inc: Incident, occurrence: int) -> Iterator[tuple[float, dict[str, Any]]]:
         rng = random.Random(f"{self.seed}:incident:{inc.name}")
-        w = _Writer(self, rng, f"i{index}-")
+        w = _Writer(self, rng, f"i{index}-{occurrence}-")
         slots = w.slots(inc.district)
         peak = inc.peak_per_min / 60.0
         if peak <= 0 or not inc.originals:
@@ -345,7 +359,7 @@ class DemoStream:
     def timed(self) -> Iterator[tuple[datetime, dict[str, Any]]]:
         """Yield (published_at, record) in time order, merging background and incidents."""
         processes: list[Iterator[tuple[float, dict[str, Any]]]] = [self._background()]
-        processes += [self._incident(i, inc) for i, inc in enumerate(self.incidents)]
+        processes += [self._repeating(i, inc) for i, inc in enumerate(self.incidents)]
         heap: list[tuple[float, int, dict[str, Any]]] = []
         for index, proc in enumerate(processes):
             first = next(proc, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,23 @@ def test_custom_incident_and_no_background() -> None:
     assert 40 < len(records) < 100  # about 600/min over ~6.5 effective seconds
     assert incident.rate_per_s(-1) == 0 == incident.rate_per_s(100)
     assert incident.rate_per_s(3) == pytest.approx(10.0)
+
+
+def test_incident_schedule_repeats_when_asked() -> None:
+    incident = Incident(name="loop", topic="交通", district="A1区", start_s=0.0, peak_per_min=120.0,
+                        originals=("A1区迎宾大道大堵车",), followups=("迎宾大道还在堵",), ramp_s=1.0, hold_s=5.0,
+                        decay_s=1.0)
+    stream = DemoStream(seed=1, start=START, rate_per_min=0, incidents=[incident], repeat_every_s=60)
+    timed = list(itertools.takewhile(lambda pair: pair[0] < START + timedelta(seconds=150), stream.timed()))
+    names = Counter(rec["incident"] for _, rec in timed)
+    assert set(names) == {"loop", "loop#2", "loop#3"}
+    firsts = {}
+    for when, rec in timed:
+        firsts.setdefault(rec["incident"], (when, rec["text"]))
+    assert firsts["loop#2"] == (START + timedelta(seconds=60), "A1区迎宾大道大堵车")
+    assert len({rec["external_id"] for _, rec in timed}) == len(timed)
+    with pytest.raises(ValueError, match="repeat_every_s"):
+        DemoStream(incidents=[incident], repeat_every_s=5)
 
 
 def test_write_jsonl_by_count_and_by_duration(tmp_path: Path) -> None:
