@@ -158,23 +158,30 @@ class MemoryBus(Bus):
         deadline = time.monotonic() + self.publish_timeout_s
         with self._cond:
             topic = self._topic(topic_name)
-            for key, value in items:
-                if not isinstance(value, bytes | bytearray | memoryview):
-                    raise TypeError(f"message value must be bytes, not {type(value).__name__}")
-                while self._backlog(topic) >= self.max_backlog and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise BackendUnavailable(
-                            f"topic {topic_name!r} backlog is full ({self.max_backlog} unconsumed messages)"
-                            f" for {self.publish_timeout_s:g}s: consumers are not keeping up")
-                    self._cond.wait(remaining)
-                if self._closed:
-                    raise BackendUnavailable("bus is closed")
-                p = partition_for(key, self.partitions, next(topic.round_robin))
-                part = topic.partitions[p]
-                part.log.append(Message(topic=topic_name, key=key, value=bytes(value), partition=p,
-                                        offset=part.end, headers=dict(headers or {})))
-            self._cond.notify_all()
+            # Only commits shrink the backlog and they need this lock: count it once, then add.
+            backlog = self._backlog(topic)
+            try:
+                for key, value in items:
+                    if not isinstance(value, bytes | bytearray | memoryview):
+                        raise TypeError(f"message value must be bytes, not {type(value).__name__}")
+                    while backlog >= self.max_backlog and not self._closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise BackendUnavailable(
+                                f"topic {topic_name!r} backlog is full ({self.max_backlog} unconsumed"
+                                f" messages) for {self.publish_timeout_s:g}s: consumers are not keeping up")
+                        self._cond.notify_all()  # let consumers see what is already there
+                        self._cond.wait(remaining)
+                        backlog = self._backlog(topic)
+                    if self._closed:
+                        raise BackendUnavailable("bus is closed")
+                    p = partition_for(key, self.partitions, next(topic.round_robin))
+                    part = topic.partitions[p]
+                    part.log.append(Message(topic=topic_name, key=key, value=bytes(value), partition=p,
+                                            offset=part.end, headers=dict(headers or {})))
+                    backlog += 1
+            finally:
+                self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Nothing to do: an appended message is already visible to consumers."""
