@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, cast, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -329,7 +329,7 @@ def _insert(
         "version": 1,
     }
     stmt = _insert_fn(session)(TicketRow.__table__).values(**values).on_conflict_do_nothing(
-        index_elements=["event_id"], index_where=TicketRow.__table__.c.state.not_in(_FINAL)
+        index_elements=["event_id"], index_where=text(_OPEN_WHERE)
     )
     result = session.execute(stmt)
     if not result.rowcount:  # type: ignore[attr-defined]
