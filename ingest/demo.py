@@ -42,7 +42,8 @@ from ingest.validate import SHANGHAI
 SOURCE_PREFIX = {"weibo": "wb", "wechat": "wx", "douyin": "dy", "news": "nw", "forum": "bbs", "hotline": "rx",
                  "mailbox": "mb"}
 # Where incident posts come from: mostly social media, some forum and douyin, hotline handled apart.
-INCIDENT_SOURCES = (("weibo", 60), ("douyin", 15), ("forum", 10), ("wechat", 8), ("news", 7))
+# News outlets only carry the official statement; rumours and eyewitness posts are social media.
+INCIDENT_SOURCES = (("weibo", 62), ("douyin", 20), ("forum", 12), ("wechat", 6))
 
 
 @dataclass(frozen=True)
@@ -259,19 +260,19 @@ class DemoStream:
         slots = w.slots()
         d = slots["d"]
         author = w.author_for(source)
+        pick = rng.randrange(len(parts["issue"]))
+        issue, demand = parts["issue"][pick].format_map(slots), parts["demand"][pick]
         if source == "hotline":
-            issue = rng.choice(parts["issue"]).format_map(slots)
-            text = f"{rng.choice(words.HOTLINE_OPENERS)}{issue}。诉求：{rng.choice(parts['demand'])}。"
+            text = f"{rng.choice(words.HOTLINE_OPENERS)}{issue}。诉求：{demand}。"
             if rng.random() < 0.3:
                 text += f"来电人：{author}，联系电话：{_phone(rng)}。"
             text = w.decorate(text, slots)
             return w.record(source=source, when=when, title=f"反映{_clause(issue, 30)}", text=text,
                             topic=topic, author=author, place_hints=[d, slots["street"]])
         if source == "mailbox":
-            issue = rng.choice(parts["issue"]).format_map(slots)
-            extra = rng.choice(parts["complaint"]).format_map(slots)
+            extra = rng.choice(parts["complaint"]).format_map(slots) if rng.random() < 0.4 else ""
             text = (f"{rng.choice(words.MAILBOX_OPENERS)}我是{d}{slots['street']}的居民，{issue}。{extra}"
-                    f"{rng.choice(parts['demand'])}，{rng.choice(words.MAILBOX_CLOSERS)}")
+                    f"{demand}，{rng.choice(words.MAILBOX_CLOSERS)}")
             return w.record(source=source, when=when, title=_clause(issue, 30), text=w.decorate(text, slots),
                             topic=topic, author=author, place_hints=[d])
         complaint = source != "news" and rng.random() < 0.25
@@ -352,7 +353,7 @@ class DemoStream:
             text = w.decorate(f"{text}{tag}", slots)
             title = _clause(text, 24) if source in ("news", "wechat", "forum") else ""
             yield t, w.record(source=source, when=when, title=title, text=text, topic=inc.topic,
-                              author=w.author_for(source) if source != "weibo" else _nick(rng), heat=heat,
+                              author=_nick(rng), heat=heat,
                               repost_of=repost_of, incident=inc.name)
 
     # --- public iteration ----------------------------------------------------------------------------

@@ -45,7 +45,8 @@ NICK_TAIL = ("小熊", "吃货日记", "阿毛", "打工人", "老张", "橘子�
 SOURCE_WEIGHTS = (("weibo", 34), ("wechat", 9), ("douyin", 11), ("news", 9), ("forum", 10), ("hotline", 16),
                   ("mailbox", 11))
 
-# Topic -> news items, background chatter (neutral/positive), everyday complaints, hotline issues and demands.
+# Topic -> news items, background chatter (neutral/positive), everyday complaints, hotline issues and the
+# demand (诉求) that goes with each issue (same index).
 TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
     "就学": {
         "news": (
@@ -68,7 +69,7 @@ TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
             "{school}周边违规开办校外培训机构，晚上十点还在上课",
             "孩子转学手续在{d}教育局来回跑了{n}趟仍未办结",
         ),
-        "demand": ("请教育部门尽快核实并答复办理时限", "希望尽快开园解决就近入学问题", "请相关部门依法查处"),
+        "demand": ("希望尽快开园解决就近入学问题", "请相关部门依法查处", "请教育部门尽快核实并答复办理时限"),
     },
     "就医": {
         "news": (

@@ -87,7 +87,9 @@ def test_incidents_have_originals_reposts_variants_and_rising_volume(posts: list
     assert len(reposts) > 20 and all(p.source is original.source for p in reposts)
     variants = [p for p in chem if p.repost_of is None and original.text.rstrip("？") in p.text and p is not original]
     assert len(variants) > 10
-    assert any(p.source is Source.hotline for p in chem) and any(p.source is Source.news for p in chem)
+    assert any(p.source is Source.hotline and "诉求" in p.text for p in chem)
+    official = [p for p in chem if p.source is Source.news]  # outlets carry only the official statement
+    assert len(official) == 1 and "通报" in official[0].text
 
     def seconds(p: Post) -> float:
         return (p.published_at - START).total_seconds()
