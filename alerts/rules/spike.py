@@ -4,17 +4,18 @@ Each post is counted under several keys — its event, its level-1 topic and eac
 in an ``analyze.burst.BurstDetector``; after counting, every key is checked and a significant burst
 fires for the post's event. Options (all optional)::
 
-    bucket_minutes: 60          # the detector's bucket
+    bucket_minutes: 60          # the detector's bucket (must divide a day)
     max_p_value: 0.001          # a burst must be at least this unlikely under the baseline
-    min_count: 5                # and have at least this many posts in the latest bucket
-    min_negative_share: 0.3     # topic/district spikes only warn for an event this negative
+    min_count: 5                # and have at least this many posts in the window that looks most unusual
+                                # (the detector checks the last quarter, half and whole bucket)
+    min_negative_share: 0.3     # spikes only warn through an event at least this negative
     keys: {event: yellow, topic: blue, district: blue}   # which keys, and each one's base level
     escalate: {orange: 8, red: 20}   # observed / expected ratio that raises the level to at least this
     ratio_floor: 3                   # expected counts below this are taken as this for escalation
     detector: {}                # further keyword arguments for BurstDetector
 
-An event's own spike warns whatever its tone (a sudden crowd is news); a topic or district spike
-warns only through an event negative enough to matter, so a festival does not raise a warning.
+A spike warns only through an event negative enough to matter, so a festival or a wave of praise
+does not open a ticket (an alarming neutral news wave is the sensitive-terms rule's to catch).
 For escalation the expected count is floored at ``ratio_floor``: against a near-empty baseline any
 handful of posts is a huge ratio, and five posts on a new event are a warning, not a 重大 one.
 """
@@ -102,7 +103,7 @@ class SpikeRule(Rule):
             self.detector.add(key, at)
         matches: list[Match] = []
         for kind, key, label in keys:
-            if kind != "event" and event.negative_share < self.min_negative_share:
+            if event.negative_share < self.min_negative_share:
                 continue
             verdict = self.detector.check(key, at)
             if not verdict.burst or verdict.observed < self.min_count or verdict.p_value > self.max_p_value:

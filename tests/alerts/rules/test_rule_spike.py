@@ -74,9 +74,13 @@ def test_topic_and_district_spikes_warn_through_negative_events(make_post, make_
     assert any(m.reason.startswith("领域「交通运输」") for m in matches)
 
 
-def test_topic_spike_of_calm_events_does_not_warn(make_post, make_event) -> None:
-    config = {"keys": {"topic": "blue", "district": "blue"}}
+def test_spikes_of_calm_events_do_not_warn(make_post, make_event) -> None:
+    config = {"keys": {"event": "yellow", "topic": "blue", "district": "blue"}}
     assert _topic_burst(SpikeRule("s", config), make_post, make_event, negative=1) == []
+    rule = SpikeRule("s", {"keys": {"event": "yellow"}})
+    for k in range(30):  # 30 posts in 5 minutes on one mostly positive event
+        at = T0 + timedelta(seconds=10 * k)
+        assert rule.add_data(make_post("点赞", n=k, at=at), make_event(size=30, negative=3, last_seen=at)) == []
 
 
 def test_min_count_holds_back_small_bursts(make_post, make_event) -> None:
