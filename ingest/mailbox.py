@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ingest.base import RawRecord, SourceAdapter
 from ingest.jsonl import JsonlSource
@@ -57,7 +58,7 @@ def _csv_records(path: Path, source_hint: str | None, stop: SourceAdapter) -> It
         if not any(cell.strip() for cell in row):
             continue
         # Cells stay strings: validation accepts decimal strings as counts, and keeps the reason specific.
-        obj = {name: cell.strip() for name, cell in zip(fields, row, strict=False) if name}
+        obj: dict[str, Any] = {name: cell.strip() for name, cell in zip(fields, row, strict=False) if name}
         if len(row) > len(fields):
             obj["_extra_cells"] = row[len(fields):]
         data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
