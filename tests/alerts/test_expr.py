@@ -167,7 +167,7 @@ def test_rendered_trees_parse_and_evaluate_like_the_reference(tree: object, styl
     assert parse(_render(tree, style)).matches(text) is _truth(tree, text)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     source=st.lists(
         st.sampled_from([*"()（）&|!！＆｜ \"'“”「」abA3区爆炸非或且", " AND ", " OR ", " NOT ", "not"]), max_size=30
