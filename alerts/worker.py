@@ -128,19 +128,14 @@ class EventStage:
 
     def reload_watchlists(self) -> int:
         """Load the analysts' watch-lists from the database into every watch-list rule; returns how many."""
-        from alerts.rules.watchlist import WatchlistRule
-        from core.db.models import WatchlistRow
+        from alerts.rules.watchlist import load_watchlist_rows
 
         with self.db.transaction() as session:
-            rows = [{"name": r.name, "expr": r.expression, "level": r.level, "enabled": r.enabled}
-                    for r in session.scalars(select(WatchlistRow))]
-        rules = [r for r in self.engine.rules if isinstance(r, WatchlistRule)]
+            rows = load_watchlist_rows(session)
         with self._lock:
-            for rule in rules:
-                problems = rule.set_expressions(rows, strict=False)
-                for problem in problems:
-                    log.warning("watch-list skipped: %s", problem)
-        return len(rows) if rules else 0
+            for problem in self.engine.set_watchlists(rows, strict=False):
+                log.warning("watch-list skipped: %s", problem)
+        return len(rows)
 
     def garbage_collect(self, now: datetime) -> None:
         """Bound the clusterer's and the rules' in-memory state."""

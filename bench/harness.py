@@ -15,7 +15,10 @@ from typing import Annotated
 
 import typer
 
-MODULES = ["bench_ingest", "bench_analyze", "bench_sentiment", "bench_events", "bench_backends", "bench_pipeline"]
+MODULES = [
+    "bench_ingest", "bench_analyze", "bench_sentiment", "bench_events", "bench_rules", "bench_backends",
+    "bench_pipeline",
+]
 
 
 def report(name: str, value: float | int | str) -> None:

@@ -69,9 +69,10 @@ class Pipeline:
                on_dead: Callable[[Any, str], None] | None = None) -> Any:
         """Validate raw records and publish them; invalid ones become dead letters (and ``on_dead`` hears of them)."""
         from ingest.service import ingest_records
+        from ingest.validate import guess_source
 
         def dead(record: Any, reason: str) -> None:
-            self.dead_letter(stage="ingest", source=record.source_hint or "unknown", origin=record.origin,
+            self.dead_letter(stage="ingest", source=guess_source(record.data, record.source_hint), origin=record.origin,
                              reason=reason, raw=record.data)
             if on_dead is not None:
                 on_dead(record, reason)
@@ -154,13 +155,12 @@ class Pipeline:
         self._threads.append(t)
 
     def _scheduler_loop(self) -> None:
-        from alerts.scheduler import run_due_jobs
-
-        from alerts.deadlines import DeadlinePolicy
-
-        path = self.settings.alerts.deadlines_file
         from pathlib import Path
 
+        from alerts.deadlines import DeadlinePolicy
+        from alerts.scheduler import run_due_jobs
+
+        path = self.settings.alerts.deadlines_file
         policy = DeadlinePolicy.load(Path(path) if path else None)
         while not self._stop.wait(self.settings.alerts.scheduler_interval_s):
             try:

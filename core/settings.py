@@ -73,7 +73,7 @@ class WecomSettings(BaseModel):
     enabled: bool = False
     base_url: str = "https://qyapi.weixin.qq.com"
     office_key: SecretStr | None = None
-    # unit id -> robot key, e.g. YUQING_WECOM__ROBOTS='{"a3-gov": "xxxx"}'
+    # unit id -> robot key, e.g. YUQING_WECOM__ROBOTS='{"gov-a3": "xxxx"}'
     robots: dict[str, SecretStr] = Field(default_factory=dict)
     per_minute: int = Field(default=20, ge=1)
     timeout_s: float = Field(default=10.0, gt=0)
