@@ -121,9 +121,8 @@ class DemoFeeder:
         self._thread.join(5)
 
     def _run(self) -> None:
-        from ingest.demo import DemoStream
-
         from ingest.base import RawRecord
+        from ingest.demo import DemoStream
 
         stream = DemoStream(seed=self.seed, rate_per_min=self.rate_per_min)
         t0 = time.time()

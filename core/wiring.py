@@ -139,10 +139,9 @@ class Container:
     @cached_property
     def analyzer(self) -> Analyzer:
         """The analyze stage."""
-        from analyze.topics import TopicClassifier
-
         from analyze.entities import EntityExtractor
         from analyze.pipeline import Analyzer
+        from analyze.topics import TopicClassifier
 
         a = self.settings.analyze
         return Analyzer(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from alerts.events import service as event_service
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
+from alerts.events import service as event_service
 from api.deps import DbSession, OptionalUser, PostStoreDep, SettingsDep, is_privileged
 from api.schemas import EventOut, EventPageOut, PostOut
 from core.db.models import TicketRow
