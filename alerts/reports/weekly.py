@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -349,7 +349,7 @@ def build_report(
         msg["To"] = ", ".join(to)
     msg.set_content(render_text(data))
     msg.add_alternative(html, subtype="html")
-    html_part = msg.get_payload()[1]  # type: ignore[index]
+    html_part = cast(EmailMessage, msg.get_payload()[1])  # type: ignore[index]  # add_alternative made it
     for name, _alt, png in images:
         html_part.add_related(png, maintype="image", subtype="png", cid=cids[name], filename=f"{name}.png")
     return msg
