@@ -119,11 +119,19 @@ def mask_text(text: str) -> str:
     return _RAW_IDCARD.sub(lambda m: m.group(1) + "*" * 15 + m.group(2), masked)
 
 
+_SCHEME = re.compile(r"(?i)\b(https?|ftp|weixin|tel|mailto):(//)?")
+
+
+def defang_links(text: str) -> str:
+    """Make URLs in untrusted text non-clickable (``http：//``) so a post cannot plant a link in a group chat."""
+    return _SCHEME.sub(lambda m: m.group(1) + "：" + (m.group(2) or ""), text)
+
+
 def clean_untrusted(text: Any, max_chars: int | None = None) -> str:
     """Untrusted text as one masked, inert line for WeChat markdown."""
     s = _CONTROL.sub("", str(text or ""))
     s = _SPACES.sub(" ", s).strip()
-    s = mask_text(s).translate(_MD_ESCAPES)
+    s = defang_links(mask_text(s)).translate(_MD_ESCAPES)
     if max_chars is not None and len(s) > max_chars:
         s = s[: max_chars - 1] + "…"
     return s
@@ -133,7 +141,7 @@ def _plain_untrusted(text: Any, max_chars: int | None = None) -> str:
     """Untrusted text as one masked line for plain-text channels (no markdown meaning to defuse)."""
     s = _SPACES.sub(" ", _CONTROL.sub("", str(text or ""))).strip()
     # <@userid> is live in text messages too: defuse the angle brackets.
-    s = mask_text(s).translate(_TEXT_ESCAPES)
+    s = defang_links(mask_text(s)).translate(_TEXT_ESCAPES)
     if max_chars is not None and len(s) > max_chars:
         s = s[: max_chars - 1] + "…"
     return s

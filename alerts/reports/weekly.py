@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.messages import LEVEL_STYLE, STATE_LABELS, level_words, mask_text, ticket_url
+from alerts.messages import LEVEL_STYLE, STATE_LABELS, defang_links, level_words, mask_text, ticket_url
 from alerts.reports import charts
 from core.db.models import EventMemberRow, EventRow, TicketRow, UnitRow
 from core.errors import RetryableSendError, SendError
@@ -180,7 +180,7 @@ def _samples(event: EventRow, tickets: Sequence[TicketRow], post_store: PostStor
                 break
     out = []
     for text in texts[:SAMPLES_PER_EVENT]:
-        clean = " ".join(mask_text(text).split())
+        clean = " ".join(defang_links(mask_text(text)).split())
         if clean:
             out.append(clean if len(clean) <= SAMPLE_CHARS else clean[: SAMPLE_CHARS - 1] + "…")
     return out

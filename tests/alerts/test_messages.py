@@ -93,6 +93,7 @@ def test_untrusted_samples_cannot_inject_markdown() -> None:
     assert re.findall(r"<@[^>]*>", text) == ["<@zhangsan>"]
     assert text.count("<font") == 2
     assert "phish.example" in text  # the text is kept, only defused
+    assert "http://phish" not in text and "http：//phish.example" in text  # not even a bare link
     assert "\n> fake quote" not in text  # sample newlines are flattened
 
 
@@ -163,7 +164,7 @@ def test_digest_lists_every_item_within_limit() -> None:
     assert text.startswith("### 预警通知汇总（9 条）\n")
     for i in range(9):
         assert f"[查看]({DASH}/#/tickets/T{i})" in text
-    assert "http://e" in text and "[x]" not in text
+    assert "http：//e" in text and "[x]" not in text and "http://e" not in text
 
 
 def test_digest_overflow_says_how_many_are_left() -> None:
