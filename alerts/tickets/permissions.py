@@ -35,11 +35,16 @@ RULES: dict[str, tuple[frozenset[str], str | None]] = {
 
 
 class Actor(Protocol):
-    """Anything with the fields of ``core.auth.User``."""
+    """Anything with the fields of ``core.auth.User`` (read-only)."""
 
-    username: str
-    role: str
-    unit_id: str | None
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def unit_id(self) -> str | None: ...
 
 
 def unit_relation(actor: Actor, ticket: Any) -> str | None:
