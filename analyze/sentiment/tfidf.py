@@ -1,0 +1,104 @@
+"""TF-IDF baseline: character 1-3-gram TF-IDF + logistic regression (scikit-learn, extra ``ml``).
+
+The evaluation baseline the shipped transformer must beat; it trains in seconds, so ``yuqing eval
+sentiment`` fits it on the train split each time. Saved as plain arrays (``tfidf.npz`` + ``vocab.json``),
+not pickle, so loading a directory never executes code from it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from analyze.sentiment.base import SentimentModel
+
+_TEXT_CAP = 5000  # chars; a huge post's sentiment is decided long before this, and n-gramming it costs
+
+
+class TfidfSentiment(SentimentModel):
+    """Char n-gram TF-IDF + LogisticRegression; label 1 positive, 0 negative (the dev CSVs' convention)."""
+
+    name = "tfidf"
+
+    def __init__(self, *, c: float = 4.0, min_df: int = 2, ngram_max: int = 3) -> None:
+        try:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+            from sklearn.linear_model import LogisticRegression
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError("TfidfSentiment needs scikit-learn: pip install 'yuqing[ml]'") from exc
+        self.c, self.min_df, self.ngram_max = c, min_df, ngram_max
+        self._vectorizer = TfidfVectorizer(
+            analyzer="char", ngram_range=(1, ngram_max), min_df=min_df, sublinear_tf=True, dtype=_float32()
+        )
+        self._clf = LogisticRegression(C=c, max_iter=2000, solver="liblinear")
+        self._fitted = False
+
+    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> TfidfSentiment:
+        """Learn vocabulary, IDF and weights from labelled texts (1 positive, 0 negative)."""
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if set(labels) != {0, 1}:
+            raise ValueError(f"labels must contain both 0 and 1, got {sorted(set(labels))}")
+        x = self._vectorizer.fit_transform([_clean(t) for t in texts])
+        self._clf.fit(x, list(labels))
+        self._fitted = True
+        return self
+
+    def predict_negative(self, texts: Sequence[str]) -> list[float]:
+        """P(label 0) from the logistic regression; empty text is 0.5."""
+        if not self._fitted:
+            raise RuntimeError("TfidfSentiment is not fitted: call fit() or load()")
+        if not texts:
+            return []
+        cleaned = [_clean(t) for t in texts]
+        proba = self._clf.predict_proba(self._vectorizer.transform(cleaned))
+        neg_col = list(self._clf.classes_).index(0)
+        return [0.5 if not c else float(p) for c, p in zip(cleaned, proba[:, neg_col], strict=True)]
+
+    def save(self, directory: Path) -> None:
+        """Write ``vocab.json`` (settings + vocabulary) and ``tfidf.npz`` (idf, coef, intercept)."""
+        import numpy as np
+
+        if not self._fitted:
+            raise RuntimeError("TfidfSentiment is not fitted: nothing to save")
+        directory.mkdir(parents=True, exist_ok=True)
+        vocab = {k: int(v) for k, v in self._vectorizer.vocabulary_.items()}
+        meta = {"c": self.c, "min_df": self.min_df, "ngram_max": self.ngram_max, "vocabulary": vocab}
+        (directory / "vocab.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        np.savez(
+            directory / "tfidf.npz",
+            idf=self._vectorizer.idf_,
+            coef=self._clf.coef_,
+            intercept=self._clf.intercept_,
+            classes=self._clf.classes_,
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> TfidfSentiment:
+        """A fitted model from a directory written by ``save``; RuntimeError if files are missing or bad."""
+        import numpy as np
+
+        try:
+            meta = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
+            with np.load(directory / "tfidf.npz", allow_pickle=False) as arrays:
+                idf, coef = arrays["idf"], arrays["coef"]
+                intercept, classes = arrays["intercept"], arrays["classes"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise RuntimeError(f"cannot load TF-IDF model from {directory}: {exc}") from exc
+        model = cls(c=meta["c"], min_df=meta["min_df"], ngram_max=meta["ngram_max"])
+        model._vectorizer.vocabulary_ = meta["vocabulary"]
+        model._vectorizer.idf_ = idf
+        model._clf.coef_, model._clf.intercept_, model._clf.classes_ = coef, intercept, classes
+        model._fitted = True
+        return model
+
+
+def _clean(text: str) -> str:
+    return str(text).strip()[:_TEXT_CAP]
+
+
+def _float32():
+    import numpy as np
+
+    return np.float32

@@ -1,0 +1,417 @@
+"""Reproducible training of the shipped sentiment model, and the data splits eval uses.
+
+Data: ``<data_dir>/{waimai,hotel,shopping}.dev.csv`` (columns ``label,text,category``; label 1 positive,
+0 negative). Each row goes to ``test`` (10%), ``val`` (5%) or ``train`` by a seeded hash of its text, so the
+split does not depend on row order and ``yuqing eval sentiment`` sees exactly the rows training never saw.
+
+Recipe (no downloaded weights anywhere): a BPE vocabulary (12k pieces, NFKC + lowercase, digits split) is
+trained on the train texts; a small BERT (hidden 128, 2 layers, 4 heads, intermediate 512, 160 positions,
+~2M parameters, most of them the embedding table) gets its word embeddings warm-started from the train
+split itself (PPMI-SVD co-occurrence vectors + a naive-Bayes log-odds column, see ``init_embeddings``) and
+is trained for sequence classification with AdamW, linear warm-up/decay (the decay is fitted into
+``max_minutes`` when the machine is slower than planned), length-bucketed batches, the two small corpora
+up-sampled 2x. The checkpoint with the best
+mean validation accuracy is kept, a temperature is fitted on the validation logits (calibration.json), and
+the directory is written as a normal ``transformers`` model dir: config.json (id2label 0=negative,
+1=positive), model.safetensors, tokenizer.json + tokenizer_config.json, train_info.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("waimai", "hotel", "shopping")
+TEST_FRACTION = 0.10
+VAL_FRACTION = 0.05
+NEGATIVE, POSITIVE = 0, 1
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Keyword names of the special tokens for PreTrainedTokenizerFast (pad first: id 0).
+_SPECIAL_KWARGS = dict(zip(["pad_token", "unk_token", "cls_token", "sep_token", "mask_token"], SPECIAL_TOKENS,
+                           strict=True))
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """One labelled review: ``label`` 1 positive, 0 negative."""
+
+    label: int
+    text: str
+
+
+class DataError(ValueError):
+    """A sentiment CSV is missing or malformed (the message names file and line)."""
+
+
+def default_data_dir() -> Path:
+    """``../shared/data/sentiment`` beside the repository checkout."""
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "sentiment"
+
+
+def read_labelled_csv(path: Path) -> list[LabelledText]:
+    """Rows of a ``label,text[,category]`` CSV; raises DataError naming the bad line."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    rows: list[LabelledText] = []
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            if "label" not in header or "text" not in header:
+                raise DataError(f"{path}:1: header must contain columns label,text (got {header})")
+            for row in reader:
+                line = reader.line_num
+                label, text = row.get("label"), row.get("text")
+                if label is None or text is None:
+                    raise DataError(f"{path}:{line}: missing label or text column")
+                if label.strip() not in ("0", "1"):
+                    raise DataError(f"{path}:{line}: label must be 0 or 1, got {label!r}")
+                rows.append(LabelledText(int(label), text))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc})") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from exc
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def split_of(text: str, *, seed: int = 42) -> str:
+    """``test``/``val``/``train`` for one text, by a seeded hash (independent of row order)."""
+    digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < TEST_FRACTION:
+        return "test"
+    if u < TEST_FRACTION + VAL_FRACTION:
+        return "val"
+    return "train"
+
+
+def load_splits(data_dir: Path, *, seed: int = 42) -> dict[str, dict[str, list[LabelledText]]]:
+    """``{dataset: {"train"|"val"|"test": rows}}`` for the three dev corpora."""
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: sentiment data directory not found (expected ../shared/data/sentiment)")
+    out: dict[str, dict[str, list[LabelledText]]] = {}
+    for name in DATASETS:
+        parts: dict[str, list[LabelledText]] = {"train": [], "val": [], "test": []}
+        for row in read_labelled_csv(data_dir / f"{name}.dev.csv"):
+            parts[split_of(row.text, seed=seed)].append(row)
+        out[name] = parts
+    return out
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of the shipped recipe (defaults are what shipped)."""
+
+    epochs: int = 3
+    seed: int = 42
+    max_minutes: float = 30.0
+    vocab_size: int = 12000
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 512
+    max_length: int = 160
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    dropout: float = 0.1
+    threads: int = 2
+    upsample: dict[str, int] = field(default_factory=lambda: {"waimai": 2, "hotel": 2, "shopping": 1})
+    evals_per_epoch: int = 4
+    warm_embeddings: bool = True
+
+
+def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
+    """A BPE ``PreTrainedTokenizerFast`` learnt from ``texts`` ([CLS] text [SEP], pad id 0)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=_SPECIAL_KWARGS["unk_token"]))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    tok.decoder = decoders.BPEDecoder()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=3, special_tokens=SPECIAL_TOKENS)
+    tok.train_from_iterator(list(texts), trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_max_length=max_length, **_SPECIAL_KWARGS
+    )
+
+
+def init_embeddings(model, ids: Sequence[Sequence[int]], labels: Sequence[int], *, seed: int,
+                    window: int = 3, first_regular: int = len(SPECIAL_TOKENS)) -> None:
+    """Warm-start the word embeddings from the train split itself (no outside weights).
+
+    Columns 1..H-1: PPMI co-occurrence vectors (window +/-3) reduced by a seeded randomized SVD - cheap
+    distributional "pretraining" on the unlabelled text. Column 0: each piece's smoothed log-odds of
+    appearing in a positive vs a negative review (the naive-Bayes feature). Attention starts near uniform,
+    so the [CLS] output starts close to a mean of these vectors, i.e. a sensible bag-of-pieces classifier,
+    which is what lets a small compute budget reach TF-IDF-level accuracy.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+    from sklearn.utils.extmath import randomized_svd
+
+    vocab = model.config.vocab_size
+    hidden = model.config.hidden_size
+    rows, cols = [], []
+    pos = np.zeros(vocab)
+    neg = np.zeros(vocab)
+    for seq, label in zip(ids, labels, strict=True):
+        arr = np.asarray(seq[1:-1], dtype=np.int64)  # without [CLS]/[SEP]
+        for d in range(1, window + 1):
+            if len(arr) > d:
+                rows.append(arr[:-d])
+                cols.append(arr[d:])
+        (pos if label == POSITIVE else neg)[np.unique(arr)] += 1
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    co = sp.coo_matrix((np.ones(len(r), dtype=np.float64), (r, c)), shape=(vocab, vocab)).tocsr()
+    co = (co + co.T).tocoo()
+    total = co.data.sum()
+    row_p = np.asarray(co.sum(axis=1)).ravel() / total
+    ctx = row_p**0.75
+    ctx /= ctx.sum()
+    pmi = np.log(co.data / total / (row_p[co.row] * ctx[co.col]))
+    keep = pmi > 0
+    ppmi = sp.csr_matrix((pmi[keep], (co.row[keep], co.col[keep])), shape=(vocab, vocab))
+    u, sigma, _ = randomized_svd(ppmi, n_components=hidden - 1, n_iter=4, random_state=seed)
+    vectors = u * np.sqrt(sigma)
+    vectors *= 0.02 / (vectors[first_regular:].std() + 1e-12)
+    log_odds = np.log((pos + 1) / (pos.sum() + vocab)) - np.log((neg + 1) / (neg.sum() + vocab))
+    log_odds *= 4 * 0.02 / (log_odds[first_regular:].std() + 1e-12)
+    table = np.concatenate([log_odds[:, None], vectors], axis=1)
+    seen = (pos + neg) > 0
+    seen[:first_regular] = False  # special tokens keep their init ([PAD] stays zero)
+    weight = model.bert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        weight[torch.as_tensor(seen)] = torch.as_tensor(table[seen], dtype=weight.dtype)
+    logger.info("embeddings warm-started for %d of %d pieces", int(seen.sum()), vocab)
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
+    """Length-bucketed batches: shuffle, sort within chunks of 50 batches, shuffle the batches (less padding)."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches.extend(part[j : j + batch_size] for j in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    yield from batches
+
+
+def _pad(seqs: Sequence[Sequence[int]]):
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _logits(model, encoded: Sequence[Sequence[int]], batch_size: int = 128):
+    """Logits for pre-tokenised sequences, in input order."""
+    import torch
+
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = torch.zeros((len(encoded), model.config.num_labels))
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = _pad([encoded[i] for i in idx])
+            out[idx] = model(input_ids=ids, attention_mask=mask).logits.float()
+    return out
+
+
+def fit_temperature(logits, labels) -> float:
+    """Temperature T minimising validation NLL of softmax(logits / T) (temperature scaling)."""
+    import torch
+
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+    target = torch.as_tensor(labels, dtype=torch.long)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp().item())
+
+
+def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
+    """Train tokenizer + model by ``config``, write the model dir to ``out``; returns train_info."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertForSequenceClassification
+
+    started = time.monotonic()
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    splits = load_splits(data_dir, seed=config.seed)
+
+    train_rows: list[LabelledText] = []
+    for name in DATASETS:
+        train_rows.extend(splits[name]["train"] * config.upsample.get(name, 1))
+    unique_train_texts = [r.text for name in DATASETS for r in splits[name]["train"]]
+    tokenizer = train_tokenizer(unique_train_texts, vocab_size=config.vocab_size, max_length=config.max_length)
+    logger.info("tokenizer: %d pieces (%.1fs)", len(tokenizer), time.monotonic() - started)
+
+    def encode(texts: Sequence[str]) -> list[list[int]]:
+        return tokenizer([t[: config.max_length * 4] for t in texts], truncation=True,
+                         max_length=config.max_length)["input_ids"]
+
+    train_ids = encode([r.text for r in train_rows])
+    train_y = torch.tensor([r.label for r in train_rows], dtype=torch.long)
+    val_ids = {name: encode([r.text for r in splits[name]["val"]]) for name in DATASETS}
+    val_y = {name: [r.label for r in splits[name]["val"]] for name in DATASETS}
+
+    bert_config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        intermediate_size=config.intermediate,
+        max_position_embeddings=config.max_length,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=2,
+        id2label={NEGATIVE: "negative", POSITIVE: "positive"},
+        label2id={"negative": NEGATIVE, "positive": POSITIVE},
+    )
+    model = BertForSequenceClassification(bert_config)
+    if config.warm_embeddings:
+        init_embeddings(model, train_ids, [r.label for r in train_rows], seed=config.seed)
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warm = max(1, int(total * config.warmup))
+    budget = config.max_minutes * 60
+
+    def lr_factor(s: int) -> float:
+        # Progress is the larger of step and wall-clock progress, so a run cut short by max_minutes still
+        # finishes its decay (on an idle machine the step term always wins and the run is reproducible).
+        progress = max(s / total, (time.monotonic() - started) / budget)
+        return min((s + 1) / warm, max(0.0, (1.0 - progress) * total / max(1, total - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    lengths = [len(s) for s in train_ids]
+    rng = random.Random(config.seed)
+    best: dict = {"val_accuracy": -1.0}
+    best_state: dict | None = None
+    step = 0
+    deadline = started + budget
+    history: list[dict] = []
+    stopped_early = False
+
+    def evaluate() -> None:
+        nonlocal best, best_state
+        accs = {}
+        for name in DATASETS:
+            pred = _logits(model, val_ids[name]).argmax(-1)
+            accs[name] = float((pred == torch.tensor(val_y[name])).float().mean())
+        mean = sum(accs.values()) / len(accs)
+        history.append({"step": step, "minutes": (time.monotonic() - started) / 60, "val": accs})
+        logger.info("step %d/%d val %s mean %.4f", step, total, {k: round(v, 4) for k, v in accs.items()}, mean)
+        if mean > best["val_accuracy"]:
+            best = {"val_accuracy": mean, "val": accs, "step": step}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.train()
+
+    model.train()
+    loss_avg = 0.0
+    for epoch in range(config.epochs):
+        for batch in _batches(lengths, config.batch_size, rng):
+            ids, mask = _pad([train_ids[i] for i in batch])
+            loss = model(input_ids=ids, attention_mask=mask, labels=train_y[batch]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            loss_avg = 0.98 * loss_avg + 0.02 * loss.item()
+            if step % 100 == 0:
+                el = time.monotonic() - started
+                logger.info("epoch %d step %d/%d loss %.4f %.1f min %.2f steps/s", epoch, step, total,
+                            loss_avg / (1 - 0.98 ** step), el / 60, step / el)
+            if step % eval_every == 0:
+                evaluate()
+            if time.monotonic() > deadline:
+                stopped_early = True
+                break
+        if stopped_early:
+            logger.warning("max_minutes %.1f reached at step %d/%d; keeping the best checkpoint",
+                           config.max_minutes, step, total)
+            break
+    if step % eval_every:
+        evaluate()
+    assert best_state is not None
+    model.load_state_dict(best_state)
+
+    all_logits = torch.cat([_logits(model, val_ids[n]) for n in DATASETS])
+    all_y = [y for n in DATASETS for y in val_y[n]]
+    temperature = fit_temperature(all_logits, all_y)
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(out)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(out)
+    (out / "calibration.json").write_text(
+        json.dumps({"temperature": temperature, "fitted_on": "val split of the three dev corpora",
+                    "negative_label": NEGATIVE}, indent=2) + "\n", encoding="utf-8")
+    import transformers
+
+    info = {
+        "seed": config.seed,
+        "config": {k: v for k, v in vars(config).items()},
+        "steps": step,
+        "total_steps_planned": total,
+        "stopped_early": stopped_early,
+        "wall_minutes": round((time.monotonic() - started) / 60, 2),
+        "best": best,
+        "history": history,
+        "temperature": temperature,
+        "train_rows": len(train_rows),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    (out / "train_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    logger.info("saved %s (best step %s, T=%.3f, %.1f min)", out, best.get("step"), temperature,
+                info["wall_minutes"])
+    return info
