@@ -319,3 +319,24 @@ def test_two_senders_racing_on_postgres(pg_url: str, emulator: WecomEmulator, cl
     assert states == ["sent"] * 16
     db_a.close()
     db_b.close()
+
+
+def test_email_rows_go_through_smtp(db: Database, clock: FakeTime) -> None:
+    from alerts.notifiers.smtp import SmtpNotifier
+    from tests.alerts.notifiers.smtp_server import SmtpServer
+
+    with db.transaction() as s:
+        enqueue(s, Notification(id="ticket.overdue:T7:email", channel="email", target="gov-a3", kind="ticket.overdue",
+                                subject="x", payload={"id": "T7", "title": "路灯不亮", "level": 1,
+                                                      "samples": ["<b>路灯</b>坏了 13812345678"]}))
+    with SmtpServer() as srv:
+        mailer = SmtpNotifier(host="127.0.0.1", port=srv.port, security="none", username=None, password=None,
+                              sender="yuqing@gov.example", timeout_s=5, recipients={"gov-a3": ["a3@gov.example"]})
+        stats = OutboxSender(db, {"email": mailer}, worker_id="m", clock=lambda: clock.now).run_once(clock.now)
+    assert stats.sent == 1
+    (msg,) = srv.inbox.messages()
+    assert msg["Subject"] == "【蓝色预警·一般】工单已超时：路灯不亮"
+    html, text = msg.get_body(("html",)).get_content(), msg.get_body(("plain",)).get_content()
+    assert "138****5678" in text and "13812345678" not in html + text
+    assert "<b>" not in html and "路灯" in html
+    assert rows(db)["ticket.overdue:T7:email"].state == "sent"
