@@ -34,7 +34,6 @@ from core.store.base import SignatureRow
 
 log = logging.getLogger(__name__)
 
-_MERSENNE = np.uint64((1 << 61) - 1)
 _MAX32 = np.uint64(0xFFFFFFFF)
 _SEED = 0x59_51_49_4E  # "YQIN": fixed so signatures agree across processes and releases
 # Text beyond this many characters adds little to "is this the same text" and costs time.
@@ -42,15 +41,19 @@ MAX_SIGNATURE_CHARS = 20_000
 EMPTY_SIGNATURE_VALUE = 0xFFFFFFFF
 _WS = re.compile(r"\s+")
 MAX_BUCKET = 64  # posts kept per LSH bucket
+FOCUS_CHARS = 120
 
 
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficients (a, b) of the universal hashes (a*x + b) mod (2^61 - 1), from a fixed seed."""
+    """Coefficients of the hashes h(x) = ((a·x + b) mod 2^64) >> 32, from a fixed seed.
+
+    Multiply-add-shift (Dietzfelbinger) is strongly universal for 32-bit keys with 64-bit a, b, and
+    numpy's uint64 arithmetic wraps exactly mod 2^64, so it is both fast and the same everywhere.
+    """
     rng = np.random.Generator(np.random.PCG64(_SEED))
-    # a < 2^31 and x < 2^32 keep a*x + b below 2^64: exact arithmetic, no silent wrap-around.
-    a = rng.integers(1, 1 << 31, size=num_perm, dtype=np.uint64)
-    b = rng.integers(0, 1 << 31, size=num_perm, dtype=np.uint64)
+    a = rng.integers(0, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64, endpoint=True) | np.uint64(1)
+    b = rng.integers(0, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64, endpoint=True)
     return a, b
 
 
@@ -81,8 +84,9 @@ def minhash_signature(text: str, *, num_perm: int = 64, shingle: int = 3) -> lis
         return [EMPTY_SIGNATURE_VALUE] * num_perm
     x = _shingle_hashes(text, shingle)
     a, b = _permutations(num_perm)
-    values = (np.outer(a, x) + b[:, None]) % _MERSENNE
-    return (values.min(axis=1) & _MAX32).astype(np.int64).tolist()
+    with np.errstate(over="ignore"):
+        values = (np.outer(a, x) + b[:, None]) >> np.uint64(32)
+    return values.min(axis=1).astype(np.int64).tolist()
 
 
 def estimated_jaccard(sig_a: Iterable[int], sig_b: Iterable[int]) -> float:
@@ -126,6 +130,21 @@ _ADMIN_PREFIX = re.compile(
 _STRIP_SUFFIXES = ("小区", "社区")
 
 
+# Names ending like a government body are never anchors: residents address them about everything.
+_GOV_ENDINGS = (
+    "政府", "委员会", "党委", "管委会", "居委会", "村委会", "业委会", "委", "局", "厅", "办公室", "办", "法院",
+    "检察院", "派出所", "大队", "支队", "中队", "所", "部门", "单位", "国际旅游公司",
+)  # fmt: skip
+# Extraction slips: a verb or filler glued in front of a name ("导致小区", "加快学校", "地处时代倾城").
+_JUNK_PREFIXES = (
+    "我们", "我", "本", "该", "此", "这", "那", "整个", "周边", "附近", "导致", "造成", "影响", "严重", "占有",
+    "占用", "加快", "地处", "位于", "属于", "进出", "通往", "紧挨", "来自", "包括", "经过", "感谢", "要求",
+    "拒绝", "强制", "平息", "门", "宅", "话", "过", "和", "与", "在", "到", "从", "对", "把", "被", "给",
+    "让", "使", "请", "是", "有", "为", "由", "因", "但", "而", "且", "及", "等", "中午", "目前", "现在",
+    "如果", "但是", "而且", "并且", "不准", "各", "全", "其他", "相关", "一个", "某",
+)  # fmt: skip
+
+
 def anchor_key(name: str) -> str | None:
     """The canonical anchor key of an entity name, or None when the name is too generic to tie posts."""
     name = _WS.sub("", name or "")
@@ -135,13 +154,13 @@ def anchor_key(name: str) -> str | None:
     # Keep the full name when stripping would eat it (e.g. "金麓小区" looks like "金麓小" + "区").
     if len(stripped) >= 3 and stripped.endswith(_ANCHOR_SUFFIXES):
         name = stripped
-    if not name.endswith(_ANCHOR_SUFFIXES) or name in _GENERIC_NAMES:
+    if not name.endswith(_ANCHOR_SUFFIXES) or name.endswith(_GOV_ENDINGS) or name in _GENERIC_NAMES:
+        return None
+    if name.startswith(_JUNK_PREFIXES):
         return None
     for prefix in _GENERIC_PREFIXES:
-        if name.startswith(prefix) and name[len(prefix) :] in _GENERIC_NAMES | {""}:
+        if name.startswith(prefix) and name[len(prefix) :] in _GENERIC_NAMES:
             return None
-    if name.startswith(("我们", "我", "本", "该", "此", "这", "那", "整个", "周边", "附近")):
-        return None
     for suffix in _STRIP_SUFFIXES:
         if name.endswith(suffix) and len(name) - len(suffix) >= 2:
             name = name[: -len(suffix)]
@@ -149,14 +168,25 @@ def anchor_key(name: str) -> str | None:
     return name
 
 
-def anchor_keys(entities: Entities) -> list[str]:
-    """Distinct anchor keys among the entities' places and organisations, in first-seen order."""
+def anchor_keys(entities: Entities, focus: str | None = None) -> list[str]:
+    """Distinct anchor keys among the entities' places and organisations, in first-seen order.
+
+    With ``focus`` (a title, or the opening of the text) only names that appear in it count: a message
+    names what it is about up front, while names deep in the body are context (and extraction slips).
+    """
     out: list[str] = []
     for name in [*entities.places, *entities.orgs]:
         key = anchor_key(name)
-        if key and key not in out:
+        if key and key not in out and (focus is None or key in focus):
             out.append(key)
     return out
+
+
+def focus_text(post: AnalyzedPost) -> str:
+    """Where a post names its subject: the title, or the first ``FOCUS_CHARS`` characters of the text."""
+    if post.title:
+        return _WS.sub("", post.title)
+    return _WS.sub("", post.text_norm or post.text)[:FOCUS_CHARS]
 
 
 _CJK_OR_WORD = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
@@ -262,7 +292,7 @@ class EventClusterer:
         ts = _ts(post.published_at)
         sig = self._signature(post)
         tokens = content_tokens(post)
-        anchors = anchor_keys(post.entities)
+        anchors = anchor_keys(post.entities, focus_text(post))
         assignment = (
             self._match_repost(post)
             or self._match_near_dup(post.id, sig, ts)
@@ -338,7 +368,7 @@ class EventClusterer:
                     continue
                 self._index(
                     row.id, row.event_id, _ts(row.published_at), self._signature(row), content_tokens(row),
-                    anchor_keys(row.entities),
+                    anchor_keys(row.entities, focus_text(row)),
                 )
             n += 1
         if items:
