@@ -409,3 +409,48 @@ def weekly_job(
         session.close()
     log.info("%s reports: %s", kind, outcome)
     return outcome
+
+
+def report_slot(kind: Kind, now: datetime, tz: str, *, at: tuple[int, int] = (8, 30)) -> str | None:
+    """The run-once slot due at ``now`` (ISO week for weekly from Monday ``at``, date for daily), else None.
+
+    A weekly report not sent on Monday (service down) is still due later that week: late beats never.
+    """
+    local = now.astimezone(ZoneInfo(tz))
+    if (local.hour, local.minute) < at and (kind == "daily" or local.weekday() == 0):
+        return None
+    if kind == "weekly":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    return local.strftime("%Y-%m-%d")
+
+
+def scheduled_reports(
+    session_factory: Callable[[], Session], *, now: datetime, worker_id: str, send: Callable[[EmailMessage], None],
+    post_store: PostStore | None = None, dashboard_url: str, tz: str = "Asia/Shanghai", daily: bool = True,
+    at: tuple[int, int] = (8, 30),
+) -> dict[str, dict[str, str]]:
+    """Send the reports that are due (weekly Mondays 08:30, daily 08:30 office time), once across workers.
+
+    The slot is claimed and committed before sending (``alerts.scheduler.claim``): building a report
+    takes seconds and must not hold a write lock, and a report mailed twice is worse than one mailed
+    late by hand (``yuqing report weekly --send``) after a failure, which is logged.
+    """
+    from alerts.scheduler import claim
+
+    done: dict[str, dict[str, str]] = {}
+    kinds: list[Kind] = ["weekly", "daily"] if daily else ["weekly"]
+    for kind in kinds:
+        slot = report_slot(kind, now, tz, at=at)
+        if slot is None:
+            continue
+        session = session_factory()
+        try:
+            won = claim(session, job=f"report.{kind}", slot=slot, worker_id=worker_id, now=now)
+            session.commit()
+        finally:
+            session.close()
+        if won:
+            done[kind] = weekly_job(session_factory, now=now, send=send, kind=kind, post_store=post_store,
+                                    dashboard_url=dashboard_url, tz=tz)
+    return done

@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from alerts.notifiers.smtp import SmtpNotifier
 from alerts.reports.cli import app
-from alerts.reports.weekly import build_report, collect, report_window, unit_recipients, weekly_job
+from alerts.reports.weekly import (
+    build_report,
+    collect,
+    report_slot,
+    report_window,
+    scheduled_reports,
+    unit_recipients,
+    weekly_job,
+)
 from core.db.models import EventMemberRow, EventRow, TicketRow, UnitRow
 from core.db.session import Database
 from core.records import AnalyzedPost, Sentiment, SentimentLabel, Source, Topic
@@ -191,3 +199,25 @@ def test_cli_writes_eml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert pngs
     bad = CliRunner().invoke(app, ["monthly"])
     assert bad.exit_code != 0
+
+
+def test_report_slots() -> None:
+    monday_early = datetime(2026, 11, 23, 8, 29, tzinfo=CST)
+    assert report_slot("weekly", monday_early, "Asia/Shanghai") is None
+    assert report_slot("weekly", NOW, "Asia/Shanghai") == "2026-W48"
+    assert report_slot("weekly", datetime(2026, 11, 24, 7, 0, tzinfo=CST), "Asia/Shanghai") == "2026-W48"
+    assert report_slot("daily", monday_early, "Asia/Shanghai") is None
+    assert report_slot("daily", NOW, "Asia/Shanghai") == "2026-11-23"
+
+
+def test_scheduled_reports_run_once_across_workers(db: Database) -> None:
+    with SmtpServer() as srv:
+        mailer = SmtpNotifier(host="127.0.0.1", port=srv.port, security="none", username=None, password=None,
+                              sender="yuqing@gov.example", timeout_s=5)
+        first = scheduled_reports(db.session, now=NOW, worker_id="w1", send=mailer.send_message,
+                                  dashboard_url=DASH, daily=False)
+        second = scheduled_reports(db.session, now=NOW + timedelta(minutes=1), worker_id="w2",
+                                   send=mailer.send_message, dashboard_url=DASH, daily=False)
+    assert first == {"weekly": {"office": "sent", "gov-a3": "sent"}}
+    assert second == {}
+    assert len(srv.inbox.raw) == 2
