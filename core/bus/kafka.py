@@ -88,7 +88,8 @@ class KafkaBus(Bus):
         admin = None
         try:
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="yuqing-admin",
-                                     request_timeout_ms=self.request_timeout_ms)
+                                     request_timeout_ms=self.request_timeout_ms,
+                                     bootstrap_timeout_ms=self.request_timeout_ms)
             existing = set(admin.list_topics())
             new = [NewTopic(self._name(t), self.partitions, self.replication_factor)
                    for t in missing if self._name(t) not in existing]
@@ -115,6 +116,7 @@ class KafkaBus(Bus):
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self.bootstrap, client_id="yuqing-producer",
+                        bootstrap_timeout_ms=self.request_timeout_ms,
                         acks="all" if self.acks == "all" else int(self.acks),
                         enable_idempotence=self.acks == "all",
                         linger_ms=self.linger_ms, batch_size=self.batch_size,
@@ -171,6 +173,7 @@ class KafkaBus(Bus):
             raw = KafkaConsumer(
                 *[self._name(t) for t in topics], bootstrap_servers=self.bootstrap,
                 group_id=self.group_prefix + group, client_id=f"yuqing-{group}",
+                bootstrap_timeout_ms=self.request_timeout_ms,
                 enable_auto_commit=False, auto_offset_reset="earliest",
                 max_poll_records=self.max_poll_records, max_poll_interval_ms=self.max_poll_interval_ms,
                 session_timeout_ms=self.session_timeout_ms,

@@ -54,8 +54,8 @@ class ElasticsearchPostStore(PostStore):
                  utc_offset_hours: int = 8) -> None:
         secret = password.get_secret_value() if hasattr(password, "get_secret_value") else password
         auth = httpx.BasicAuth(username, secret or "") if username else None
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=request_timeout_s, auth=auth,
+        self.url = str(httpx.URL(url).copy_with(username=None, password=None)).rstrip("/")  # safe to log
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=request_timeout_s, auth=auth,
                                   headers={"Content-Type": "application/json"})
         self.alias = index_prefix
         self.index_period = index_period
@@ -136,15 +136,20 @@ class ElasticsearchPostStore(PostStore):
 
     def ensure_schema(self) -> None:
         """Put the index template and create the current period's index (which joins the alias)."""
-        self._request("PUT", f"/_index_template/{self.alias}", body=self.template())
-        index = self.index_for(datetime.now(UTC))
-        found = self._request("HEAD", f"/{index}", ok404=True)
-        if found.get("_not_found"):
-            try:
-                self._request("PUT", f"/{index}")
-            except ValueError as exc:
-                if "resource_already_exists" not in str(exc):
-                    raise
+        try:
+            self._request("PUT", f"/_index_template/{self.alias}", body=self.template())
+            index = self.index_for(datetime.now(UTC))
+            if self._request("HEAD", f"/{index}", ok404=True).get("_not_found"):
+                try:
+                    self._request("PUT", f"/{index}")
+                except ValueError as exc:
+                    if "resource_already_exists" not in str(exc):  # another process won the race
+                        raise
+        except ValueError as exc:
+            if self.use_ik and "ik_" in str(exc):
+                raise ValueError("use_ik=True needs the analysis-ik plugin on every Elasticsearch node"
+                                 f" (or set use_ik=False): {exc}") from exc
+            raise
 
     def index_for(self, published_at: datetime) -> str:
         """The index a post published at this moment lives in."""

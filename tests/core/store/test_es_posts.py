@@ -88,3 +88,14 @@ def test_unreachable_cluster_raises_backend_unavailable() -> None:
     with pytest.raises(BackendUnavailable):
         dead.search(PostQuery())
     dead.close()
+
+
+def test_ik_without_the_plugin_is_a_clear_error(es_url: str) -> None:
+    plugins = httpx.get(f"{es_url}/_cat/plugins?format=json", timeout=5)
+    if plugins.status_code == 200 and "analysis-ik" in plugins.text:
+        pytest.skip("this cluster has the IK plugin")
+    s = build(es_url, f"yqt-{uuid.uuid4().hex[:10]}", use_ik=True)
+    with pytest.raises(ValueError, match="analysis-ik plugin"):
+        s.ensure_schema()
+    s.drop_all()
+    s.close()

@@ -1,0 +1,74 @@
+"""KafkaBus specifics beyond the shared contract (needs the Kafka test server for the broker tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import uuid
+
+import pytest
+
+from core.bus.kafka import KafkaBus
+from core.errors import BackendUnavailable
+
+
+def build(bootstrap: str, **kw: object) -> KafkaBus:
+    args: dict[str, object] = dict(
+        bootstrap=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}.", partitions=3, replication_factor=1,
+        acks="all", linger_ms=5, batch_size=64 * 1024, compression="gzip", max_poll_records=100,
+        max_poll_interval_ms=60_000, session_timeout_ms=6_000, request_timeout_ms=10_000,
+        group_prefix=f"g{uuid.uuid4().hex[:8]}-")
+    args.update(kw)
+    return KafkaBus(**args)  # type: ignore[arg-type]
+
+
+@pytest.mark.kafka
+def test_topics_are_prefixed_and_created_with_the_configured_partitions(kafka_bootstrap: str) -> None:
+    from kafka import KafkaAdminClient
+
+    bus = build(kafka_bootstrap)
+    bus.ensure_topics(["posts.raw"])
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10_000)
+    try:
+        described = admin.describe_topics([bus.topic_prefix + "posts.raw"])
+        assert len(described[0]["partitions"]) == 3
+    finally:
+        admin.close()
+    bus.ensure_topics(["posts.raw"])  # existing topic: no error
+    bus.close()
+
+
+@pytest.mark.kafka
+def test_gzip_compressed_messages_round_trip(kafka_bootstrap: str) -> None:
+    bus = build(kafka_bootstrap, compression="gzip")
+    consumer = bus.consumer(["z"], group="gz")
+    bus.publish_many("z", [(f"k{i}", ("舆情" * 200 + str(i)).encode()) for i in range(50)])
+    bus.flush()
+    got = []
+    for _ in range(40):
+        got += consumer.poll(max_records=100, timeout_s=0.5)
+        if len(got) >= 50:
+            break
+    assert sorted(m.value for m in got) == sorted(("舆情" * 200 + str(i)).encode() for i in range(50))
+    assert all(m.topic == "z" for m in got), "callers see topic names without the prefix"
+    consumer.commit()
+    assert consumer.lag() == 0
+    consumer.close()
+    bus.close()
+
+
+def test_unreachable_broker_raises_backend_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    bus = build(f"127.0.0.1:{port}", request_timeout_ms=1_500)
+    with pytest.raises(BackendUnavailable, match=f"127.0.0.1:{port}"):
+        bus.publish("posts.raw", b"x")
+    with pytest.raises(BackendUnavailable):
+        bus.consumer(["posts.raw"], group="g")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lz4") is not None, reason="lz4 is installed here")
+def test_codec_without_its_package_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="lz4"):
+        build("127.0.0.1:9", compression="lz4")
