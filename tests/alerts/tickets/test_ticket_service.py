@@ -312,3 +312,23 @@ def test_concurrent_open_on_sqlite_file_makes_one_ticket(db) -> None:
         rows = s.query(TicketRow).all()
         assert len(rows) == 1
         assert rows[0].level == 4 and {r["rule"] for r in rows[0].extra["reasons"]} == {"规则A", "规则B"}
+
+
+def test_stale_write_raises_conflict_instead_of_overwriting(db) -> None:
+    from core.errors import ConflictError
+
+    tid, _ = _open(db)
+    stale = db.session()
+    try:
+        old = stale.get(TicketRow, tid)  # read version 1
+        with db.transaction() as s:
+            svc.acknowledge(s, ticket_id=tid, actor=ENV, now=T0)  # someone else moves it to version 2
+        old.title = "覆盖别人的修改"
+        with pytest.raises(ConflictError, match="re-read and retry"):
+            svc.flush(stale)
+    finally:
+        stale.rollback()
+        stale.close()
+    with db.transaction() as s:
+        t = s.get(TicketRow, tid)
+        assert (t.state, t.version, t.title) == ("acknowledged", 2, "某小区垃圾站臭味扰民")
