@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import threading
+import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, exists, or_, select, update
 
 from alerts.notifiers.base import Notification, Notifier
+from alerts.notifiers.redact import redact_urls
 from alerts.ratelimit import RateLimiter
 from core.db.models import OutboxRow, TargetStatusRow
 from core.db.session import Database
@@ -231,8 +233,10 @@ class OutboxSender:
             return True
         except Exception as exc:
             # A bug or an unexpected library error: keep the row and retry; max_attempts bounds it.
-            log.exception("unexpected error sending outbox row(s) %s", [r.id for r in rows])
-            self._mark_retry(token, rows, now, f"{type(exc).__name__}: {str(exc)[:200]}", stats)
+            # The traceback is logged with URLs cut down: an unexpected message might carry a robot key.
+            trace = redact_urls("".join(traceback.format_exception(exc)))
+            log.error("unexpected error sending outbox row(s) %s:\n%s", [r.id for r in rows], trace)
+            self._mark_retry(token, rows, now, redact_urls(f"{type(exc).__name__}: {str(exc)[:200]}"), stats)
             return True
         self._mark_sent(token, rows, now, stats)
         stats.messages += 1
@@ -272,7 +276,9 @@ class OutboxSender:
             valid: list[tuple[_Claimed, Notification]] = []
             for r in group:
                 try:
-                    valid.append((r, Notification.model_validate(r.notification)))
+                    # The row's channel/target are what was claimed and rate-limited: they win over the JSON.
+                    note = Notification.model_validate(r.notification)
+                    valid.append((r, note.model_copy(update={"channel": r.channel, "target": r.target})))
                 except ValidationError as exc:
                     self._mark_dead(token, [r], f"malformed notification: {exc.errors()[:1]}", stats)
             if channel in self.rate_limited:

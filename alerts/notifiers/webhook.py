@@ -90,6 +90,8 @@ class SignedWebhookNotifier(Notifier):
             resp = self._client.post(self._url, content=data, headers=headers, timeout=self._timeout)
         except httpx.TimeoutException:
             raise RetryableSendError(f"webhook timed out after {self._timeout:g}s") from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise PermanentSendError("webhook URL is not a valid http(s) URL") from None
         except httpx.HTTPError as exc:
             raise RetryableSendError(f"webhook connection failed ({type(exc).__name__})") from None
         status = resp.status_code

@@ -82,6 +82,8 @@ class WecomRobotNotifier(Notifier):
             )
         except httpx.TimeoutException:
             raise RetryableSendError(f"{who}: timed out after {self._timeout:g}s") from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise PermanentSendError(f"{who}: the robot API base URL is not a valid http(s) URL") from None
         except httpx.HTTPError as exc:
             # The exception text can contain the URL with the key: report only its type.
             raise RetryableSendError(f"{who}: connection failed ({type(exc).__name__})") from None

@@ -162,3 +162,11 @@ def test_httpx_request_log_has_no_key(emulator: WecomEmulator, caplog: pytest.Lo
     make(emulator).send(note())
     assert "HTTP Request" in caplog.text  # httpx did log the request...
     assert KEY_A3 not in caplog.text  # ...with the key blanked out
+
+
+@pytest.mark.parametrize("base_url", ["http://[::1", "htp://qyapi.example"])
+def test_invalid_base_url_is_permanent(base_url: str) -> None:
+    n = WecomRobotNotifier(base_url=base_url, keys={"gov-a3": SecretStr(KEY_A3)}, timeout_s=1)
+    with pytest.raises(PermanentSendError, match="not a valid") as info:
+        n.send(note())
+    assert KEY_A3 not in str(info.value)
