@@ -347,6 +347,10 @@ def render_digest(
             line += f" [查看]({ticket_url(dashboard_url, str(p.get('id')))})"
         items.append(line + "\n")
     tail = f"\n[全部工单]({dashboard_url.rstrip('/')}/#/tickets)"
+    # Everyone the single messages would have @-mentioned (user ids only: markdown cannot @ a mobile).
+    users = list(dict.fromkeys(u for note in notifications for u in _mentions(note)[0]))[:20]
+    if users:
+        tail += "\n" + " ".join(f"<@{u}>" for u in users)
     out = header
     budget = limit - blen(tail)
     for i, item in enumerate(items):

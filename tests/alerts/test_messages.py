@@ -165,6 +165,7 @@ def test_digest_lists_every_item_within_limit() -> None:
     for i in range(9):
         assert f"[查看]({DASH}/#/tickets/T{i})" in text
     assert "http：//e" in text and "[x]" not in text and "http://e" not in text
+    assert text.endswith(f"\n[全部工单]({DASH}/#/tickets)\n<@zhangsan>")  # mentions merged, once
 
 
 def test_digest_overflow_says_how_many_are_left() -> None:
