@@ -4,6 +4,7 @@
 #   eval "$(deploy/test-services.sh start)"   # prints `export ...` lines on stdout, diagnostics on stderr
 #   pytest ...
 #   deploy/test-services.sh stop              # uses $YUQING_TEST_SERVICES_STATE (or: stop <state-dir>)
+#   deploy/test-services.sh run pytest -q     # start, run the command, stop; exits with the command's status
 #
 # start:
 #   - YUQING_KAFKA_BOOTSTRAP / YUQING_ES_URL already set -> that service is not started (a real cluster is
@@ -133,8 +134,18 @@ stop() {
   rm -rf -- "$state"
 }
 
+run() {
+  local exports
+  exports="$(start)" || return 1
+  eval "$exports"
+  export YUQING_TEST_SERVICES_STATE
+  trap 'stop "$YUQING_TEST_SERVICES_STATE"' EXIT
+  "$@"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) shift; stop "${1:-}" ;;
-  *) echo "usage: $0 start | stop [state-dir]" >&2; exit 2 ;;
+  run) shift; [[ $# -gt 0 ]] || { echo "usage: $0 run <command...>" >&2; exit 2; }; run "$@" ;;
+  *) echo "usage: $0 start | stop [state-dir] | run <command...>" >&2; exit 2 ;;
 esac

@@ -292,7 +292,7 @@ class SqlitePostStore(PostStore):
         conn = self._r()
         total = conn.execute(f"SELECT COUNT(*) FROM posts p{where}", params).fetchone()[0]  # noqa: S608
         rows = conn.execute(
-            f"SELECT doc, signature FROM posts p{where} ORDER BY p.published_ms DESC, p.id DESC"  # noqa: S608
+            f"SELECT doc, signature FROM posts p{where} ORDER BY p.published_ms DESC, p.rid DESC"  # noqa: S608
             " LIMIT ? OFFSET ?", [*params, query.limit, query.offset]).fetchall()
         return PostPage(total=total, items=[self._post(doc, sig) for doc, sig in rows])
 
