@@ -8,7 +8,7 @@ Three ways a post joins an existing event, tried in this order:
 3. **anchor** — citizens who write about one residential compound's or one company's problem rarely
    copy each other, so a post that names a *specific* anchor (a 小区/村/company from its entities, never a
    bare district or a government body) joins a recent event (``anchor_window_days``) with the same anchor
-   whose members share enough content words (token-set Jaccard ≥ ``anchor_similarity``).
+   whose members share enough content words (Dice of content-word sets ≥ ``anchor_similarity``).
 
 Otherwise the post opens a new event whose id is derived from its own post id, so replaying the same
 input in the same order yields the same event ids. Memory is bounded by time: ``garbage_collect`` drops
@@ -103,10 +103,16 @@ def estimated_jaccard(sig_a: Iterable[int], sig_b: Iterable[int]) -> float:
 # A name must end like a specific place or organisation to be an anchor; administrative areas and
 # government bodies are deliberately absent (thousands of unrelated messages name "A3区" or "市教育局").
 _ANCHOR_SUFFIXES = (
-    "小区", "花园", "家园", "新城", "之城", "新村", "村", "苑", "园", "城", "府", "湾", "庭", "邸", "居",
+    "小区", "社区", "花园", "家园", "新城", "之城", "新村", "村", "苑", "园", "城", "府", "湾", "庭", "邸", "居",
     "公馆", "山庄", "公寓", "大厦", "广场", "中心", "市场", "商城", "大楼", "楼盘", "项目",
     "公司", "集团", "厂", "矿", "酒店", "宾馆", "医院", "诊所", "学校", "学院", "大学", "中学", "小学",
     "幼儿园", "附中", "搅拌站", "加油站", "车站", "站", "场",
+)  # fmt: skip
+# Organisations share long generic tails ("投资有限公司", "配套幼儿园", "经济学院"): for them only equal or
+# contained names are the same thing, never a merely common ending.
+_ORG_ENDINGS = (
+    "公司", "集团", "厂", "矿", "酒店", "宾馆", "医院", "诊所", "学校", "学院", "大学", "中学", "小学",
+    "幼儿园", "附中", "中心", "项目", "站", "场",
 )  # fmt: skip
 _GENERIC_PREFIXES = (
     "我们", "我", "本", "该", "此", "这个", "那个", "这", "那", "整个", "周边", "附近", "所在", "各", "全",
@@ -192,22 +198,33 @@ def focus_text(post: AnalyzedPost) -> str:
 _CJK_OR_WORD = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
 
 
+# Words in nearly every complaint: sharing them says nothing about sharing a problem.
+_COMMON_WORDS = frozenset(
+    {
+        "小区", "业主", "居民", "我们", "问题", "反映", "投诉", "举报", "领导", "部门", "相关", "政府", "a市",
+        "严重", "希望", "请求", "要求", "生活", "影响", "情况", "解决", "处理", "目前", "现在", "已经", "没有",
+        "进行", "工作", "你好", "您好", "尊敬", "谢谢", "请问", "市民", "群众", "有关", "时间", "一直", "至今",
+    }
+)  # fmt: skip
+
+
 def content_tokens(post: AnalyzedPost) -> frozenset[str]:
-    """Content words for the anchor similarity: the post's tokens of 2+ characters (bigrams if none)."""
-    tokens = {t for t in post.tokens if len(t) >= 2 and _CJK_OR_WORD.search(t)}
+    """Content words for the anchor similarity: tokens of 2+ characters minus complaint boilerplate.
+
+    Without tokens (an analyze stage without a segmenter) character bigrams of the text stand in.
+    """
+    tokens = {t.lower() for t in post.tokens if len(t) >= 2 and _CJK_OR_WORD.search(t)} - _COMMON_WORDS
     if tokens:
         return frozenset(tokens)
-    # No tokens (an analyze stage without a segmenter): character bigrams of the text still work.
     text = "".join(ch for ch in (post.text_norm or post.full_text) if _CJK_OR_WORD.match(ch))
     return frozenset(text[i : i + 2] for i in range(len(text) - 1))
 
 
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """Jaccard similarity of two sets (0 when both are empty)."""
+def dice(a: frozenset[str], b: frozenset[str]) -> float:
+    """Dice similarity of two sets, 2|A∩B| / (|A| + |B|) (0 when either is empty)."""
     if not a or not b:
         return 0.0
-    inter = len(a & b)
-    return inter / (len(a) + len(b) - inter)
+    return 2 * len(a & b) / (len(a) + len(b))
 
 
 def event_id_for(first_post_id: str) -> str:
@@ -258,7 +275,7 @@ class EventClusterer:
         threshold: float = 0.5,
         window_hours: float = 72.0,
         anchor_window_days: float = 45.0,
-        anchor_similarity: float = 0.12,
+        anchor_similarity: float = 0.15,
         members_per_event: int = 30,
         gc_every: int = 2000,
     ) -> None:
@@ -443,9 +460,10 @@ class EventClusterer:
             for j in range(i + 2, n + 1):
                 if key[i:j] in self._anchors:  # keys inside this one
                     related.add(key[i:j])
-        for i in range(0, n - 3):
-            suffix = key[i:]
-            related.update(k for k in self._sub_index.get(suffix, ()) if k.endswith(suffix))
+        if not key.endswith(_ORG_ENDINGS):
+            for i in range(0, n - 3):
+                suffix = key[i:]
+                related.update(k for k in self._sub_index.get(suffix, ()) if k.endswith(suffix))
         return related
 
     def _match_anchor(self, anchors: list[str], tokens: frozenset[str], ts: float) -> Assignment | None:
@@ -462,7 +480,7 @@ class EventClusterer:
                     if ts - self._event_last.get(event_id, float("-inf")) > self.anchor_window:
                         continue
                     sim = max(
-                        (jaccard(tokens, m.tokens) for m in self._members.get(event_id, ())
+                        (dice(tokens, m.tokens) for m in self._members.get(event_id, ())
                          if abs(ts - m.ts) <= self.anchor_window),
                         default=0.0,
                     )

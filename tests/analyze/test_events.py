@@ -1,0 +1,273 @@
+"""analyze.events: MinHash signatures, and the clusterer's repost / near-duplicate / anchor rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from analyze.events import (
+    EMPTY_SIGNATURE_VALUE,
+    EventClusterer,
+    anchor_key,
+    estimated_jaccard,
+    event_id_for,
+    minhash_signature,
+)
+from analyze.normalize import normalize, text_for_scoring
+from analyze.segment import tokenize
+from core.records import AnalyzedPost, Entities, Sentiment, SentimentLabel, Topic, post_id
+from core.store.base import SignatureRow
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "mailbox"
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+MIXER = (
+    "A2区暮云街道丽发新城小区旁边新建了一个混凝土搅拌站，每天从早上六点到半夜都在施工，噪音巨大，"
+    "粉尘漫天，小区里的老人和小孩根本没法开窗，晾的衣服全是灰。我们多次向环保部门反映，至今没有任何处理，"
+    "请领导尽快派人调查，依法取缔这个没有环评手续的搅拌站，还居民一个安静干净的生活环境。"
+)
+MIXER_EDIT = MIXER.replace("每天从早上六点到半夜", "每天从清晨五点一直到深夜").replace("请领导", "恳请各位领导")
+MIXER_OWN_WORDS = (
+    "丽发新城小区的业主再次投诉：小区西侧的搅拌站昼夜施工，搅拌机和运输车的噪音让人无法入睡，"
+    "粉尘污染严重，孩子咳嗽不止。这个搅拌站到底有没有环评手续？环保部门为什么不管？"
+)
+PARKING = (
+    "丽发新城小区物业擅自把小区地面停车位划给外来车辆收费停放，业主自己反而没有车位，"
+    "物业公司还要求业主购买每月三百元的停车卡，请相关部门核查物业收费是否合规。"
+)
+BUS = (
+    "A市地铁二号线西延线的施工围挡占用了枫林路大部分车道，早晚高峰堵车严重，公交车经常晚点半小时以上，"
+    "希望交通部门优化围挡设置，增加交警疏导，并公布施工的完工时间。"
+)
+TEACHER = (
+    "A3区某小学的老师在课后向学生推销课外辅导资料，每本一百多元，不买的学生被老师点名批评，家长们很有意见，"
+    "请教育局调查处理，规范教师的职业行为。"
+)
+
+
+def make_post(
+    n: int | str,
+    text: str,
+    *,
+    hours: float = 0.0,
+    title: str = "",
+    places: tuple[str, ...] = (),
+    orgs: tuple[str, ...] = (),
+    repost_of: str | None = None,
+    source: str = "mailbox",
+) -> AnalyzedPost:
+    scoring = text_for_scoring(f"{title}\n{text}" if title else text)
+    return AnalyzedPost(
+        id=post_id(source, str(n)), source=source, external_id=str(n), title=title, text=text,
+        published_at=T0 + timedelta(hours=hours), repost_of=repost_of,
+        text_norm=normalize(text), tokens=tokenize(scoring),
+        sentiment=Sentiment(label=SentimentLabel.negative, score=0.8), topic=Topic(l1="城乡建设"),
+        entities=Entities(places=list(places), orgs=list(orgs)),
+        signature=minhash_signature(scoring),
+    )
+
+
+# ---- signatures --------------------------------------------------------------------------------
+
+
+def test_signature_shape_and_empty_text():
+    sig = minhash_signature(MIXER)
+    assert len(sig) == 64 and all(0 <= v < 2**32 for v in sig)
+    assert len(minhash_signature(MIXER, num_perm=128)) == 128
+    assert minhash_signature("") == [EMPTY_SIGNATURE_VALUE] * 64
+    assert minhash_signature(" \n\t ") == [EMPTY_SIGNATURE_VALUE] * 64
+    assert len(minhash_signature("短")) == 64  # shorter than a shingle still gets a signature
+    with pytest.raises(ValueError):
+        minhash_signature(MIXER, num_perm=0)
+
+
+def test_signature_estimates_similarity():
+    assert estimated_jaccard(minhash_signature(MIXER), minhash_signature(MIXER + " ")) == 1.0
+    assert estimated_jaccard(minhash_signature(MIXER), minhash_signature(MIXER_EDIT)) >= 0.6
+    for other in (BUS, TEACHER, PARKING):
+        assert estimated_jaccard(minhash_signature(MIXER), minhash_signature(other)) <= 0.2
+
+
+def test_signature_is_the_same_in_another_process():
+    code = (
+        "import json; from analyze.events import minhash_signature; "
+        f"print(json.dumps(minhash_signature({MIXER!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout) == minhash_signature(MIXER)
+
+
+# ---- anchors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("A市A2区丽发新城小区", "丽发新城"),
+        ("丽发新城", "丽发新城"),
+        ("暮云街道丽发新城社区", "丽发新城"),
+        ("金麓小区", "金麓"),
+        ("西地省聚利人普惠投资有限公司", "聚利人普惠投资有限公司"),
+        ("A3区", None),
+        ("暮云街道", None),
+        ("A市教育局", None),
+        ("市委市政府", None),
+        ("物业公司", None),
+        ("我们小区", None),
+        ("导致小区", None),
+    ],
+)
+def test_anchor_keys_keep_specific_names_only(name, key):
+    assert anchor_key(name) == key
+
+
+# ---- clustering ----------------------------------------------------------------------------------
+
+
+def test_repost_joins_the_original_event_even_when_it_arrives_first():
+    c = EventClusterer()
+    original = make_post("w1", MIXER, source="weibo")
+    repost = make_post("w2", "转发微博", hours=1, repost_of="w1", source="weibo")
+    a = c.assign(original)
+    b = c.assign(repost)
+    assert a.is_new_event and a.event_id == event_id_for(original.id)
+    assert (b.event_id, b.near_dup_of, b.reason, b.is_new_event) == (a.event_id, original.id, "repost", False)
+
+    late = EventClusterer()
+    first = late.assign(make_post("w2", "转发微博", repost_of="w1", source="weibo"))
+    then = late.assign(make_post("w1", MIXER, hours=-1, source="weibo"))
+    assert first.event_id == then.event_id == event_id_for(original.id)
+
+
+def test_copy_paste_variants_join_and_unrelated_posts_do_not():
+    c = EventClusterer()
+    a = c.assign(make_post(1, MIXER))
+    b = c.assign(make_post(2, MIXER_EDIT, hours=5))
+    d = c.assign(make_post(3, BUS, hours=6))
+    e = c.assign(make_post(4, TEACHER, hours=7))
+    assert b.event_id == a.event_id and b.reason == "near_dup" and b.near_dup_of == make_post(1, MIXER).id
+    assert b.similarity >= 0.5
+    assert d.is_new_event and e.is_new_event
+    assert len({a.event_id, d.event_id, e.event_id}) == 3
+
+
+def test_anchor_joins_reworded_messages_about_one_compound_but_not_other_problems():
+    c = EventClusterer()
+    a = c.assign(make_post(1, MIXER, title="A2区丽发新城小区旁搅拌站噪音扰民", places=("丽发新城小区", "A2区")))
+    b = c.assign(make_post(2, MIXER_OWN_WORDS, hours=24 * 9, title="丽发新城搅拌站昼夜生产",
+                           places=("丽发新城",)))
+    p = c.assign(make_post(3, PARKING, hours=24 * 10, title="丽发新城小区物业乱收停车费",
+                           places=("丽发新城小区",)))
+    t = c.assign(make_post(4, TEACHER, hours=24 * 11, title="A2区小学老师推销资料", places=("A2区",)))
+    assert (b.event_id, b.reason, b.anchor) == (a.event_id, "anchor", "丽发新城")
+    assert p.event_id != a.event_id  # same compound, different problem
+    assert t.is_new_event  # sharing only a district is not enough
+
+
+def test_windows_expire_near_duplicates_and_anchors():
+    c = EventClusterer(window_hours=72, anchor_window_days=30)
+    a = c.assign(make_post(1, MIXER, title="丽发新城搅拌站", places=("丽发新城",)))
+    late_copy = c.assign(make_post(2, BUS, hours=100))
+    assert late_copy.is_new_event
+    # A copy after the near-dup window still joins through its anchor within the anchor window ...
+    b = c.assign(make_post(3, MIXER_EDIT, hours=24 * 20, title="丽发新城搅拌站", places=("丽发新城",)))
+    assert (b.event_id, b.reason) == (a.event_id, "anchor")
+    # ... and nothing joins once the anchor window has passed since the event's last post.
+    far = c.assign(make_post(4, MIXER, hours=24 * 20 + 24 * 31, title="丽发新城搅拌站", places=("丽发新城",)))
+    assert far.is_new_event
+
+
+def test_garbage_collect_bounds_memory():
+    c = EventClusterer(window_hours=24, anchor_window_days=2, gc_every=10_000)
+    for i in range(200):
+        c.assign(make_post(i, f"第{i}号通知：{TEACHER[i % 40:]}{i * 7919}", hours=i, title=f"红星{i}花园",
+                           places=(f"红星{i}花园",)))
+    before = c.stats()
+    c.garbage_collect(T0 + timedelta(hours=200))
+    after = c.stats()
+    assert after["signatures"] <= 25 < before["signatures"]
+    assert after["posts"] <= 49 < before["posts"]
+    assert after["anchors"] <= 49 < before["anchors"]
+
+
+def _stream() -> list[AnalyzedPost]:
+    texts = [MIXER, BUS, TEACHER, PARKING, MIXER_EDIT, MIXER_OWN_WORDS]
+    titles = ["丽发新城搅拌站", "地铁围挡", "老师推销", "丽发新城停车", "丽发新城搅拌站噪音", "丽发新城搅拌站"]
+    places = [("丽发新城",), (), (), ("丽发新城小区",), ("丽发新城",), ("丽发新城",)]
+    return [make_post(i, texts[i % 6], hours=7 * i, title=titles[i % 6], places=places[i % 6]) for i in range(24)]
+
+
+def test_rebuild_from_stored_posts_gives_the_same_assignments():
+    stream = _stream()
+    live = EventClusterer()
+    stored = []
+    for post in stream[:14]:
+        a = live.assign(post)
+        stored.append(post.model_copy(update={"event_id": a.event_id, "near_dup_of": a.near_dup_of}))
+    restarted = EventClusterer()
+    assert restarted.rebuild(reversed(stored)) == 14  # any order: rebuild sorts by time
+    assert [live.assign(p) for p in stream[14:]] == [restarted.assign(p) for p in stream[14:]]
+
+
+def test_rebuild_from_signature_rows_restores_near_duplicates():
+    live = EventClusterer()
+    first = make_post(1, MIXER)
+    a = live.assign(first)
+    restarted = EventClusterer()
+    restarted.rebuild([SignatureRow(post_id=first.id, event_id=a.event_id, published_at=first.published_at,
+                                    signature=first.signature)])
+    again = restarted.assign(make_post(2, MIXER_EDIT, hours=2))
+    assert (again.event_id, again.reason) == (a.event_id, "near_dup")
+
+
+def test_event_ids_are_deterministic_for_an_input_order():
+    runs = []
+    for _ in range(2):
+        c = EventClusterer()
+        runs.append([c.assign(p).event_id for p in _stream()])
+    assert runs[0] == runs[1]
+    assert len(set(runs[0])) < len(runs[0])
+
+
+# ---- real data -----------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_mailbox_replay_gathers_the_recurring_compound_problem():
+    path = SHARED / "messages.jsonl"
+    if not path.exists():
+        pytest.skip(f"../shared/data not found: {path}")
+    from analyze.entities import EntityExtractor
+
+    extractor = EntityExtractor.load(use_lac=False)  # the fast layer; LAC is optional
+    rows = [json.loads(line) for line in path.open(encoding="utf-8")]
+    rows = sorted((r for r in rows if "2019-12-01" <= r["time"] < "2020-02-01"), key=lambda r: (r["time"], r["id"]))
+    c = EventClusterer()
+    event_of: dict[str, str] = {}
+    for r in rows:
+        text = f"{r['subject']}\n{r['body']}"
+        scoring = text_for_scoring(text)
+        post = AnalyzedPost(
+            id=post_id("mailbox", r["id"]), source="mailbox", external_id=r["id"], title=r["subject"],
+            text=r["body"], published_at=datetime.fromisoformat(r["time"]), text_norm=normalize(text),
+            tokens=tokenize(scoring), sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5),
+            topic=Topic(l1="x"), entities=extractor.extract(text), signature=minhash_signature(scoring),
+        )
+        event_of[r["id"]] = c.assign(post).event_id
+    sizes = Counter(event_of.values())
+    biggest, size = sizes.most_common(1)[0]
+    compound = [r for r in rows if "丽发新城" in r["subject"]]
+    members = [r for r in rows if event_of[r["id"]] == biggest]
+    # The biggest event is the 丽发新城 mixing-plant problem, with most of its messages and little else.
+    assert sum(event_of[r["id"]] == biggest for r in compound) >= 0.8 * len(compound)
+    about = sum("丽发新城" in r["subject"] + r["body"] or "搅拌" in r["subject"] for r in members)
+    assert about >= 0.9 * size
+    assert size >= 3 * sizes.most_common(2)[1][1]
