@@ -72,6 +72,7 @@ STATE_LABELS: dict[str, str] = {
 }
 
 MAX_SAMPLES = 5
+MAX_MENTIONS = 20
 TITLE_CHARS = 120
 REASON_CHARS = 200
 SAMPLE_CHARS = 400
@@ -231,7 +232,8 @@ def _mentions(notification: Notification) -> tuple[list[str], list[str]]:
             users.append(m)
         else:
             log.warning("dropping malformed mention in notification %s", notification.id)
-    return users, mobiles
+    # Bounded so the always-kept tail (link + mentions) can never crowd out the message itself.
+    return users[:MAX_MENTIONS], mobiles[:MAX_MENTIONS]
 
 
 def _units(payload: dict[str, Any]) -> tuple[str, str]:
