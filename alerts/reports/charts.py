@@ -107,10 +107,15 @@ def trend_chart(labels: Sequence[str], series: dict[str, Sequence[int]], title: 
     colours = ["#2e86c1", "#c0392b", "#27ae60", "#8e44ad"]
     for i, (name, values) in enumerate(series.items()):
         ax.plot(list(labels), list(values), marker="o", linewidth=2, label=name, color=colours[i % len(colours)])
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_ylabel("条数")
+    peak = max((max(v) for v in series.values() if len(v)), default=0)
+    ax.set_ylim(0, max(1, peak) * 1.1)  # counts: from zero, whole numbers, even when all are zero
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.3)
     if series:
-        ax.legend(loc="upper left", frameon=False)
+        ax.legend(loc="best", frameon=False)
     _style(fig, ax, title)
     return _png(fig)
 
@@ -122,7 +127,10 @@ def bar_chart(counts: dict[str, int], title: str, *, top: int = 8) -> bytes:
     ax.barh([k for k, _ in items], [v for _, v in items], color="#2e86c1")
     for y, (_k, v) in enumerate(items):
         ax.text(v, y, f" {v}", va="center", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("条数")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _style(fig, ax, title)
     return _png(fig)
 
