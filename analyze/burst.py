@@ -166,7 +166,8 @@ class BurstDetector:
             del self._keys[key]
         return len(stale)
 
-    def __len__(self) -> int:
+    def key_count(self) -> int:
+        """How many keys are tracked (a method, not ``__len__``: an empty detector must stay truthy)."""
         return len(self._keys)
 
     # ---- internals --------------------------------------------------------------------------------
