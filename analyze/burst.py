@@ -2,11 +2,13 @@
 
 Per key (an event id, a topic, a place — anything hashable) the detector keeps:
 
-* a level ``rate``: EWMA (``alpha`` per bucket) of the bucket counts;
-* an hour-of-day ``profile``: for each bucket slot of the day, an EWMA over days (``profile_alpha``)
-  of count / level, so a city's quiet night and busy noon are both "normal" for it.
+* an hour-of-day profile: for each bucket slot of the day (e.g. 14:00-15:00), an EWMA over days
+  (``profile_alpha``) of that slot's count, so a city's quiet night and busy noon are both "normal";
+* a level ``rate``: EWMA (``alpha`` per bucket) of all bucket counts, the stand-in for slots not seen yet
+  (a new event key has no daily history: it starts from ``prior_rate``).
 
-The expectation for the current bucket is ``rate × profile[slot]`` (never below ``floor_rate``), pro-rated
+The expectation for a bucket is its slot's rate, smoothed with the neighbouring slots (never below
+``floor_rate``), pro-rated
 by how much of the bucket has elapsed; ``p_value`` is the Poisson upper tail P(X ≥ observed). A burst is
 ``observed ≥ min_count`` and ``p_value < p_threshold``. Counts that feed the baseline are clipped near the
 expectation, so a burst does not teach the detector that bursts are normal. Keys with no data for
@@ -70,13 +72,14 @@ class _KeyState:
     count: int = 0
     subs: dict[int, int] = field(default_factory=dict)  # sub-bucket index -> count, last two buckets
     rate: float = 0.0
-    profile: list[float] = field(default_factory=list)
+    slot_rate: list[float] = field(default_factory=list)
+    slot_days: list[int] = field(default_factory=list)
     seen_buckets: int = 0
     last_add: float = 0.0
 
 
 class BurstDetector:
-    """Per-key baseline (EWMA level × hour-of-day profile) and a Poisson tail test on the current bucket."""
+    """Per-key baseline (hour-of-day profile, EWMA level) and a Poisson tail test on trailing windows."""
 
     def __init__(
         self,
@@ -113,7 +116,7 @@ class BurstDetector:
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState(
-                bucket=bucket, rate=self.prior_rate, profile=[1.0] * self.slots
+                bucket=bucket, rate=self.prior_rate, slot_rate=[0.0] * self.slots, slot_days=[0] * self.slots
             )
         self._advance(state, bucket)
         state.count += n
@@ -173,7 +176,13 @@ class BurstDetector:
     # ---- internals --------------------------------------------------------------------------------
 
     def _expected(self, state: _KeyState, bucket: int) -> float:
-        return max(self.floor_rate, state.rate * state.profile[bucket % self.slots])
+        slot = bucket % self.slots
+        total = weight = 0.0
+        for offset, w in ((-1, 0.25), (0, 0.5), (1, 0.25)):
+            s = (slot + offset) % self.slots
+            total += w * (state.slot_rate[s] if state.slot_days[s] else state.rate)
+            weight += w
+        return max(self.floor_rate, total / weight)
 
     def _advance(self, state: _KeyState, bucket: int) -> None:
         """Close buckets up to ``bucket`` (empty ones count as zeros), folding them into the baseline."""
@@ -200,14 +209,13 @@ class BurstDetector:
             # not during the first day, when the baseline is still being learnt.
             expected = self._expected(state, bucket)
             clipped = min(clipped, expected + 3.0 * math.sqrt(expected) + 1.0)
-        # Running mean at first (fast start from the prior), EWMA once enough buckets were seen.
+        # Running means at first (fast start from the prior), EWMAs once enough was seen.
         alpha = max(self.alpha, 1.0 / (state.seen_buckets + 2))
-        state.rate = max(state.rate + alpha * (clipped - state.rate), 1e-6)
+        state.rate = max(state.rate + alpha * (clipped - state.rate), 0.0)
         slot = bucket % self.slots
-        ratio = min(clipped / state.rate, 10.0)
-        days = state.seen_buckets // self.slots
-        # Same idea per slot: a plain mean over the first days, then an EWMA over days.
-        state.profile[slot] += max(self.profile_alpha, 1.0 / (days + 2)) * (ratio - state.profile[slot])
+        days = state.slot_days[slot]
+        state.slot_rate[slot] += max(self.profile_alpha, 1.0 / (days + 1)) * (clipped - state.slot_rate[slot])
+        state.slot_days[slot] = days + 1
         state.seen_buckets += 1
 
 
