@@ -8,6 +8,7 @@ starts one kind per process, and Kafka consumer groups share the partitions betw
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -162,11 +163,30 @@ class Pipeline:
 
         path = self.settings.alerts.deadlines_file
         policy = DeadlinePolicy.load(Path(path) if path else None)
+        worker_id = f"scheduler-{os.getpid()}"
         while not self._stop.wait(self.settings.alerts.scheduler_interval_s):
+            now = utcnow()
             try:
-                run_due_jobs(self.c.db.session, now=utcnow(), policy=policy, worker_id="embedded")
+                run_due_jobs(self.c.db.session, now=now, policy=policy, worker_id=worker_id)
             except Exception:
                 log.exception("scheduler run failed; will retry")
+            self._reports_due(now, worker_id)
+
+    def _reports_due(self, now: Any, worker_id: str) -> None:
+        """Weekly (Monday 08:30) and daily briefs, once across workers, when e-mail is configured."""
+        email = self.c.notifiers.get("email")
+        if email is None:
+            return
+        from alerts.reports.weekly import scheduled_reports
+
+        try:
+            scheduled_reports(
+                self.c.db.session, now=now, worker_id=worker_id, send=email.send_message,  # type: ignore[attr-defined]
+                post_store=self.c.post_store, dashboard_url=self.settings.alerts.dashboard_url,
+                tz=self.settings.alerts.timezone,
+            )
+        except Exception:
+            log.exception("scheduled report failed; send it by hand with `yuqing report weekly --send`")
 
     def _sender_loop(self) -> None:
         notifiers = self.c.notifiers
@@ -177,7 +197,7 @@ class Pipeline:
         from alerts.sender import OutboxSender
 
         sender = OutboxSender(self.c.db, notifiers, limiter=RateLimiter(per_minute=self.settings.wecom.per_minute),
-                              worker_id="embedded")
+                              worker_id=f"sender-{os.getpid()}")
         while not self._stop.wait(2.0):
             try:
                 sender.run_once(utcnow())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -204,13 +204,18 @@ class Container:
             keys = dict(s.wecom.robots)
             if s.wecom.office_key is not None:
                 keys["office"] = s.wecom.office_key
-            out["wecom"] = WecomRobotNotifier(base_url=s.wecom.base_url, keys=keys, timeout_s=s.wecom.timeout_s)
+            out["wecom"] = WecomRobotNotifier(base_url=s.wecom.base_url, keys=keys, timeout_s=s.wecom.timeout_s,
+                                              dashboard_url=s.alerts.dashboard_url, tz=s.alerts.timezone)
         if s.smtp.enabled:
             from alerts.notifiers.smtp import SmtpNotifier
 
+            recipients: dict[str, Sequence[str]] = {
+                u.id: list(u.targets.email) for u in self.router.units if u.targets.email
+            }
             out["email"] = SmtpNotifier(
                 host=s.smtp.host, port=s.smtp.port, security=s.smtp.security, username=s.smtp.username,
                 password=s.smtp.password, sender=s.smtp.sender, timeout_s=s.smtp.timeout_s,
+                recipients=recipients, dashboard_url=s.alerts.dashboard_url, tz=s.alerts.timezone,
             )
         if s.webhook.enabled and s.webhook.url and s.webhook.secret is not None:
             from alerts.notifiers.webhook import SignedWebhookNotifier

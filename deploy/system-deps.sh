@@ -2,7 +2,7 @@
 # Installs the Debian packages tests need, only when missing (a fresh machine has none of them).
 set -euo pipefail
 need=()
-fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-noto-cjk)
+fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-microhei)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"

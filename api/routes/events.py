@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alerts.events import service as event_service
 from api.deps import DbSession, OptionalUser, PostStoreDep, SettingsDep, is_privileged
 from api.schemas import EventOut, EventPageOut, PostOut
-from core.db.models import TicketRow
+from core.db.models import EventRow, TicketRow
 from core.records import Event
 from core.store.base import PostStore
 
@@ -44,7 +44,11 @@ def list_events(
     """Events sorted by heat (hottest first), each with its size and representative texts."""
     if limit > settings.api.page_size_max:
         raise HTTPException(422, f"limit may be at most {settings.api.page_size_max}")
-    total, events = event_service.list_events(session, limit=limit, offset=offset, since=since, order="heat")
+    events = event_service.list_events(session, limit=limit, offset=offset, since=since, order="heat")
+    counted = select(func.count()).select_from(EventRow)
+    if since is not None:
+        counted = counted.where(EventRow.last_seen >= since)
+    total = session.scalar(counted) or 0
     tickets = dict(
         session.execute(
             select(TicketRow.event_id, TicketRow.id).where(TicketRow.event_id.in_([e.id for e in events]))
