@@ -5,6 +5,8 @@ Three ways a post joins an existing event, tried in this order:
 1. **repost** — ``repost_of`` names an original on the same source: join the original's event;
 2. **near-duplicate** — MinHash/LSH: a recent post (within ``window_hours``) whose estimated Jaccard
    similarity of character shingles is at least ``threshold``: join its event (copy-paste, light edits);
+   and a **resubmission** — practically the same text again within ``anchor_window_days`` (a citizen
+   re-sending an unanswered message), found on a few long LSH bands without keeping old signatures;
 3. **anchor** — citizens who write about one residential compound's or one company's problem rarely
    copy each other, so a post that names a *specific* anchor (a 小区/村/company from its entities, never a
    bare district or a government body) joins a recent event (``anchor_window_days``) with the same anchor
@@ -42,6 +44,7 @@ EMPTY_SIGNATURE_VALUE = 0xFFFFFFFF
 _WS = re.compile(r"\s+")
 MAX_BUCKET = 64  # posts kept per LSH bucket
 FOCUS_CHARS = 120
+LONG_ROWS = 16  # rows per band of the resubmission index: a band match means ~identical text (J ≥ ~0.9)
 
 
 @lru_cache(maxsize=8)
@@ -295,6 +298,10 @@ class EventClusterer:
         self._sig_heap: list[tuple[float, str]] = []
         self._post_event: dict[str, tuple[str, float]] = {}  # post -> (event, ts), for reposts
         self._post_heap: list[tuple[float, str]] = []
+        # Resubmissions: the same text sent again days or weeks later (no answer yet) is matched on a few
+        # long bands over the anchor window; only event ids are kept, not signatures, so it stays small.
+        self._long: dict[tuple[int, bytes], tuple[str, float, str]] = {}  # band -> (event, ts, post)
+        self._long_heap: list[tuple[float, tuple[int, bytes]]] = []
         self._members: dict[str, deque[_Member]] = {}  # event -> its most recent members
         self._event_last: dict[str, float] = {}
         self._anchors: dict[str, dict[str, float]] = {}  # anchor key -> event -> last ts
@@ -313,6 +320,7 @@ class EventClusterer:
         assignment = (
             self._match_repost(post)
             or self._match_near_dup(post.id, sig, ts)
+            or self._match_resubmission(post.id, sig, ts)
             or self._match_anchor(anchors, tokens, ts)
             or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
         )
@@ -344,6 +352,11 @@ class EventClusterer:
                 if not bucket:
                     del self._buckets[key]
         cutoff = t - self.anchor_window
+        while self._long_heap and self._long_heap[0][0] < cutoff:
+            ts, key = heapq.heappop(self._long_heap)
+            entry = self._long.get(key)
+            if entry is not None and entry[1] == ts:
+                del self._long[key]
         while self._post_heap and self._post_heap[0][0] < cutoff:
             ts, pid = heapq.heappop(self._post_heap)
             entry = self._post_event.get(pid)
@@ -397,6 +410,7 @@ class EventClusterer:
         """Sizes of the in-memory structures (for metrics and the memory-bound test)."""
         return {
             "signatures": len(self._sigs),
+            "long_bands": len(self._long),
             "buckets": len(self._buckets),
             "posts": len(self._post_event),
             "events": len(self._event_last),
@@ -448,6 +462,23 @@ class EventClusterer:
         sim, cand = best
         return Assignment(event_id=self._sigs[cand][1], near_dup_of=cand, is_new_event=False, similarity=sim,
                           reason="near_dup")
+
+    def _match_resubmission(self, pid: str, sig: np.ndarray, ts: float) -> Assignment | None:
+        if sig.size == 0:
+            return None
+        hits: dict[str, tuple[int, str]] = {}
+        for key in self._long_keys(sig):
+            entry = self._long.get(key)
+            if entry is None or entry[2] == pid or abs(ts - entry[1]) > self.anchor_window:
+                continue
+            count, first = hits.get(entry[0], (0, entry[2]))
+            hits[entry[0]] = (count + 1, first)
+        if not hits:
+            return None
+        event_id, (count, other) = max(hits.items(), key=lambda kv: (kv[1][0], kv[0]))
+        # Each matching long band proves LONG_ROWS equal slots: a lower bound of the estimated Jaccard.
+        return Assignment(event_id=event_id, near_dup_of=other, is_new_event=False,
+                          similarity=count * LONG_ROWS / self.num_perm, reason="resubmission")
 
     def _related_keys(self, key: str) -> set[str]:
         """Indexed anchor keys naming the same thing: equal, one inside the other, or a 4+ char common suffix.
@@ -504,6 +535,10 @@ class EventClusterer:
             return np.empty(0, dtype=np.int64)  # empty text: never a near-duplicate of anything
         return arr
 
+    def _long_keys(self, sig: np.ndarray) -> list[tuple[int, bytes]]:
+        n = self.num_perm // LONG_ROWS
+        return [(b, sig[b * LONG_ROWS : (b + 1) * LONG_ROWS].tobytes()) for b in range(n)]
+
     def _band_keys(self, sig: np.ndarray) -> list[tuple[int, bytes]]:
         if sig.size == 0:
             return []
@@ -522,6 +557,11 @@ class EventClusterer:
                 if len(bucket) > MAX_BUCKET:
                     # Boilerplate shared by very many posts: keep the newest, so lookups stay O(1).
                     del bucket[0]
+        if sig.size:
+            for key in self._long_keys(sig):
+                if key not in self._long or self._long[key][1] <= ts:
+                    self._long[key] = (event_id, ts, pid)
+                    heapq.heappush(self._long_heap, (ts, key))
         self._post_event[pid] = (event_id, ts)
         heapq.heappush(self._post_heap, (ts, pid))
         self._event_last[event_id] = max(self._event_last.get(event_id, float("-inf")), ts)

@@ -184,6 +184,17 @@ def test_windows_expire_near_duplicates_and_anchors():
     assert far.is_new_event
 
 
+def test_resubmission_weeks_later_joins_without_an_anchor():
+    c = EventClusterer(window_hours=72, anchor_window_days=45)
+    a = c.assign(make_post(1, BUS))
+    again = c.assign(make_post(2, BUS + "！", hours=24 * 20))  # re-sent, unanswered
+    other = c.assign(make_post(4, TEACHER, hours=24 * 22))
+    assert (again.event_id, again.reason, again.near_dup_of) == (a.event_id, "resubmission", make_post(1, BUS).id)
+    assert other.is_new_event
+    late = c.assign(make_post(5, BUS, hours=24 * 20 + 24 * 46))
+    assert late.is_new_event
+
+
 def test_garbage_collect_bounds_memory():
     c = EventClusterer(window_hours=24, anchor_window_days=2, gc_every=10_000)
     for i in range(200):
@@ -195,6 +206,7 @@ def test_garbage_collect_bounds_memory():
     assert after["signatures"] <= 25 < before["signatures"]
     assert after["posts"] <= 49 < before["posts"]
     assert after["anchors"] <= 49 < before["anchors"]
+    assert after["long_bands"] <= 4 * 49 < before["long_bands"]
 
 
 def _stream() -> list[AnalyzedPost]:
