@@ -204,7 +204,7 @@ _CJK_OR_WORD = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
 # Words in nearly every complaint: sharing them says nothing about sharing a problem.
 _COMMON_WORDS = frozenset(
     {
-        "小区", "业主", "居民", "我们", "问题", "反映", "投诉", "举报", "领导", "部门", "相关", "政府", "a市",
+        "小区", "业主", "居民", "我们", "问题", "反映", "投诉", "举报", "领导", "部门", "相关", "政府",
         "严重", "希望", "请求", "要求", "生活", "影响", "情况", "解决", "处理", "目前", "现在", "已经", "没有",
         "进行", "工作", "你好", "您好", "尊敬", "谢谢", "请问", "市民", "群众", "有关", "时间", "一直", "至今",
     }
@@ -216,7 +216,8 @@ def content_tokens(post: AnalyzedPost) -> frozenset[str]:
 
     Without tokens (an analyze stage without a segmenter) character bigrams of the text stand in.
     """
-    tokens = {t.lower() for t in post.tokens if len(t) >= 2 and _CJK_OR_WORD.search(t)} - _COMMON_WORDS
+    # The segmenter already dropped punctuation-only tokens and lower-cased ASCII.
+    tokens = {t for t in post.tokens if len(t) >= 2} - _COMMON_WORDS
     if tokens:
         return frozenset(tokens)
     text = "".join(ch for ch in (post.text_norm or post.full_text) if _CJK_OR_WORD.match(ch))
@@ -380,19 +381,25 @@ class EventClusterer:
         return dropped
 
     def rebuild(self, rows: Iterable[AnalyzedPost | SignatureRow]) -> int:
-        """Restore the index after a restart from stored posts (full posts also restore anchors).
+        """Restore the index after a restart from stored posts; return how many were indexed.
 
-        Feed the posts of the last ``anchor_window_days`` (signature rows alone restore only the
-        near-duplicate index); they are replayed in publication order, as they were first assigned.
+        Feed the posts of the last ``anchor_window_days``. Full posts restore everything; signature rows
+        restore the near-duplicate and resubmission indexes, plus anchors when they also carry
+        ``entities``, ``title`` and ``tokens``. Rows are replayed in publication order, as first assigned.
         """
         items = sorted(rows, key=lambda r: (_ts(r.published_at), r.post_id if isinstance(r, SignatureRow) else r.id))
         n = 0
         for row in items:
             if isinstance(row, SignatureRow):
                 sig = np.asarray(row.signature, dtype=np.int64)
-                if sig.size != self.num_perm:
+                if sig.size != self.num_perm or np.all(sig == EMPTY_SIGNATURE_VALUE):
                     sig = np.empty(0, dtype=np.int64)
-                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, frozenset(), [])
+                # Rows may carry what anchors need (entities, title, tokens) if the store provides them.
+                entities = getattr(row, "entities", None)
+                focus = _WS.sub("", getattr(row, "title", "") or getattr(row, "text_norm", "")[:FOCUS_CHARS])
+                tokens = frozenset(t for t in getattr(row, "tokens", None) or () if len(t) >= 2) - _COMMON_WORDS
+                anchors = anchor_keys(entities, focus) if isinstance(entities, Entities) else []
+                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, tokens, anchors)
             else:
                 if not row.event_id:
                     continue

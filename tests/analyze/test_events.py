@@ -213,7 +213,7 @@ def _stream() -> list[AnalyzedPost]:
     texts = [MIXER, BUS, TEACHER, PARKING, MIXER_EDIT, MIXER_OWN_WORDS]
     titles = ["丽发新城搅拌站", "地铁围挡", "老师推销", "丽发新城停车", "丽发新城搅拌站噪音", "丽发新城搅拌站"]
     places = [("丽发新城",), (), (), ("丽发新城小区",), ("丽发新城",), ("丽发新城",)]
-    return [make_post(i, texts[i % 6], hours=7 * i, title=titles[i % 6], places=places[i % 6]) for i in range(24)]
+    return [make_post(i, texts[i % 6], hours=50 * i, title=titles[i % 6], places=places[i % 6]) for i in range(24)]
 
 
 def test_rebuild_from_stored_posts_gives_the_same_assignments():
@@ -226,6 +226,38 @@ def test_rebuild_from_stored_posts_gives_the_same_assignments():
     restarted = EventClusterer()
     assert restarted.rebuild(reversed(stored)) == 14  # any order: rebuild sorts by time
     assert [live.assign(p) for p in stream[14:]] == [restarted.assign(p) for p in stream[14:]]
+
+
+class RichSignatureRow(SignatureRow):
+    """A signature row carrying what anchors need (the extension proposed for core.store.base)."""
+
+    title: str = ""
+    entities: Entities = Entities()
+    tokens: list[str] = []
+
+
+def test_rebuild_from_rich_signature_rows_restores_anchors():
+    stream = _stream()[:14]
+    live = EventClusterer()
+    rich, bare = [], []
+    for post in stream:
+        a = live.assign(post)
+        rich.append(RichSignatureRow(post_id=post.id, event_id=a.event_id, published_at=post.published_at,
+                                     signature=post.signature, title=post.title, entities=post.entities,
+                                     tokens=post.tokens))
+        bare.append(SignatureRow(post_id=post.id, event_id=a.event_id, published_at=post.published_at,
+                                 signature=post.signature))
+    reworded = make_post(
+        100, "投诉丽发新城小区附近的搅拌站：噪音从早到晚不停，粉尘落满阳台，环保部门一直不处理，请尽快取缔。",
+        hours=50 * 14, title="丽发新城搅拌站扰民", places=("丽发新城小区",),
+    )
+    restarted, forgetful = EventClusterer(), EventClusterer()
+    restarted.rebuild(rich)
+    forgetful.rebuild(bare)
+    expected = live.assign(reworded)
+    assert expected.reason == "anchor" and expected.event_id == event_id_for(stream[0].id)
+    assert restarted.assign(reworded) == expected
+    assert forgetful.assign(reworded).is_new_event  # without anchors the restart would split the event
 
 
 def test_rebuild_from_signature_rows_restores_near_duplicates():
