@@ -197,7 +197,7 @@ def _take(session_factory: Callable[[], Session], step: DueStep, *, now: datetim
 
 def _apply(session: Session, t: TicketRow, step: DueStep, *, now: datetime, worker_id: str) -> None:
     escalation = {**((t.extra or {}).get("escalation") or {}), step.stage: step.step}
-    svc._set_extra(t, escalation=escalation)
+    svc.set_extra(t, escalation=escalation)
     t.escalation = max(int(v) for v in escalation.values())
     t.updated_at = now
     stage_zh, step_zh = STAGE_ZH.get(step.stage, step.stage), STEP_ZH[step.step]

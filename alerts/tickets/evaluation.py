@@ -80,7 +80,7 @@ def evaluate_effect(
     policy: DeadlinePolicy | None = None,
 ) -> dict[str, Any]:
     """Compare the event before and after the response; store the result; evaluated, or reopened on 升级."""
-    actor = actor or svc.perm_system()
+    actor = actor or svc.system_actor()
     t = svc.load_for_update(session, ticket_id)
     perm.check(actor, "evaluate", t)
     pivot = t.responded_at or t.closed_at
@@ -100,8 +100,8 @@ def evaluate_effect(
     t.evaluation = {**result, "history": history[-20:]}
     if t.state in (wf.CLOSED, wf.EVALUATED):
         if outcome == ESCALATED:
-            svc._reopen(session, t, actor=actor, reason="效果评估：舆情升级 / effect evaluation: escalated", now=now,
-                        policy=policy or svc.default_policy())
+            svc.reopen_locked(session, t, actor=actor, reason="效果评估：舆情升级 / effect evaluation: escalated",
+                              now=now, policy=policy or svc.default_policy())
         else:
             svc.transition(session, t, actor=actor, action="evaluate", now=now, detail={"outcome": outcome})
     else:

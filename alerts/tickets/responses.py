@@ -173,7 +173,7 @@ def publish_response(
     if t.responded_at is None:
         t.responded_at = now
     if row.channel == "press_conference" and not (t.extra or {}).get("press_conference_at"):
-        svc._set_extra(t, press_conference_at=svc.iso(now))
+        svc.set_extra(t, press_conference_at=svc.iso(now))
     svc.notify(session, t, kind="ticket.responded", key=row.id, targets=["office", t.lead_unit],
                subject=f"已发布回应（{CHANNELS[row.channel]}）：{t.title}", response_channel=row.channel)
     svc.flush(session)

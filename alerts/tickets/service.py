@@ -62,7 +62,8 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _set_extra(ticket: TicketRow, **values: Any) -> None:
+def set_extra(ticket: TicketRow, **values: Any) -> None:
+    """Merge ``values`` into ``ticket.extra``."""
     # JSON columns are not mutation-tracked: assign a new dict so the change is flushed.
     ticket.extra = {**(ticket.extra or {}), **values}
 
@@ -234,7 +235,9 @@ def open_or_update(
             _apply_match(session, current, match=match, now=now, policy=policy)
             flush(session)
             return current, False
-        recent = _recent_closed(session, event.id, now - (policy.after(now, policy.reopen_window) - now))
+        # The window's length measured forward from now (a working-day window counts calendar days here).
+        window = policy.after(now, policy.reopen_window) - now
+        recent = _recent_closed(session, event.id, now - window)
         if recent is not None:
             target = recent
             if recent.state == wf.MERGED and recent.merged_into:
@@ -244,7 +247,7 @@ def open_or_update(
                     flush(session)
                     return target, False
             if target.state in (wf.CLOSED, wf.EVALUATED):
-                _reopen(session, target, actor=perm_system(), reason=f"二次舆情：{match.reason}", now=now,
+                reopen_locked(session, target, actor=system_actor(), reason=f"二次舆情：{match.reason}", now=now,
                         policy=policy, match=match)
                 flush(session)
                 return target, False
@@ -261,7 +264,7 @@ def _insert_fn(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def perm_system() -> Any:
+def system_actor() -> Any:
     """The actor of automatic changes."""
     from core.auth.service import SYSTEM
 
@@ -354,7 +357,7 @@ def _apply_match(session: Session, ticket: TicketRow, *, match: Match, now: date
         return False
     if is_new_reason:
         reasons.append(entry)
-        _set_extra(ticket, reasons=reasons[-50:])
+        set_extra(ticket, reasons=reasons[-50:])
     detail: dict[str, Any] = {"rule": match.rule, "reason": match.reason}
     if raised:
         old = ticket.level
@@ -419,7 +422,7 @@ def assess(
         t.level = new_level
         notify(session, t, kind="ticket.level", key=f"assess{new_level}", targets=_office_and_units(t),
                subject=f"研判调整预警等级 {old}→{new_level}：{t.title}")
-    _set_extra(t, assessment={"level": new_level, "facts": facts[:2000], "risk": risk[:2000],
+    set_extra(t, assessment={"level": new_level, "facts": facts[:2000], "risk": risk[:2000],
                               "by": actor.username, "at": iso(now)})
     flush(session)
     return t
@@ -436,7 +439,7 @@ def start_handling(
         raise ValueError(f"任务单位不在本工单的主办/协办单位中 / units {stray} are not lead or cooperating units; "
                          "reassign first")
     transition(session, t, actor=actor, action="start_handling", now=now, detail={"tasks": tasks})
-    _set_extra(t, tasks=[{"unit": u, "task": task[:2000], "at": iso(now), "by": actor.username}
+    set_extra(t, tasks=[{"unit": u, "task": task[:2000], "at": iso(now), "by": actor.username}
                          for u, task in tasks.items()])
     notify(session, t, kind="ticket.task", key="handling", targets=list(tasks), subject=f"交办任务：{t.title}",
            tasks=tasks)
@@ -452,7 +455,7 @@ def reject(session: Session, *, ticket_id: str, actor: perm.Actor, reason: str, 
     transition(session, t, actor=actor, action="reject", now=now, detail={"reason": reason[:2000], "unit": t.lead_unit})
     rejections = [*((t.extra or {}).get("rejections") or []),
                   {"unit": t.lead_unit, "reason": reason[:2000], "by": actor.username, "at": iso(now)}]
-    _set_extra(t, rejections=rejections)
+    set_extra(t, rejections=rejections)
     notify(session, t, kind="ticket.returned", key=str(len(rejections)), targets=["office"],
            subject=f"工单被退回：{t.title}", reject_reason=reason[:500])
     flush(session)
@@ -486,7 +489,7 @@ def reassign(
     esc = dict((t.extra or {}).get("escalation") or {})
     esc.pop("sign", None)
     assignments = int((t.extra or {}).get("assignments", 0)) + 1
-    _set_extra(t, escalation=esc, assignments=assignments)
+    set_extra(t, escalation=esc, assignments=assignments)
     notify(session, t, kind="ticket.created", key=f"assign{assignments}", targets=[t.lead_unit, *t.cooperating_units],
            subject=f"改派工单：{t.title}")
     flush(session)
@@ -518,7 +521,7 @@ def request_extension(
         raise InvalidTransition("已有待审批的延期申请 / an extension request is already pending")
     transition(session, t, actor=actor, action="request_extension", now=now,
                detail={"stage": stage, "until": iso(until), "reason": reason[:2000]})
-    _set_extra(t, extension={"stage": stage, "until": iso(until), "reason": reason[:2000], "by": actor.username,
+    set_extra(t, extension={"stage": stage, "until": iso(until), "reason": reason[:2000], "by": actor.username,
                              "at": iso(now), "state": "pending"})
     notify(session, t, kind="ticket.extension", key=f"req:{stage}:{int(until.timestamp())}", targets=["office"],
            subject=f"延期申请：{t.title}", stage=stage, until=iso(until))
@@ -543,7 +546,7 @@ def decide_extension(
     if approve:
         t.deadlines = {**(t.deadlines or {}), pending["stage"]: pending["until"]}
         esc.pop(pending["stage"], None)
-    _set_extra(t, extension=decided, extensions=history, escalation=esc)
+    set_extra(t, extension=decided, extensions=history, escalation=esc)
     notify(session, t, kind="ticket.extension", key=f"dec:{len(history)}", targets=[t.lead_unit],
            subject=f"延期申请{'已批准' if approve else '未批准'}：{t.title}", stage=pending["stage"],
            until=pending["until"], approved=approve)
@@ -571,7 +574,7 @@ def merge(session: Session, *, ticket_id: str, into_ticket_id: str, actor: perm.
         if r not in reasons:
             reasons.append(r)
     merged_from = [*((into.extra or {}).get("merged_from") or []), t.id]
-    _set_extra(into, reasons=reasons[-50:], merged_from=merged_from)
+    set_extra(into, reasons=reasons[-50:], merged_from=merged_from)
     units = [u for u in dict.fromkeys([*(into.cooperating_units or []), t.lead_unit, *(t.cooperating_units or [])])
              if u != into.lead_unit]
     into.cooperating_units = units
@@ -592,7 +595,7 @@ def close(session: Session, *, ticket_id: str, actor: perm.Actor, summary: str, 
     t = load_for_update(session, ticket_id)
     transition(session, t, actor=actor, action="close", now=now, detail={"summary": summary[:4000]})
     t.closed_at = now
-    _set_extra(t, summary=summary[:4000])
+    set_extra(t, summary=summary[:4000])
     notify(session, t, kind="ticket.closed", key=str(t.reopened), targets=[t.lead_unit, "office"],
            subject=f"工单已办结：{t.title}")
     flush(session)
@@ -612,12 +615,12 @@ def reopen(
     if not reason.strip():
         raise ValueError("重开需说明理由 / reopening needs a reason")
     t = load_for_update(session, ticket_id)
-    _reopen(session, t, actor=actor, reason=reason, now=now, policy=policy or default_policy())
+    reopen_locked(session, t, actor=actor, reason=reason, now=now, policy=policy or default_policy())
     flush(session)
     return t
 
 
-def _reopen(
+def reopen_locked(
     session: Session,
     t: TicketRow,
     *,
@@ -627,6 +630,7 @@ def _reopen(
     policy: DeadlinePolicy,
     match: Match | None = None,
 ) -> None:
+    """Reopen an already locked closed/evaluated ticket (refused when the event has another open one)."""
     tcol = TicketRow.__table__.c
     other = session.scalar(
         select(TicketRow.id).where(tcol.event_id == t.event_id, tcol.state.not_in(_FINAL), tcol.id != t.id)
@@ -647,7 +651,7 @@ def _reopen(
     if match is not None:
         extra_reasons.append(_reason_entry(match))
         t.reason = match.reason
-    _set_extra(t, escalation={}, reasons=extra_reasons[-50:], deadline_base=iso(now),
+    set_extra(t, escalation={}, reasons=extra_reasons[-50:], deadline_base=iso(now),
                reopen_reasons=[*((t.extra or {}).get("reopen_reasons") or []), reason[:2000]])
     notify(session, t, kind="ticket.reopened", key=str(t.reopened), targets=_office_and_units(t),
            subject=f"工单重开（二次舆情）：{t.title}")
