@@ -197,3 +197,36 @@ def test_heat_grows_with_the_event(db: Database) -> None:
             (event,) = service.apply_posts(s, posts=[make_post(i, minutes=i, likes=10)])
         heats.append(event.heat)
     assert heats == sorted(heats) and heats[0] < heats[-1]
+
+
+@pytest.mark.postgres
+def test_two_workers_racing_on_the_same_posts_count_them_once(pg_database: Database) -> None:
+    import threading
+
+    db = pg_database
+    with db.transaction() as s:
+        s.execute(delete(EventMemberRow))
+        s.execute(delete(EventRow))
+    posts = [make_post(i, event_id="ev-race", minutes=i, author=f"u{i % 5}", likes=1) for i in range(40)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(batch: list[AnalyzedPost]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            with db.transaction() as s:
+                service.apply_posts(s, posts=batch)
+        except BaseException as exc:  # reported below; a thread must not swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(posts,)),
+               threading.Thread(target=worker, args=(list(reversed(posts)),))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    with db.transaction() as s:
+        event = service.get_event(s, event_id="ev-race")
+    assert event is not None
+    assert (event.size, event.unique_authors, event.engagement) == (40, 5, 40)
