@@ -1,0 +1,252 @@
+"""Operations endpoints and guards: ``/metrics``, ``/ready``, request ids in logs, per-IP rate limits.
+
+``install(app, container=..., pipeline=...)`` is called once at the end of ``api.app.create_app``. It adds
+one pure-ASGI middleware, outermost, which
+
+- gives every request an id (the caller's ``X-Request-ID`` when it is short and plain, else a new one),
+  writes it back into the request so the app's own guard echoes the same id, and keeps it in a context
+  variable that a log-record factory copies onto every record logged while the request runs
+  (``request_id``, which ``core.logging.JsonFormatter`` already emits);
+- rate-limits ``POST /api/v1/auth/login`` and ``POST /api/v1/ingest`` per client address with token
+  buckets in memory: a refused request gets 429 and ``Retry-After`` (whole seconds).
+
+The client address is the socket peer. Behind a reverse proxy pass ``trust_forwarded=True`` so the
+first ``X-Forwarded-For`` entry is used instead (only then: the header is trivially forged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from core.metrics import build_registry
+
+if TYPE_CHECKING:
+    from core.runtime import Pipeline
+    from core.wiring import Container
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[MutableMapping[str, Any]], Any]
+ASGIApp = Callable[[Scope, Receive, Send], Any]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("yuqing_request_id", default=None)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # anything else could forge log lines; replace it
+
+
+# -- request ids in log records ----------------------------------------------------------------------
+_factory_lock = threading.Lock()
+
+
+def install_log_record_factory() -> None:
+    """Make every log record created during a request carry ``request_id`` (idempotent, process-wide)."""
+    with _factory_lock:
+        current = logging.getLogRecordFactory()
+        if getattr(current, "_yuqing_request_id", False):
+            return
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = current(*args, **kwargs)
+            rid = REQUEST_ID.get()
+            if rid is not None and not hasattr(record, "request_id"):
+                record.request_id = rid
+            return record
+
+        factory._yuqing_request_id = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(factory)
+
+
+class RequestIdFilter(logging.Filter):
+    """For handlers set up before the factory: adds ``request_id`` from the context when missing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            rid = REQUEST_ID.get()
+            if rid is not None:
+                record.request_id = rid
+        return True
+
+
+# -- rate limits --------------------------------------------------------------------------------------
+class TokenBucket:
+    """Per-key token buckets: ``per_minute`` refill, ``burst`` capacity; bounded number of keys."""
+
+    def __init__(self, *, per_minute: float, burst: int, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("a rate limit needs per_minute > 0 and burst >= 1")
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Take one token for ``key``: 0.0 when allowed, else seconds until one is free."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                tokens -= 1.0
+                wait = 0.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)  # most recently used last
+            while len(self._buckets) > self.max_keys:
+                # The least recently seen address goes: its bucket would have refilled by now anyway.
+                self._buckets.popitem(last=False)
+            return wait
+
+
+class ObservabilityMiddleware:
+    """Request ids and rate limits in front of the app (pure ASGI: no body buffering, streams untouched)."""
+
+    def __init__(self, app: ASGIApp, *, limits: dict[tuple[str, str], TokenBucket],
+                 trust_forwarded: bool = False) -> None:
+        self.app = app
+        self.limits = limits
+        self.trust_forwarded = trust_forwarded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
+        given = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), "")
+        rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex[:16]
+        if rid != given:
+            headers = [(k, v) for k, v in headers if k != b"x-request-id"] + [(b"x-request-id", rid.encode())]
+            scope = dict(scope, headers=headers)
+        token = REQUEST_ID.set(rid)
+        try:
+            bucket = self.limits.get((scope.get("method", ""), scope.get("path", "").rstrip("/") or "/"))
+            if bucket is not None:
+                wait = bucket.take(self._client(scope, headers))
+                if wait > 0:
+                    await self._refuse(send, rid, wait)
+                    return
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _client(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> str:
+        if self.trust_forwarded:
+            forwarded = next((v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"), "")
+            first = forwarded.split(",")[0].strip()
+            if first:
+                return first
+        client = scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    @staticmethod
+    async def _refuse(send: Send, rid: str, wait: float) -> None:
+        retry = max(1, math.ceil(wait))
+        log.info("rate limit: refused %s for %d s", rid, retry)
+        body = json.dumps({"detail": f"请求过于频繁，请 {retry} 秒后再试 / too many requests, retry in {retry} s"},
+                          ensure_ascii=False).encode()
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(retry).encode()), (b"x-request-id", rid.encode()),
+            (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- readiness ------------------------------------------------------------------------------------------
+def readiness(container: Container, pipeline: Pipeline | None) -> dict[str, str]:
+    """Each readiness check and its outcome (``ok`` or why not)."""
+    checks: dict[str, str] = {}
+    try:
+        with container.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        container.post_store.count()
+        checks["post_store"] = "ok"
+    except Exception as exc:
+        checks["post_store"] = f"error: {type(exc).__name__}"
+    try:
+        checks["bus"] = "ok" if container.bus is not None else "missing"
+    except Exception as exc:
+        checks["bus"] = f"error: {type(exc).__name__}"
+    if pipeline is not None:
+        if pipeline.workers:  # an API-only process (ingest publishes, workers run elsewhere) has none
+            dead = [w.name for w in pipeline.workers if not w.alive]
+            checks["workers"] = "ok" if not dead else f"stopped: {', '.join(dead)}"
+        if any(w.name == "analyze" for w in pipeline.workers):
+            checks["sentiment"] = "ok" if "sentiment" in container.__dict__ else _warm_up(container)
+    return checks
+
+
+_warming: set[int] = set()
+_warming_lock = threading.Lock()
+
+
+def _warm_up(container: Container) -> str:
+    """Load the analyzer (and so the sentiment model) in the background, once; report ``loading``."""
+    with _warming_lock:
+        if id(container) not in _warming:
+            _warming.add(id(container))
+
+            def load() -> None:
+                try:
+                    _ = container.analyzer
+                except Exception:
+                    log.exception("could not load the analyzer; /ready stays unavailable")
+                    with _warming_lock:
+                        _warming.discard(id(container))  # let the next probe try again
+
+            threading.Thread(target=load, name="warm-up", daemon=True).start()
+    return "loading"
+
+
+# -- install --------------------------------------------------------------------------------------------
+def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = None,
+            login_per_minute: float = 10.0, login_burst: int = 5,
+            ingest_per_minute: float = 120.0, ingest_burst: int = 30,
+            trust_forwarded: bool = False, metrics_cache_s: float = 10.0) -> None:
+    """Add ``/metrics``, ``/ready``, request ids and rate limits to ``app`` (call last in the factory)."""
+    install_log_record_factory()
+    registry = build_registry(container, pipeline=pipeline, cache_s=metrics_cache_s)
+    limits = {
+        ("POST", "/api/v1/auth/login"): TokenBucket(per_minute=login_per_minute, burst=login_burst),
+        ("POST", "/api/v1/ingest"): TokenBucket(per_minute=ingest_per_minute, burst=ingest_burst),
+    }
+    app.state.rate_limits = limits
+    app.state.metrics_registry = registry
+
+    @app.get("/metrics", tags=["health"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    def metrics() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/ready", tags=["health"])
+    def ready() -> JSONResponse:
+        """200 when this process can serve and work: stores answer, bus exists, model loaded, workers alive."""
+        checks = readiness(container, pipeline)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    app.add_middleware(ObservabilityMiddleware, limits=limits, trust_forwarded=trust_forwarded)
