@@ -13,6 +13,7 @@ from core.db.models import OutboxRow, ResponseRow, TicketRow
 from core.errors import Forbidden, InvalidTransition, NotFound
 from core.records import WarningLevel
 from tests.alerts.tickets.ticket_helpers import (
+    ADMIN,
     ANALYST,
     ENV,
     ENV2,
@@ -26,9 +27,10 @@ from tests.alerts.tickets.ticket_helpers import (
 )
 
 
-def _ticket(db, level=WarningLevel.orange):
+def _ticket(db, level=WarningLevel.orange, event_id="ev1"):
     with db.transaction() as s:
-        t, _ = svc.open_or_update(s, event=make_event(), match=make_match(level=level), lead_unit="env",
+        t, _ = svc.open_or_update(s, event=make_event(event_id), match=make_match(event_id, level=level),
+                                  lead_unit="env",
                                   cooperating_units=["housing"], routing={}, now=T0)
         svc.acknowledge(s, ticket_id=t.id, actor=ENV, now=T0)
         return t.id
@@ -127,3 +129,38 @@ def test_draft_rules(db) -> None:
         assert [r.drafted_by for r in rsp.list_responses(s, ticket_id=tid, actor=ENV)] == ["housing-handler"]
         with pytest.raises(NotFound):
             rsp.list_responses(s, ticket_id=tid, actor=POLICE)
+
+
+RESPONSE_ROLES = {
+    "draft": {"admin", "office", "env-handler", "housing-handler"},
+    "approve": {"admin", "office", "leader"},
+    "publish": {"admin", "office", "env-handler"},
+}
+
+
+@pytest.mark.parametrize("step", sorted(RESPONSE_ROLES))
+def test_each_role_on_responses(db, step) -> None:
+    for n, actor in enumerate((ADMIN, ANALYST, LEADER, ENV, HOUSING, POLICE)):
+        tid = _ticket(db, event_id=f"ev-{step}-{n}")
+        rid = None if step == "draft" else _draft(db, tid, actor=ENV2)
+        if step == "publish":
+            with db.transaction() as s:
+                rsp.review_response(s, response_id=rid, actor=LEADER, approve=True, now=T0)
+                rsp.review_response(s, response_id=rid, actor=LEADER2, approve=True, now=T0)
+
+        def do(s, actor=actor, tid=tid, rid=rid):
+            if step == "draft":
+                return rsp.draft_response(s, ticket_id=tid, actor=actor, text="口径", channel="weibo", now=T0)
+            if step == "approve":
+                return rsp.review_response(s, response_id=rid, actor=actor, approve=True, now=T0)
+            return rsp.publish_response(s, response_id=rid, actor=actor, now=T0)
+
+        with db.transaction() as s:
+            if actor.username in RESPONSE_ROLES[step]:
+                do(s)
+            elif actor.unit_id == "police":
+                with pytest.raises(NotFound):
+                    do(s)
+            else:
+                with pytest.raises(Forbidden):
+                    do(s)
