@@ -354,28 +354,28 @@ class EventClusterer:
                     del self._buckets[key]
         cutoff = t - self.anchor_window
         while self._long_heap and self._long_heap[0][0] < cutoff:
-            ts, key = heapq.heappop(self._long_heap)
-            entry = self._long.get(key)
-            if entry is not None and entry[1] == ts:
-                del self._long[key]
+            ts, band = heapq.heappop(self._long_heap)
+            long_entry = self._long.get(band)
+            if long_entry is not None and long_entry[1] == ts:
+                del self._long[band]
         while self._post_heap and self._post_heap[0][0] < cutoff:
             ts, pid = heapq.heappop(self._post_heap)
-            entry = self._post_event.get(pid)
-            if entry is not None and entry[1] == ts:
+            post_entry = self._post_event.get(pid)
+            if post_entry is not None and post_entry[1] == ts:
                 del self._post_event[pid]
         for event_id in [e for e, last in self._event_last.items() if last < cutoff]:
             del self._event_last[event_id]
             self._members.pop(event_id, None)
-        for key in list(self._anchors):
-            events = self._anchors[key]
+        for anchor in list(self._anchors):
+            events = self._anchors[anchor]
             for event_id in [e for e, last in events.items() if last < cutoff]:
                 del events[event_id]
             if not events:
-                del self._anchors[key]
-                for sub in _substrings(key):
+                del self._anchors[anchor]
+                for sub in _substrings(anchor):
                     keys = self._sub_index.get(sub)
                     if keys is not None:
-                        keys.discard(key)
+                        keys.discard(anchor)
                         if not keys:
                             del self._sub_index[sub]
         return dropped

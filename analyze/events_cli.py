@@ -80,7 +80,7 @@ def eval_events(
     from analyze.normalize import normalize, text_for_scoring
     from analyze.privacy import mask_pii
     from analyze.segment import tokenize
-    from core.records import AnalyzedPost, Engagement, Sentiment, SentimentLabel, Topic, post_id
+    from core.records import AnalyzedPost, Engagement, Sentiment, SentimentLabel, Source, Topic, post_id
 
     logging.basicConfig(level=logging.WARNING)
     if not file.exists():
@@ -109,7 +109,7 @@ def eval_events(
         scoring = text_for_scoring(text)
         likes = r.get("likes")
         post = AnalyzedPost(
-            id=post_id("mailbox", r["id"]), source="mailbox", external_id=r["id"], title=r["subject"],
+            id=post_id("mailbox", r["id"]), source=Source.mailbox, external_id=r["id"], title=r["subject"],
             text=r["body"], published_at=r["_at"], author_hash=str(r.get("user") or "") or None,
             engagement=Engagement(likes=likes if isinstance(likes, int) and likes >= 0 else 0),
             text_norm=normalize(text), tokens=tokenize(scoring),

@@ -100,7 +100,7 @@ def _clusterer_figures(report: Callable[[str, float | int | str], None]) -> None
     from analyze.events import EventClusterer, minhash_signature
     from analyze.normalize import normalize, text_for_scoring
     from analyze.segment import tokenize
-    from core.records import AnalyzedPost, Sentiment, SentimentLabel, Topic, post_id
+    from core.records import AnalyzedPost, Sentiment, SentimentLabel, Source, Topic, post_id
 
     extractor = EntityExtractor.load(use_lac=False)
     rows = _texts()
@@ -110,7 +110,7 @@ def _clusterer_figures(report: Callable[[str, float | int | str], None]) -> None
     report("events.minhash_per_s", len(rows) / (time.perf_counter() - started))
     posts = [
         AnalyzedPost(
-            id=post_id("mailbox", rid), source="mailbox", external_id=rid, title=title, text=body,
+            id=post_id("mailbox", rid), source=Source.mailbox, external_id=rid, title=title, text=body,
             published_at=at, text_norm=normalize(body), tokens=tokenize(text),
             sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5), topic=Topic(l1="x"),
             entities=extractor.extract(f"{title}\n{body}"), signature=sig,
