@@ -5,12 +5,14 @@ Chinese has no spaces, so full-text search runs on pre-segmented words: the call
 plain ``unicode61`` tokenizer indexes the space-joined words. No SQLite extension is needed.
 
 A post's JSON document (without its MinHash signature, which is kept as a packed blob) is the
-source of truth; the other columns are copies for filtering and counting, each with an index
-that also leads with or ends in ``published_at`` because every dashboard query is time-bounded.
+source of truth and lives in ``post_docs``; ``posts`` holds narrow copies of the filter columns,
+each indexed together with ``published_at`` because every dashboard query is time-bounded, so
+counts and sorts over a million rows never read the documents.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -20,7 +22,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from core.records import AnalyzedPost, SentimentLabel
 from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
-    rid INTEGER PRIMARY KEY,               -- rowid alias, shared with posts_fts and post_districts
+    rid INTEGER PRIMARY KEY,               -- rowid alias, shared with post_docs, posts_fts, post_districts
     id TEXT NOT NULL UNIQUE,
     source TEXT NOT NULL,
     sentiment TEXT NOT NULL,
@@ -37,8 +39,7 @@ CREATE TABLE IF NOT EXISTS posts (
     event_id TEXT,
     published_ms INTEGER NOT NULL,
     received_ms INTEGER NOT NULL,
-    doc TEXT NOT NULL,
-    signature BLOB
+    doc_hash BLOB NOT NULL                 -- tells a redelivery from a changed post without reading the doc
 );
 -- Covering index for time-bounded overviews: one range scan answers every count.
 CREATE INDEX IF NOT EXISTS posts_time ON posts(published_ms, sentiment, topic, source);
@@ -46,6 +47,12 @@ CREATE INDEX IF NOT EXISTS posts_source ON posts(source, published_ms);
 CREATE INDEX IF NOT EXISTS posts_sentiment ON posts(sentiment, published_ms);
 CREATE INDEX IF NOT EXISTS posts_topic ON posts(topic, published_ms);
 CREATE INDEX IF NOT EXISTS posts_event ON posts(event_id, published_ms);
+-- Documents live apart so the rows every filter, count and sort touches stay small and cached.
+CREATE TABLE IF NOT EXISTS post_docs (
+    rid INTEGER PRIMARY KEY,
+    doc TEXT NOT NULL,
+    signature BLOB
+);
 CREATE TABLE IF NOT EXISTS post_districts (
     district TEXT NOT NULL,
     rid INTEGER NOT NULL,
@@ -59,6 +66,12 @@ _CHUNK = 500  # ids per IN (...) list; far below SQLite's variable limit
 _DELETE_CHUNK = 5_000  # rows per retention transaction, so readers and the writer are not starved
 _MAX_BUCKETS = 20_000
 _SENTIMENT_BY_NAME = {label.name: label.value for label in SentimentLabel}
+
+
+class _Row(NamedTuple):
+    filters: tuple[Any, ...]  # id, source, sentiment, topic, event_id, published_ms, received_ms, doc_hash
+    doc: str
+    signature: bytes | None
 
 
 def to_ms(moment: datetime) -> int:
@@ -161,10 +174,13 @@ class SqlitePostStore(PostStore):
         with self._write_lock:
             self._w().executescript(_SCHEMA)
 
-    def _row(self, post: AnalyzedPost) -> tuple[Any, ...]:
+    @staticmethod
+    def _row(post: AnalyzedPost) -> _Row:
         doc = post.model_dump_json(exclude={"signature"})
-        return (post.id, post.source.value, post.sentiment.label.value, post.topic.l1, post.event_id,
-                to_ms(post.published_at), to_ms(post.received_at), doc, pack_signature(post.signature))
+        digest = hashlib.blake2b(doc.encode("utf-8"), digest_size=12).digest()
+        return _Row(filters=(post.id, post.source.value, post.sentiment.label.value, post.topic.l1,
+                             post.event_id, to_ms(post.published_at), to_ms(post.received_at), digest),
+                    doc=doc, signature=pack_signature(post.signature))
 
     def _tokens(self, post: AnalyzedPost) -> str:
         return " ".join(searchable_tokens(self._tokenize(f"{post.title}\n{post.text}")))
@@ -188,42 +204,38 @@ class SqlitePostStore(PostStore):
             conn = self._w()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                stored: dict[str, tuple[int, int, str]] = {}
+                stored: dict[str, tuple[int, int, bytes]] = {}
                 ids = list(latest)
                 for i in range(0, len(ids), _CHUNK):
                     chunk = ids[i:i + _CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    for pid, rid, received_ms, doc in conn.execute(
-                            f"SELECT id, rid, received_ms, doc FROM posts WHERE id IN ({marks})",  # noqa: S608
+                    for pid, rid, received_ms, digest in conn.execute(
+                            f"SELECT id, rid, received_ms, doc_hash FROM posts WHERE id IN ({marks})",  # noqa: S608
                             chunk):
-                        stored[pid] = (rid, received_ms, doc)
+                        stored[pid] = (rid, received_ms, digest)
                 new_ids = [pid for pid in ids if pid not in stored]
+                changed = [pid for pid, (_rid, received_ms, digest) in stored.items()
+                           if rows[pid].filters[7] != digest and rows[pid].filters[6] >= received_ms]
+                rids = {pid: stored[pid][0] for pid in changed}
                 next_rid = conn.execute("SELECT COALESCE(MAX(rid), 0) + 1 FROM posts").fetchone()[0]
-                new_rows: list[tuple[Any, ...]] = []
-                fts_rows: list[tuple[int, str]] = []
-                district_rows: list[tuple[str, int]] = []
-                for offset, pid in enumerate(new_ids):
-                    rid = next_rid + offset
-                    new_rows.append((rid, *rows[pid]))
-                    fts_rows.append((rid, self._tokens(latest[pid])))
-                    district_rows.extend((d, rid) for d in set(latest[pid].entities.districts))
+                rids.update((pid, next_rid + n) for n, pid in enumerate(new_ids))
+                if changed:
+                    marks = ",".join("?" * len(changed))
+                    old = [rids[pid] for pid in changed]
+                    for table, column in (("posts", "rid"), ("post_docs", "rid"), ("posts_fts", "rowid"),
+                                          ("post_districts", "rid")):
+                        conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", old)  # noqa: S608
+                write = new_ids + changed
                 conn.executemany(
                     "INSERT INTO posts (rid, id, source, sentiment, topic, event_id, published_ms, received_ms,"
-                    " doc, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new_rows)
-                changed = [pid for pid, (_rid, received_ms, doc) in stored.items()
-                           if rows[pid][7] != doc and rows[pid][6] >= received_ms]
-                for pid in changed:
-                    rid = stored[pid][0]
-                    row = rows[pid]
-                    conn.execute("UPDATE posts SET source=?, sentiment=?, topic=?, event_id=?, published_ms=?,"
-                                 " received_ms=?, doc=?, signature=? WHERE rid=?", (*row[1:], rid))
-                    conn.execute("DELETE FROM posts_fts WHERE rowid=?", (rid,))
-                    conn.execute("DELETE FROM post_districts WHERE rid=?", (rid,))
-                    fts_rows.append((rid, self._tokens(latest[pid])))
-                    district_rows.extend((d, rid) for d in set(latest[pid].entities.districts))
-                conn.executemany("INSERT INTO posts_fts (rowid, tokens) VALUES (?, ?)", fts_rows)
-                conn.executemany("INSERT OR IGNORE INTO post_districts (district, rid) VALUES (?, ?)",
-                                 district_rows)
+                    " doc_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(rids[pid], *rows[pid].filters) for pid in write])
+                conn.executemany("INSERT INTO post_docs (rid, doc, signature) VALUES (?, ?, ?)",
+                                 [(rids[pid], rows[pid].doc, rows[pid].signature) for pid in write])
+                conn.executemany("INSERT INTO posts_fts (rowid, tokens) VALUES (?, ?)",
+                                 [(rids[pid], self._tokens(latest[pid])) for pid in write])
+                conn.executemany("INSERT INTO post_districts (district, rid) VALUES (?, ?)",
+                                 [(d, rids[pid]) for pid in write for d in set(latest[pid].entities.districts)])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -253,22 +265,30 @@ class SqlitePostStore(PostStore):
 
     def get(self, post_id: str) -> AnalyzedPost | None:
         """One post by id, or None."""
-        row = self._r().execute("SELECT doc, signature FROM posts WHERE id=?", (post_id,)).fetchone()
+        row = self._r().execute("SELECT d.doc, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"
+                                " WHERE p.id=?", (post_id,)).fetchone()
         return self._post(row[0], row[1]) if row else None
+
+    def _match(self, query: PostQuery) -> str | None:
+        """The FTS expression for ``query.q``, or None when it has no indexable words."""
+        if not (query.q and query.q.strip()):
+            return None
+        tokens = searchable_tokens(self._tokenize(query.q))
+        return match_expression(tokens) if tokens else None
 
     def _where(self, query: PostQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
         if query.q and query.q.strip():
-            tokens = searchable_tokens(self._tokenize(query.q))
-            if tokens:
+            words = self._match(query)
+            if words:
                 clauses.append("p.rid IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?)")
-                params.append(match_expression(tokens))
+                params.append(words)
             else:
                 # Nothing indexable (e.g. only symbols): substring match on the raw title and text.
                 needle = "%" + query.q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                clauses.append("(json_extract(p.doc, '$.title') LIKE ? ESCAPE '\\'"
-                               " OR json_extract(p.doc, '$.text') LIKE ? ESCAPE '\\')")
+                clauses.append("p.rid IN (SELECT rid FROM post_docs WHERE json_extract(doc, '$.title') LIKE ?"
+                               " ESCAPE '\\' OR json_extract(doc, '$.text') LIKE ? ESCAPE '\\')")
                 params.extend([needle, needle])
         for column, value in (("source", query.source), ("topic", query.topic), ("event_id", query.event_id),
                               ("sentiment", sentiment_value(query.sentiment) if query.sentiment else None)):
@@ -290,10 +310,20 @@ class SqlitePostStore(PostStore):
         """Filtered full-text search, newest first; ``total`` is exact."""
         where, params = self._where(query)
         conn = self._r()
-        total = conn.execute(f"SELECT COUNT(*) FROM posts p{where}", params).fetchone()[0]  # noqa: S608
+        words = self._match(query)
+        others = (query.source, query.sentiment, query.topic, query.event_id, query.district, query.since,
+                  query.until)
+        if words and all(v is None or v == "" for v in others):
+            # Text is the only filter: FTS counts its own matches without touching posts.
+            total = conn.execute("SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH ?", (words,)).fetchone()[0]
+        else:
+            total = conn.execute(f"SELECT COUNT(*) FROM posts p{where}", params).fetchone()[0]  # noqa: S608
+        # Sort and page on the narrow rows, then read only the page's documents.
         rows = conn.execute(
-            f"SELECT doc, signature FROM posts p{where} ORDER BY p.published_ms DESC, p.rid DESC"  # noqa: S608
-            " LIMIT ? OFFSET ?", [*params, query.limit, query.offset]).fetchall()
+            f"SELECT d.doc, d.signature FROM (SELECT p.rid, p.published_ms FROM posts p{where}"  # noqa: S608
+            " ORDER BY p.published_ms DESC, p.rid DESC LIMIT ? OFFSET ?) AS page"
+            " JOIN post_docs d ON d.rid = page.rid ORDER BY page.published_ms DESC, page.rid DESC",
+            [*params, query.limit, query.offset]).fetchall()
         return PostPage(total=total, items=[self._post(doc, sig) for doc, sig in rows])
 
     def overview(self, query: PostQuery, *, interval: Literal["hour", "day"] = "hour") -> Overview:
@@ -334,8 +364,8 @@ class SqlitePostStore(PostStore):
     def recent_signatures(self, since: datetime) -> Iterator[SignatureRow]:
         """Posts with an event id published since ``since``, oldest first."""
         cursor = self._r().execute(
-            "SELECT id, event_id, published_ms, signature FROM posts"
-            " WHERE published_ms >= ? AND event_id IS NOT NULL ORDER BY published_ms", (to_ms(since),))
+            "SELECT p.id, p.event_id, p.published_ms, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"
+            " WHERE p.published_ms >= ? AND p.event_id IS NOT NULL ORDER BY p.published_ms", (to_ms(since),))
         for pid, event_id, published_ms, blob in cursor:
             yield SignatureRow(post_id=pid, event_id=event_id,
                                published_at=datetime.fromtimestamp(published_ms / 1000, tz=UTC),
@@ -360,6 +390,7 @@ class SqlitePostStore(PostStore):
                         marks = ",".join("?" * len(rids))
                         conn.execute(f"DELETE FROM posts_fts WHERE rowid IN ({marks})", rids)  # noqa: S608
                         conn.execute(f"DELETE FROM post_districts WHERE rid IN ({marks})", rids)  # noqa: S608
+                        conn.execute(f"DELETE FROM post_docs WHERE rid IN ({marks})", rids)  # noqa: S608
                         conn.execute(f"DELETE FROM posts WHERE rid IN ({marks})", rids)  # noqa: S608
                     conn.execute("COMMIT")
                 except BaseException:
