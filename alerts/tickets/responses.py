@@ -170,8 +170,8 @@ def publish_response(
     row.state = PUBLISHED
     row.published_by = actor.username
     row.published_at = now
-    if t.responded_at is None:
-        t.responded_at = now
+    if t.responded_at is None or t.responded_at < svc.cycle_start(t):
+        t.responded_at = now  # the first response of this cycle (a reopen starts a new one)
     if row.channel == "press_conference" and not (t.extra or {}).get("press_conference_at"):
         svc.set_extra(t, press_conference_at=svc.iso(now))
     svc.notify(session, t, kind="ticket.responded", key=row.id, targets=["office", t.lead_unit],

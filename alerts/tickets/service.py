@@ -644,8 +644,7 @@ def reopen_locked(
     transition(session, t, actor=actor, action="reopen", now=now, detail=detail)
     t.reopened = (t.reopened or 0) + 1
     t.closed_at = None
-    t.responded_at = None
-    t.escalation = 0
+    t.escalation = 0  # responded_at stays: accountability needs it; cycle_start() makes it not count anymore
     t.deadlines = {**(t.deadlines or {}), **_new_deadlines(policy, t.level, now, skip=["sign"])}
     extra_reasons = list((t.extra or {}).get("reasons") or [])
     if match is not None:
@@ -737,12 +736,19 @@ def overdue_stages(ticket: TicketRow, *, now: datetime) -> list[str]:
     return out
 
 
+def cycle_start(ticket: TicketRow) -> datetime:
+    """When the ticket's current deadline clock started (creation, or the last reopen)."""
+    base = (ticket.extra or {}).get("deadline_base")
+    return parse_iso(base) if base else ticket.created_at
+
+
 def stage_met(ticket: TicketRow, stage: str) -> bool:
     """Whether a deadline stage has been fulfilled."""
     if stage == "sign":
         return ticket.signed_at is not None or ticket.state not in (wf.NEW, wf.RETURNED)
     if stage in ("first_response", "authoritative_info"):
-        return ticket.responded_at is not None
+        # After a reopen the clock restarts: only a response published since then counts.
+        return ticket.responded_at is not None and ticket.responded_at >= cycle_start(ticket)
     if stage == "press_conference":
         return bool((ticket.extra or {}).get("press_conference_at"))
     if stage == "close":

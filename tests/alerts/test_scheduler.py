@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from alerts.deadlines import DeadlinePolicy
 from alerts.rules.base import Match
@@ -21,6 +19,7 @@ from core.auth.service import User
 from core.db.models import JobRunRow, OutboxRow, TicketAuditRow, TicketRow, UnitRow
 from core.db.session import Database
 from core.records import Event, WarningLevel
+from tests.alerts.tickets.ticket_helpers import fresh_pg_database
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2025, 9, 30, 10, 0, tzinfo=SH).astimezone(UTC)  # Tue 10:00 Beijing, eve of National Day
@@ -189,35 +188,11 @@ def test_two_schedulers_on_one_sqlite_file_escalate_once(db) -> None:
         other.close()
 
 
-def _pg_admin_url() -> str:
-    base = os.environ.get("YUQING_TEST_DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    return base.rsplit("/", 1)[0] + "/postgres"
-
-
 @pytest.fixture()
 def pg_db():
-    admin_url = _pg_admin_url()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    name = f"yq_sched_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        message = f"PostgreSQL not reachable at {admin_url}: {type(exc).__name__}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    database = Database(admin_url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        database.migrate()
+    with fresh_pg_database("yq_sched") as database:
         _seed_units(database)
         yield database
-    finally:
-        database.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.mark.postgres

@@ -332,3 +332,31 @@ def test_stale_write_raises_conflict_instead_of_overwriting(db) -> None:
     with db.transaction() as s:
         t = s.get(TicketRow, tid)
         assert (t.state, t.version, t.title) == ("acknowledged", 2, "某小区垃圾站臭味扰民")
+
+
+@pytest.mark.postgres
+def test_visibility_lifecycle_and_reopen_on_postgresql() -> None:
+    from alerts.tickets import responses as rsp
+    from core.db.models import UnitRow
+    from tests.alerts.tickets.ticket_helpers import LEADER2, fresh_pg_database
+
+    with fresh_pg_database("yq_tickets") as db:
+        with db.transaction() as s:
+            s.add_all([UnitRow(id="env", name="生态环境局"), UnitRow(id="housing", name="住建局"),
+                       UnitRow(id="police", name="公安局")])
+        tid, created = _open(db)
+        assert created and _open(db, reason="另一条线索", rule="keyword")[0] == tid
+        with db.transaction() as s:
+            assert [t.id for t in svc.list_tickets(s, visible_to=HOUSING)[0]] == [tid]
+            assert svc.list_tickets(s, visible_to=POLICE)[1] == 0
+            svc.acknowledge(s, ticket_id=tid, actor=ENV, now=T0)
+            rid = rsp.draft_response(s, ticket_id=tid, actor=ENV, text="口径", channel="website", now=T0).id
+            rsp.review_response(s, response_id=rid, actor=ANALYST, approve=True, now=T0)
+            rsp.review_response(s, response_id=rid, actor=LEADER2, approve=True, now=T0)
+            rsp.publish_response(s, response_id=rid, actor=ENV, now=T0 + timedelta(hours=1))
+            svc.close(s, ticket_id=tid, actor=ENV, summary="完毕", now=T0 + timedelta(hours=2))
+        assert _open(db, reason="又起", rule="flare", now=T0 + timedelta(days=1)) == (tid, False)
+        with db.transaction() as s:
+            t = s.get(TicketRow, tid)
+            assert (t.state, t.reopened, t.responded_at) == ("handling", 1, T0 + timedelta(hours=1))
+            assert not svc.stage_met(t, "first_response")  # the flare needs a new response

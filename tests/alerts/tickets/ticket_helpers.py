@@ -37,3 +37,46 @@ def add_members(session, event_id: str, times_negative: list[tuple[datetime, boo
     for i, (at, neg) in enumerate(times_negative):
         session.add(EventMemberRow(post_id=f"{prefix}{event_id}{i}", event_id=event_id, published_at=at,
                                    author_hash=f"a{i}", negative=neg))
+
+
+def fresh_pg_database(prefix: str = "yq_sched"):
+    """A context manager: a new PostgreSQL database (CREATE DATABASE <prefix>_<random>), dropped afterwards.
+
+    Uses the server of YUQING_TEST_DATABASE_URL, else postgres@127.0.0.1:5432; skips when unreachable
+    (fails under CI, where a missing server is an error).
+    """
+    import os
+    import uuid
+    from contextlib import contextmanager
+
+    import pytest
+    from sqlalchemy import create_engine, text
+
+    from core.db.session import Database
+
+    @contextmanager
+    def _cm():
+        base = os.environ.get("YUQING_TEST_DATABASE_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        admin_url = base.rsplit("/", 1)[0] + "/postgres"
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:
+            admin.dispose()
+            message = f"PostgreSQL not reachable at {admin_url}: {type(exc).__name__}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        database = Database(admin_url.rsplit("/", 1)[0] + f"/{name}")
+        try:
+            database.migrate()
+            yield database
+        finally:
+            database.close()
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+    return _cm()
