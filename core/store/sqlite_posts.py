@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sqlite3
 import sys
 import threading
@@ -62,6 +63,7 @@ CREATE INDEX IF NOT EXISTS post_districts_rid ON post_districts(rid);
 CREATE VIRTUAL TABLE IF NOT EXISTS posts_fts USING fts5(tokens, tokenize = 'unicode61 remove_diacritics 2');
 """
 
+_WORDLIKE = re.compile(r"[^\W_]")  # a letter or digit: what unicode61 keeps
 _CHUNK = 500  # ids per IN (...) list; far below SQLite's variable limit
 _DELETE_CHUNK = 5_000  # rows per retention transaction, so readers and the writer are not starved
 _MAX_BUCKETS = 20_000
@@ -85,8 +87,11 @@ def pack_signature(signature: Sequence[int]) -> bytes | None:
     """MinHash values as a little-endian uint32 (or int64) array with a one-byte type code."""
     if not signature:
         return None
-    code = "I" if all(0 <= v < 2**32 for v in signature) else ("Q" if min(signature) >= 0 else "q")
-    packed = array(code, signature)
+    try:
+        code, packed = "I", array("I", signature)
+    except OverflowError:  # values beyond 32 bits (or negative)
+        code = "Q" if min(signature) >= 0 else "q"
+        packed = array(code, signature)
     if sys.byteorder == "big":
         packed.byteswap()
     return code.encode() + packed.tobytes()
@@ -115,7 +120,7 @@ def match_expression(tokens: Sequence[str]) -> str:
 
 def searchable_tokens(tokens: Sequence[str]) -> list[str]:
     """Drop tokens that ``unicode61`` would index as nothing (punctuation, spaces)."""
-    return [t for t in tokens if any(ch.isalnum() for ch in t)]
+    return [t for t in tokens if _WORDLIKE.search(t)]
 
 
 class SqlitePostStore(PostStore):
