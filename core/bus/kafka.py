@@ -248,17 +248,14 @@ class KafkaGroupConsumer(Consumer):
         return {(self._topic(tp.topic), tp.partition) for tp in self._raw.assignment()}
 
     def lag(self) -> int:
-        """Uncommitted messages in this member's partitions (0 when the broker cannot say)."""
+        """Messages in the subscribed topics the group has not committed (0 when the broker cannot say)."""
         try:
-            parts = list(self._raw.assignment())
+            parts = [TopicPartition(topic, p) for topic in (self._raw.subscription() or ())
+                     for p in (self._raw.partitions_for_topic(topic) or ())]
             if not parts:
                 return 0
             ends = self._raw.end_offsets(parts, timeout_ms=self._timeout_ms)
-            total = 0
-            for tp in parts:
-                committed = self._raw.committed(TopicPartition(tp.topic, tp.partition)) or 0
-                total += max(0, ends.get(tp, 0) - committed)
-            return total
+            return sum(max(0, ends.get(tp, 0) - (self._raw.committed(tp) or 0)) for tp in parts)
         except KafkaError as exc:
             log.debug("kafka lag unavailable: %s", exc)
             return 0

@@ -51,6 +51,7 @@ def test_gzip_compressed_messages_round_trip(kafka_bootstrap: str) -> None:
             break
     assert sorted(m.value for m in got) == sorted(("舆情" * 200 + str(i)).encode() for i in range(50))
     assert all(m.topic == "z" for m in got), "callers see topic names without the prefix"
+    assert consumer.lag() == 50
     consumer.commit()
     assert consumer.lag() == 0
     consumer.close()

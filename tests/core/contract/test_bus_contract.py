@@ -177,3 +177,14 @@ def test_leaving_member_hands_its_partitions_over(bus: Bus) -> None:
     wait_for(lambda: len(one.got) >= 100)
     one.stop()
     assert sorted(m.value for m in one.got) == sorted(f"h{i}".encode() for i in range(100))
+
+
+def test_lag_counts_what_the_group_has_not_committed(bus: Bus) -> None:
+    consumer = bus.consumer([TOPIC], group="lagging")
+    bus.publish_many(TOPIC, [(f"k{i}", b"x") for i in range(12)])
+    bus.flush()
+    assert len(drain(consumer, 12)) == 12
+    assert consumer.lag() == 12
+    consumer.commit()
+    assert consumer.lag() == 0
+    consumer.close()
