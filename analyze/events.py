@@ -313,18 +313,23 @@ class EventClusterer:
     # ---- public API -------------------------------------------------------------------------------
 
     def assign(self, post: AnalyzedPost) -> Assignment:
-        """Choose the post's event (repost > near-duplicate > anchor > new) and index the post."""
+        """Choose the post's event (repost > near-duplicate > resubmission > anchor > new); index the post."""
         ts = _ts(post.published_at)
         sig = self._signature(post)
         tokens = content_tokens(post)
         anchors = anchor_keys(post.entities, focus_text(post))
-        assignment = (
-            self._match_repost(post)
-            or self._match_near_dup(post.id, sig, ts)
-            or self._match_resubmission(post.id, sig, ts)
-            or self._match_anchor(anchors, tokens, ts)
-            or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
-        )
+        assignment = self._match_seen(post.id)
+        if assignment is None:
+            by_content = (
+                self._match_near_dup(post.id, sig, ts)
+                or self._match_resubmission(post.id, sig, ts)
+                or self._match_anchor(anchors, tokens, ts)
+            )
+            assignment = (
+                self._match_repost(post, ts, by_content)
+                or by_content
+                or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
+            )
         self._index(post.id, assignment.event_id, ts, sig, tokens, anchors)
         self._since_gc += 1
         if self._since_gc >= self.gc_every:
@@ -426,26 +431,32 @@ class EventClusterer:
 
     # ---- matching ---------------------------------------------------------------------------------
 
-    def _match_repost(self, post: AnalyzedPost) -> Assignment | None:
-        if (known := self._post_event.get(post.id)) is not None:
-            # Seen already: a late original whose repost came first (it joins the event opened for it),
-            # or the same post again (it keeps its event).
-            return Assignment(event_id=known[0], near_dup_of=None, is_new_event=False, similarity=1.0,
-                              reason="repost")
+    def _match_seen(self, pid: str) -> Assignment | None:
+        """A post already indexed keeps its event; so does a late original whose repost came first."""
+        known = self._post_event.get(pid)
+        if known is None:
+            return None
+        return Assignment(event_id=known[0], near_dup_of=None, is_new_event=False, similarity=1.0, reason="repost")
+
+    def _match_repost(self, post: AnalyzedPost, ts: float, by_content: Assignment | None) -> Assignment | None:
         if not post.repost_of:
             return None
         original = post_id(post.source, post.repost_of)
         known = self._post_event.get(original)
         if known is not None:
-            event_id = known[0]
-            is_new = False
+            event_id, is_new = known[0], False
         else:
-            # The original is unseen (late, or outside the window): the repost opens the event the
-            # original would open, and registers the original there so a late original joins it.
-            event_id = event_id_for(original)
-            is_new = event_id not in self._event_last
-            self._post_event[original] = (event_id, _ts(post.published_at))
-            heapq.heappush(self._post_heap, (_ts(post.published_at), original))
+            # The original is unseen (late, or outside the window). The repost joins what its own text
+            # matches, else opens the event the original would open; either way the original is
+            # registered there, so a late original joins its reposts (arrival order across partitions
+            # is not publication order).
+            if by_content is not None:
+                event_id, is_new = by_content.event_id, False
+            else:
+                event_id = event_id_for(original)
+                is_new = event_id not in self._event_last
+            self._post_event[original] = (event_id, ts)
+            heapq.heappush(self._post_heap, (ts, original))
         return Assignment(event_id=event_id, near_dup_of=original, is_new_event=is_new, similarity=1.0,
                           reason="repost")
 

@@ -146,6 +146,17 @@ def test_repost_joins_the_original_event_even_when_it_arrives_first():
     assert first.event_id == then.event_id == event_id_for(original.id)
 
 
+def test_arrival_out_of_publication_order_still_gives_one_event():
+    # Partitions deliver a copy-paste variant, then a repost, then the original they both come from.
+    c = EventClusterer()
+    variant = c.assign(make_post("w5", MIXER_EDIT, hours=1, source="weibo"))
+    repost = c.assign(make_post("w9", "转发：" + MIXER, hours=2, repost_of="w1", source="weibo"))
+    original = c.assign(make_post("w1", MIXER, source="weibo"))
+    assert variant.is_new_event
+    assert repost.event_id == original.event_id == variant.event_id
+    assert repost.reason == "repost" and repost.near_dup_of == make_post("w1", MIXER, source="weibo").id
+
+
 def test_copy_paste_variants_join_and_unrelated_posts_do_not():
     c = EventClusterer()
     a = c.assign(make_post(1, MIXER))
