@@ -159,18 +159,16 @@ class ElasticsearchPostStore(PostStore):
         return f"{self.alias}-{suffix}"
 
     def _period(self, index: str) -> tuple[datetime, datetime] | None:
-        """[start, end) of an index's period, from its name; None for a name that is not ours."""
+        """[start, end) of an index's period, from its name (either period, in case the setting changed)."""
         suffix = index[len(self.alias) + 1:]
-        try:
-            if self.index_period == "month":
-                start = datetime.strptime(suffix, "%Y.%m").replace(tzinfo=UTC)
-                end = (start + timedelta(days=32)).replace(day=1)
-            else:
-                start = datetime.strptime(suffix, "%Y.%m.%d").replace(tzinfo=UTC)
-                end = start + timedelta(days=1)
-        except ValueError:
-            return None
-        return start, end
+        for pattern, monthly in (("%Y.%m.%d", False), ("%Y.%m", True)):
+            try:
+                start = datetime.strptime(suffix, pattern).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            end = (start + timedelta(days=32)).replace(day=1) if monthly else start + timedelta(days=1)
+            return start, end
+        return None
 
     def _indices(self) -> list[str]:
         found = self._request("GET", f"/_alias/{self.alias}", ok404=True)
