@@ -281,6 +281,7 @@ class EventClusterer:
         anchor_window_days: float = 45.0,
         anchor_similarity: float = 0.15,
         members_per_event: int = 30,
+        repost_window_days: float = 7.0,
         gc_every: int = 2000,
     ) -> None:
         if num_perm % bands:
@@ -293,11 +294,13 @@ class EventClusterer:
         self.anchor_window = timedelta(days=anchor_window_days).total_seconds()
         self.anchor_similarity = anchor_similarity
         self.members_per_event = members_per_event
+        self.repost_window = timedelta(days=repost_window_days).total_seconds()
         self.gc_every = gc_every
         self._buckets: dict[tuple[int, bytes], list[str]] = {}
         self._sigs: dict[str, tuple[np.ndarray, str, float]] = {}  # post -> (signature, event, ts)
         self._sig_heap: list[tuple[float, str]] = []
         self._post_event: dict[str, tuple[str, float]] = {}  # post -> (event, ts), for reposts
+        self._anchored: set[str] = set()  # events with an anchor: only their members' words are kept
         self._post_heap: list[tuple[float, str]] = []
         # Resubmissions: the same text sent again days or weeks later (no answer yet) is matched on a few
         # long bands over the anchor window; only event ids are kept, not signatures, so it stays small.
@@ -363,7 +366,7 @@ class EventClusterer:
             long_entry = self._long.get(band)
             if long_entry is not None and long_entry[1] == ts:
                 del self._long[band]
-        while self._post_heap and self._post_heap[0][0] < cutoff:
+        while self._post_heap and self._post_heap[0][0] < t - self.repost_window:
             ts, pid = heapq.heappop(self._post_heap)
             post_entry = self._post_event.get(pid)
             if post_entry is not None and post_entry[1] == ts:
@@ -371,6 +374,7 @@ class EventClusterer:
         for event_id in [e for e, last in self._event_last.items() if last < cutoff]:
             del self._event_last[event_id]
             self._members.pop(event_id, None)
+            self._anchored.discard(event_id)
         for anchor in list(self._anchors):
             events = self._anchors[anchor]
             for event_id in [e for e, last in events.items() if last < cutoff]:
@@ -426,6 +430,7 @@ class EventClusterer:
             "buckets": len(self._buckets),
             "posts": len(self._post_event),
             "events": len(self._event_last),
+            "members": sum(len(m) for m in self._members.values()),
             "anchors": len(self._anchors),
         }
 
@@ -583,11 +588,6 @@ class EventClusterer:
         self._post_event[pid] = (event_id, ts)
         heapq.heappush(self._post_heap, (ts, pid))
         self._event_last[event_id] = max(self._event_last.get(event_id, float("-inf")), ts)
-        if tokens:
-            members = self._members.get(event_id)
-            if members is None:
-                members = self._members[event_id] = deque(maxlen=self.members_per_event)
-            members.append(_Member(pid, ts, tokens))
         for anchor in anchors:
             events = self._anchors.get(anchor)
             if events is None:
@@ -595,3 +595,10 @@ class EventClusterer:
                 for sub in _substrings(anchor):
                     self._sub_index.setdefault(sub, set()).add(anchor)
             events[event_id] = max(events.get(event_id, float("-inf")), ts)
+            self._anchored.add(event_id)
+        # Words are kept only where an anchor match can use them: most events never get an anchor.
+        if tokens and event_id in self._anchored:
+            members = self._members.get(event_id)
+            if members is None:
+                members = self._members[event_id] = deque(maxlen=self.members_per_event)
+            members.append(_Member(pid, ts, tokens))

@@ -207,7 +207,7 @@ def test_resubmission_weeks_later_joins_without_an_anchor():
 
 
 def test_garbage_collect_bounds_memory():
-    c = EventClusterer(window_hours=24, anchor_window_days=2, gc_every=10_000)
+    c = EventClusterer(window_hours=24, anchor_window_days=2, repost_window_days=1, gc_every=10_000)
     for i in range(200):
         c.assign(make_post(i, f"第{i}号通知：{TEACHER[i % 40:]}{i * 7919}", hours=i, title=f"红星{i}花园",
                            places=(f"红星{i}花园",)))
@@ -215,7 +215,8 @@ def test_garbage_collect_bounds_memory():
     c.garbage_collect(T0 + timedelta(hours=200))
     after = c.stats()
     assert after["signatures"] <= 25 < before["signatures"]
-    assert after["posts"] <= 49 < before["posts"]
+    assert after["posts"] <= 25 < before["posts"]
+    assert after["members"] <= 49 < before["members"]
     assert after["anchors"] <= 49 < before["anchors"]
     assert after["long_bands"] <= 4 * 49 < before["long_bands"]
 
