@@ -27,7 +27,7 @@ from alerts.routing import Router
 from alerts.tickets import service as ticket_service
 from analyze.events import EventClusterer
 from core.bus.base import TOPIC_TICKETS, Bus
-from core.db.models import EventMemberRow
+from core.db.models import EventMemberRow, EventRow
 from core.db.session import Database
 from core.records import AnalyzedPost, utcnow
 from core.store.base import PostStore
@@ -115,6 +115,9 @@ class EventStage:
                     self.tickets_opened += 1
                 else:
                     self.tickets_updated += 1
+                event_row = session.get(EventRow, event.id)
+                if event_row is not None and (event_row.level or 0) < ticket.level:
+                    event_row.level = ticket.level  # the event page and lists show the warning level
                 changes.append(
                     {"ticket_id": ticket.id, "event_id": event.id, "post_id": post.id, "level": ticket.level,
                      "state": ticket.state, "created": created, "at": now.isoformat()}
