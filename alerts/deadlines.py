@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,19 +54,25 @@ class WorkCalendar:
             return True
         if day in self.extra_holidays:
             return False
-        import chinese_calendar
+        return _package_is_workday(day)
 
-        try:
-            return bool(chinese_calendar.is_workday(day))
-        except NotImplementedError:
-            if day.year not in _warned_years:
-                _warned_years.add(day.year)
-                log.warning(
-                    "chinesecalendar has no data for %d: counting Monday-Friday as working days; "
-                    "upgrade chinesecalendar or list extra_holidays/extra_workdays in deadlines.yaml",
-                    day.year,
-                )
-            return day.weekday() < 5
+
+@lru_cache(maxsize=8192)
+def _package_is_workday(day: date) -> bool:
+    # Cached: chinesecalendar scans its whole table to validate each date (~0.3 ms a call).
+    import chinese_calendar
+
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError:
+        if day.year not in _warned_years:
+            _warned_years.add(day.year)
+            log.warning(
+                "chinesecalendar has no data for %d: counting Monday-Friday as working days; "
+                "upgrade chinesecalendar or list extra_holidays/extra_workdays in deadlines.yaml",
+                day.year,
+            )
+        return day.weekday() < 5
 
 
 def add_working_days(
