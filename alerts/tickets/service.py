@@ -246,9 +246,10 @@ def open_or_update(
                     _apply_match(session, target, match=match, now=now, policy=policy)
                     flush(session)
                     return target, False
+            # A flare of a merged ticket's event reopens the ticket it was merged into: one matter, one ticket.
             if target.state in (wf.CLOSED, wf.EVALUATED):
                 reopen_locked(session, target, actor=system_actor(), reason=f"二次舆情：{match.reason}", now=now,
-                        policy=policy, match=match)
+                              policy=policy, match=match)
                 flush(session)
                 return target, False
         created = _insert(session, event=event, match=match, lead_unit=lead_unit,
