@@ -225,7 +225,9 @@ def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = N
             login_per_minute: float = 10.0, login_burst: int = 5,
             ingest_per_minute: float = 120.0, ingest_burst: int = 30,
             trust_forwarded: bool = False, metrics_cache_s: float = 10.0) -> None:
-    """Add ``/metrics``, ``/ready``, request ids and rate limits to ``app`` (call last in the factory)."""
+    """Add ``/metrics``, ``/ready``, request ids and rate limits to ``app`` (call last in the factory; once)."""
+    if getattr(app.state, "rate_limits", None) is not None:
+        return  # installed already: limits can still be replaced in ``app.state.rate_limits``
     install_log_record_factory()
     registry = build_registry(container, pipeline=pipeline, cache_s=metrics_cache_s)
     limits = {
