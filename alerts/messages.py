@@ -54,6 +54,12 @@ KIND_LABELS: dict[str, str] = {
     "ticket.overdue": "工单已超时",
     "ticket.escalated": "工单升级督办",
     "ticket.closed": "工单已办结",
+    "ticket.reopened": "工单重开（二次舆情）",
+    "ticket.returned": "工单被退回",
+    "ticket.task": "协办任务",
+    "ticket.extension": "延期申请",
+    "ticket.responded": "已发布回应",
+    "source.silent": "数据源异常",
     "digest": "预警通知汇总",
 }
 
@@ -64,11 +70,13 @@ STAGE_LABELS: dict[str, str] = {
     "handle": "办理", "handling": "办理",
     "close": "办结", "resolve": "办结", "closed": "办结",
     "publish": "发布权威信息", "press": "新闻发布会",
+    "authoritative_info": "发布权威信息", "press_conference": "新闻发布会",
 }
 
 STATE_LABELS: dict[str, str] = {
     "new": "待签收", "acknowledged": "已签收", "assessing": "研判中", "handling": "办理中",
     "responded": "已回应", "closed": "已办结", "evaluated": "已评估", "merged": "已并单",
+    "returned": "已退回",
 }
 
 MAX_SAMPLES = 5

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from alerts.deadlines import DeadlinePolicy
 from alerts.engine import RuleEngine
 from alerts.events import service as event_service
 from alerts.routing import Router
@@ -49,6 +50,7 @@ class EventStage:
         bus: Bus | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_ticket: Callable[[dict[str, Any]], None] | None = None,
+        policy: DeadlinePolicy | None = None,
     ) -> None:
         self.db = db
         self.post_store = post_store
@@ -58,6 +60,7 @@ class EventStage:
         self.bus = bus
         self.clock = clock
         self.on_ticket = on_ticket
+        self.policy = policy
         self._lock = threading.Lock()
         self.tickets_opened = 0
         self.tickets_updated = 0
@@ -110,6 +113,7 @@ class EventStage:
                     cooperating_units=list(decision.cooperating_units),
                     routing=decision.explanation,
                     now=now,
+                    policy=self.policy,
                 )
                 if created:
                     self.tickets_opened += 1

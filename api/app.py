@@ -82,6 +82,8 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
     app.state.db = container.db
     app.state.pipeline = pipeline
     app.state.broadcaster = broadcaster
+    app.state.deadline_policy = container.deadline_policy
+    app.state.required_approvals = settings.alerts.required_approvals
     if pipeline is not None:
         pipeline.ticket_listeners.append(broadcaster.publish)
 
@@ -166,7 +168,8 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
     for module in (posts, events, stats, ingest, deadletters, watchlists, admin, dashboard):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
-    for name in ("auth", "tickets", "reports"):
-        module = __import__(f"api.routes.{name}", fromlist=["router"])
+    from api.routes import auth, reports, tickets
+
+    for module in (auth, tickets, reports):
         app.include_router(module.router)
     return app

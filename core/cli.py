@@ -337,11 +337,18 @@ def _mount_optional() -> None:
         (app, "report", "alerts.reports.cli", "report"),
         (app, "bench", "bench.harness", "bench"),
     ]
+    groups = [("users", "core.auth.cli"), ("tickets", "alerts.tickets.cli")]
+    for name, module_name in groups:
+        app.add_typer(__import__(module_name, fromlist=["app"]).app, name=name)
     for target, name, module_name, attr in mounts:
         try:
             module = __import__(module_name, fromlist=[attr])
         except ModuleNotFoundError as exc:
-            log.debug("command %s unavailable: %s", name, exc)
+            # Only a missing optional third-party package (an extra not installed) hides a command;
+            # a missing module of our own is a bug and must fail loudly.
+            if (exc.name or "").split(".")[0] in {"core", "ingest", "analyze", "alerts", "api", "bench"}:
+                raise
+            log.debug("command %s unavailable (pip extra missing): %s", name, exc)
             continue
         target.command(name)(getattr(module, attr))
 

@@ -156,13 +156,9 @@ class Pipeline:
         self._threads.append(t)
 
     def _scheduler_loop(self) -> None:
-        from pathlib import Path
-
-        from alerts.deadlines import DeadlinePolicy
         from alerts.scheduler import run_due_jobs
 
-        path = self.settings.alerts.deadlines_file
-        policy = DeadlinePolicy.load(Path(path) if path else None)
+        policy = self.c.deadline_policy
         worker_id = f"scheduler-{os.getpid()}"
         while not self._stop.wait(self.settings.alerts.scheduler_interval_s):
             now = utcnow()

@@ -134,6 +134,8 @@ class AlertSettings(BaseModel):
     deadlines_file: str | None = None
     dashboard_url: str = "http://127.0.0.1:8000"
     scheduler_interval_s: float = Field(default=30.0, gt=0)
+    # 先审后发: distinct approvers (not the drafter) a response needs before it may be published.
+    required_approvals: int = Field(default=2, ge=1, le=10)
     timezone: str = "Asia/Shanghai"
 
 

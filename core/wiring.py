@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.store.base import PostStore
 
 if TYPE_CHECKING:
+    from alerts.deadlines import DeadlinePolicy
     from alerts.engine import RuleEngine
     from alerts.notifiers.base import Notifier
     from alerts.routing import Router
@@ -184,13 +185,21 @@ class Container:
         path = self.settings.alerts.units_file
         return Router.load(Path(path) if path else None)
 
+    @cached_property
+    def deadline_policy(self) -> DeadlinePolicy:
+        """Stage time limits per level, on the working calendar."""
+        from alerts.deadlines import DeadlinePolicy
+
+        path = self.settings.alerts.deadlines_file
+        return DeadlinePolicy.load(Path(path) if path else None)
+
     def event_stage(self, **kwargs: Any) -> EventStage:
         """A new event stage over this container's stores."""
         from alerts.worker import EventStage
 
         return EventStage(
             db=self.db, post_store=self.post_store, clusterer=self.clusterer,
-            engine=self.rule_engine, router=self.router, bus=self.bus, **kwargs,
+            engine=self.rule_engine, router=self.router, bus=self.bus, policy=self.deadline_policy, **kwargs,
         )
 
     @cached_property

@@ -1,17 +1,26 @@
-/* yuqing dashboard. Plain JS, no build step, served locally (no CDN).
- * Every piece of untrusted text is inserted with textContent (the h() helper never sets innerHTML),
- * so a post containing <script> or <img onerror> shows as text and runs nothing. */
+/* yuqing dashboard. Plain JS, no build step, served locally (no CDN; the CSP allows no inline script or style).
+ * Every piece of untrusted text is inserted with textContent (the h() helper never sets innerHTML, and links
+ * go through safeUrl), so a post containing <script> or <img onerror> shows as text and runs nothing. */
 "use strict";
 
 const LEVELS = { 1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色" };
-const LEVEL_COLOURS = { 1: "#2f7ed8", 2: "#e0b100", 3: "#f07c1b", 4: "#d7263d" };
-const STATES = [
-  ["new", "预警"], ["acknowledged", "签收"], ["assessing", "研判"], ["handling", "处置"],
-  ["responded", "回应"], ["closed", "办结"], ["evaluated", "评估"],
-];
-const STATE_NAMES = Object.fromEntries([...STATES, ["merged", "已合并"]]);
 const SENTIMENT_COLOURS = { "负面": "#d7263d", "中性": "#9aa5b1", "正面": "#2e9e5b" };
-const state = { user: null, csrf: null, charts: [], stream: null, wall: [] };
+const SOURCE_NAMES = { weibo: "微博", wechat: "微信", douyin: "抖音", news: "新闻", forum: "论坛", hotline: "12345热线", mailbox: "网民留言" };
+// Board columns in workflow order; 评估 shares the 办结 column, 已合并 is not shown.
+const BOARD = [["new", "预警"], ["returned", "已退回"], ["acknowledged", "已签收"], ["assessing", "研判中"],
+  ["handling", "处置中"], ["responded", "已回应"], ["closed", "已办结"]];
+const STATE_NAMES = { new: "预警", acknowledged: "已签收", assessing: "研判中", handling: "处置中", responded: "已回应",
+  returned: "已退回", closed: "已办结", evaluated: "已评估", merged: "已合并" };
+const OPEN_STATES = new Set(["new", "acknowledged", "assessing", "handling", "responded", "returned"]);
+const DEADLINE_NAMES = { sign: "签收", first_response: "首次回应", authoritative_info: "发布权威信息", press_conference: "新闻发布会", close: "办结" };
+const ACTION_NAMES = { create: "生成预警", open: "生成预警", update: "更新预警", acknowledge: "签收", assess: "研判", start_handling: "开始处置",
+  reject: "退回", reassign: "改派", request_extension: "申请延期", decide_extension: "审批延期", merge: "合并", close: "办结", reopen: "重开",
+  respond: "发布回应", draft_response: "起草回应", edit_response: "修改回应", review_response: "审核回应", publish_response: "发布回应",
+  level: "级别调整", remind: "催办", overdue: "超时", escalate: "督办", evaluate: "效果评估" };
+const RESPONSE_STATES = { draft: "草稿", approved: "已审核", published: "已发布", rejected: "已退回" };
+const CHANNELS = { website: "政府网站", weibo: "政务微博", wechat: "政务微信", press_conference: "新闻发布会", hotline_reply: "热线答复" };
+const ROLE_NAMES = { admin: "管理员", analyst: "舆情研判", handler: "责任单位", leader: "领导" };
+const state = { user: null, csrf: null, charts: [], stream: null, wall: new Map(), levels: new Map(), pending: new Map(), audio: null };
 
 /* ---------- DOM helpers (textContent only) ---------- */
 function h(tag, attrs, ...children) {
@@ -20,67 +29,93 @@ function h(tag, attrs, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") el.className = v;
     else if (k === "on") for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
-    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "dataset") { for (const [dk, dv] of Object.entries(v)) if (dv !== null && dv !== undefined) el.dataset[dk] = String(dv); }
+    else if (k === "value") el.value = v;
+    else if (k === "href") el.setAttribute("href", safeUrl(v));
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
 }
-const $main = () => document.getElementById("main");
+/** Only same-page hashes and http(s) URLs become links; anything else (javascript:, data:) becomes "#". */
+function safeUrl(u) {
+  if (typeof u !== "string") return "#";
+  if (u.startsWith("#")) return u;
+  try { const x = new URL(u, location.href); return ["http:", "https:"].includes(x.protocol) ? x.href : "#"; } catch (_e) { return "#"; }
+}
+const $ = (id) => document.getElementById(id);
 function render(...nodes) {
   disposeCharts();
-  const main = $main();
-  main.replaceChildren(...nodes);
+  $("main").replaceChildren(...nodes);
+  tick();
 }
-function toast(text, flash) {
-  const t = document.getElementById("toast");
+function toast(text, alarm) {
+  const t = $("toast");
   t.textContent = text;
   t.classList.remove("hidden");
-  t.classList.toggle("flash", !!flash);
+  t.classList.toggle("alarm", !!alarm);
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => t.classList.add("hidden"), 6000);
+  toast.timer = setTimeout(() => t.classList.add("hidden"), alarm ? 15000 : 5000);
 }
 function fmtTime(iso) {
   if (!iso) return "—";
-  const d = new Date(iso);
-  return d.toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" });
+  return new Date(iso).toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+}
+function fmtHour(iso, daily) {
+  const opts = daily ? { month: "2-digit", day: "2-digit" } : { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" };
+  return new Date(iso).toLocaleString("zh-CN", Object.assign({ hour12: false, timeZone: "Asia/Shanghai" }, opts));
 }
 function levelBadge(level) {
   if (!level) return h("span", { class: "muted" }, "—");
   return h("span", { class: `level level-${level}` }, LEVELS[level] || String(level));
 }
-function countdown(iso) {
+function stateBadge(s) { return h("span", { class: `state state-${s}` }, STATE_NAMES[s] || s); }
+/** A deadline that counts down by itself (see tick()); red once passed. */
+function countdown(iso, done) {
   if (!iso) return h("span", { class: "muted" }, "—");
-  const ms = new Date(iso) - Date.now();
-  const abs = Math.abs(ms);
-  const hrs = Math.floor(abs / 3600000), mins = Math.floor((abs % 3600000) / 60000);
-  const text = `${hrs}小时${mins}分`;
-  return ms < 0 ? h("span", { class: "overdue" }, `已超时 ${text}`) : h("span", {}, `剩余 ${text}`);
+  if (done) return h("span", { class: "muted" }, "已完成");
+  return h("span", { class: "countdown", dataset: { deadline: iso } });
 }
+function tick() {
+  const now = Date.now();
+  for (const el of document.querySelectorAll(".countdown")) {
+    const ms = new Date(el.dataset.deadline) - now;
+    const abs = Math.abs(ms);
+    const d = Math.floor(abs / 864e5), hrs = Math.floor((abs % 864e5) / 36e5), mins = Math.floor((abs % 36e5) / 6e4);
+    const text = `${d ? `${d}天` : ""}${hrs}小时${mins}分`;
+    el.textContent = ms < 0 ? `已超时 ${text}` : `剩余 ${text}`;
+    el.classList.toggle("overdue", ms < 0);
+    el.classList.toggle("soon", ms >= 0 && ms < 36e5);
+  }
+}
+setInterval(tick, 15000);
 
 /* ---------- API ---------- */
 async function api(path, opts = {}) {
-  const headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+  const headers = { Accept: "application/json" };
   const init = { method: opts.method || "GET", headers, credentials: "same-origin" };
   if (opts.body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(opts.body);
   }
-  if (init.method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  if (init.method !== "GET") headers["X-CSRF-Token"] = state.csrf || readCookie("yuqing_csrf") || "";
   const r = await fetch(path, init);
   if (r.status === 401 && !opts.allow401) {
     state.user = null;
+    showWho();
     location.hash = "#/login";
     throw new Error("请先登录");
   }
   const type = r.headers.get("content-type") || "";
   const data = type.includes("json") ? await r.json() : await r.text();
   if (!r.ok) {
-    const detail = data && data.detail ? data.detail : data;
-    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    const detail = data && data.detail !== undefined ? data.detail : data;
+    const err = new Error(typeof detail === "string" ? detail : (Array.isArray(detail) ? detail.map((d) => d.msg || JSON.stringify(d)).join("；") : JSON.stringify(detail)));
+    err.status = r.status;
+    throw err;
   }
   return data;
 }
@@ -89,12 +124,23 @@ function qs(params) {
   for (const [k, v] of Object.entries(params)) if (v !== "" && v !== null && v !== undefined) p.set(k, v);
   return p.toString();
 }
+function readCookie(name) {
+  const m = document.cookie.split("; ").find((c) => c.startsWith(`${name}=`));
+  return m ? decodeURIComponent(m.slice(name.length + 1)) : null;
+}
+function errorText(err) {
+  if (err.status === 404) return `不存在或无权查看（${err.message}）`;
+  if (err.status === 403) return `无权操作（${err.message}）`;
+  if (err.status === 409) return `状态已变化，请刷新（${err.message}）`;
+  return err.message;
+}
 
 /* ---------- charts ---------- */
+const FONT = '"Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", sans-serif';
 function chart(el, option) {
-  if (!window.echarts) return null;
+  if (!window.echarts) { el.replaceChildren(h("p", { class: "muted" }, "图表组件未加载")); return null; }
   const c = window.echarts.init(el, null, { renderer: "canvas" });
-  c.setOption(Object.assign({ animation: false, textStyle: { fontFamily: getComputedStyle(document.body).fontFamily } }, option));
+  c.setOption(Object.assign({ animation: false, textStyle: { fontFamily: FONT } }, option));
   state.charts.push(c);
   return c;
 }
@@ -103,352 +149,575 @@ function disposeCharts() {
   state.charts = [];
 }
 window.addEventListener("resize", () => state.charts.forEach((c) => c.resize()));
-function pie(el, counts, colours) {
-  const data = Object.entries(counts).map(([name, value]) => ({ name, value, itemStyle: colours && colours[name] ? { color: colours[name] } : undefined }));
-  return chart(el, { tooltip: { trigger: "item" }, legend: { bottom: 0, type: "scroll" },
-    series: [{ type: "pie", radius: ["35%", "65%"], data, label: { formatter: "{b} {d}%" } }] });
+function empty(el, text) { el.classList.add("empty"); el.replaceChildren(h("p", { class: "muted" }, text || "所选时段暂无数据")); }
+function pie(el, counts, names, colours) {
+  const data = Object.entries(counts || {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1])
+    .map(([k, value]) => ({ name: (names && names[k]) || k, value, itemStyle: colours && colours[k] ? { color: colours[k] } : undefined }));
+  if (!data.length) return empty(el);
+  return chart(el, { tooltip: { trigger: "item", formatter: "{b}：{c}（{d}%）" }, legend: { type: "scroll", orient: "vertical", right: 0, top: "middle", textStyle: { fontSize: 12 } },
+    series: [{ type: "pie", radius: ["38%", "68%"], center: ["36%", "50%"], data, label: { show: false } }] });
 }
 function bars(el, counts, colour) {
-  const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]).slice(0, 12);
-  return chart(el, { grid: { left: 90, right: 20, top: 10, bottom: 20 }, tooltip: {},
-    xAxis: { type: "value" }, yAxis: { type: "category", inverse: true, data: entries.map((e) => e[0]) },
-    series: [{ type: "bar", data: entries.map((e) => e[1]), itemStyle: { color: colour || "#1f5fa8" } }] });
+  const entries = Object.entries(counts || {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, 10);
+  if (!entries.length) return empty(el);
+  return chart(el, { grid: { left: 8, right: 30, top: 6, bottom: 6, containLabel: true }, tooltip: {},
+    xAxis: { type: "value", minInterval: 1, splitLine: { show: false }, axisLabel: { show: false } },
+    yAxis: { type: "category", inverse: true, data: entries.map((e) => e[0]), axisTick: { show: false }, axisLabel: { fontSize: 12, width: 90, overflow: "truncate" } },
+    series: [{ type: "bar", data: entries.map((e) => e[1]), barMaxWidth: 16, itemStyle: { color: colour || "#1f5fa8" }, label: { show: true, position: "right", fontSize: 11 } }] });
+}
+function spark(el, series) {
+  const keys = Object.keys(series || {}).sort().slice(-48);
+  if (keys.length < 2) return empty(el, "—");
+  return chart(el, { grid: { left: 1, right: 1, top: 3, bottom: 3 }, xAxis: { type: "category", show: false, data: keys, boundaryGap: false },
+    yAxis: { type: "value", show: false, min: 0 }, series: [{ type: "line", symbol: "none", data: keys.map((k) => series[k]), lineStyle: { width: 1.5, color: "#d7263d" }, areaStyle: { color: "rgba(215,38,61,.12)" } }] });
 }
 
-/* ---------- pages ---------- */
-const RANGES = { today: "今天", "24h": "24小时", "7d": "7天", custom: "自定义" };
+/* ---------- ticket helpers ---------- */
+function stageMet(t, stage) {
+  if (stage === "sign") return Boolean(t.signed_at) || !["new", "returned"].includes(t.state);
+  if (stage === "first_response" || stage === "authoritative_info") return Boolean(t.responded_at);
+  if (stage === "press_conference") return false;
+  if (stage === "close") return Boolean(t.closed_at) || !OPEN_STATES.has(t.state);
+  return false;
+}
+/** The next unmet deadline of a ticket (ISO string) and its stage. */
+function nextDeadline(t) {
+  const open = Object.entries(t.deadlines || {}).filter(([s]) => !stageMet(t, s)).sort((a, b) => new Date(a[1]) - new Date(b[1]));
+  return open.length ? { stage: open[0][0], at: open[0][1] } : null;
+}
+function isOverdue(t) {
+  const now = Date.now();
+  return OPEN_STATES.has(t.state) && Object.entries(t.deadlines || {}).some(([s, at]) => new Date(at) <= now && !stageMet(t, s));
+}
+function deadlineLine(t) {
+  const next = nextDeadline(t);
+  if (!next) return h("div", { class: "muted" }, OPEN_STATES.has(t.state) ? "无待办时限" : STATE_NAMES[t.state]);
+  return h("div", { class: "deadline" }, `${DEADLINE_NAMES[next.stage] || next.stage}：`, countdown(next.at));
+}
+function unitName(t) { return t.lead_unit_name || t.lead_unit; }
+
+/* ---------- alert wall (live) ---------- */
+function unitCountsTable(tickets) {
+  const byUnit = new Map();
+  for (const t of tickets) {
+    if (!OPEN_STATES.has(t.state)) continue;
+    const u = byUnit.get(t.lead_unit) || { name: unitName(t), open: 0, overdue: 0, top: 0 };
+    u.open += 1; u.overdue += isOverdue(t) ? 1 : 0; u.top = Math.max(u.top, t.level);
+    byUnit.set(t.lead_unit, u);
+  }
+  const rows = [...byUnit.entries()].sort((a, b) => b[1].overdue - a[1].overdue || b[1].open - a[1].open);
+  return h("table", { class: "compact" }, h("thead", {}, h("tr", {}, h("th", {}, "牵头单位"), h("th", {}, "未办结"), h("th", {}, "超时"), h("th", {}, "最高级别"))),
+    h("tbody", { id: "unit-counts" }, rows.length ? rows.map(([id, u]) => h("tr", { dataset: { unit: id } },
+      h("td", {}, h("a", { href: `#/tickets?unit=${encodeURIComponent(id)}` }, u.name)), h("td", { class: "open num" }, u.open),
+      h("td", { class: `num${u.overdue ? " overdue" : ""}` }, u.overdue), h("td", {}, levelBadge(u.top))))
+      : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "暂无未办结工单"))));
+}
+function wallSort(a, b) { return b.level - a.level || new Date(b.updated_at) - new Date(a.updated_at); }
+function alertCard(t, fresh) {
+  return h("div", { class: `card level-${t.level}${fresh ? " fresh" : ""}${isOverdue(t) ? " late" : ""}`, dataset: { ticket: t.id, level: t.level },
+    on: { click: () => { location.hash = `#/tickets/${encodeURIComponent(t.id)}`; } } },
+  h("div", { class: "card-head" }, levelBadge(t.level), stateBadge(t.state), t.escalation ? h("span", { class: "tag" }, `督办${t.escalation}`) : null,
+    h("span", { class: "muted right" }, fmtTime(t.created_at))),
+  h("h3", {}, t.title || t.event_id),
+  h("div", { class: "muted" }, `牵头单位：${unitName(t)}`),
+  h("div", { class: "reason" }, t.reason || ""),
+  deadlineLine(t));
+}
+async function pageAlerts() {
+  const tickets = await api(`/api/v1/tickets?${qs({ limit: 500, open: "true" })}`);
+  state.wall = new Map(tickets.items.map((t) => [t.id, t]));
+  for (const t of tickets.items) state.levels.set(t.id, t.level);
+  render(h("div", { class: "toolbar" }, h("h1", {}, "实时预警墙"), h("span", { class: "muted" }, "新预警、升级预警实时出现，无需刷新；橙色、红色预警闪烁并提示音"),
+    h("span", { id: "wall-total", class: "right" })),
+  h("div", { class: "wall-layout" }, h("div", { class: "wall", id: "wall" }), h("aside", { class: "panel" }, h("h2", {}, "各单位未办结 / 超时"), h("div", { id: "wall-units" }))));
+  drawWall(null);
+}
+function drawWall(freshId) {
+  const wall = $("wall");
+  if (!wall) return;
+  const items = [...state.wall.values()].filter((t) => OPEN_STATES.has(t.state)).sort(wallSort);
+  wall.replaceChildren(...(items.length ? items.map((t) => alertCard(t, t.id === freshId)) : [h("p", { class: "muted", id: "wall-empty" }, "暂无未办结预警")]));
+  $("wall-units").replaceChildren(unitCountsTable(items));
+  const late = items.filter(isOverdue).length;
+  $("wall-total").replaceChildren(`未办结 ${items.length} 件 · 超时 `, h("b", { class: late ? "overdue" : "" }, String(late)), " 件");
+  tick();
+}
+/** One SSE message per matching post: fetch each ticket once per burst (250 ms), then decide new / escalated. */
+function onTicketChange(change) {
+  if (!change || !change.ticket_id || !state.user) return;
+  clearTimeout(state.pending.get(change.ticket_id));
+  state.pending.set(change.ticket_id, setTimeout(() => refreshTicket(change.ticket_id, change.created), 250));
+}
+async function refreshTicket(id, created) {
+  state.pending.delete(id);
+  let t;
+  try { t = await api(`/api/v1/tickets/${encodeURIComponent(id)}`); } catch (_e) { return; } // not ours to see (404)
+  const before = state.levels.get(id);
+  const isNew = before === undefined;
+  const escalated = !isNew && t.level > before;
+  state.levels.set(id, t.level);
+  state.wall.set(id, t);
+  if (isNew || escalated) {
+    const what = isNew ? "新预警" : "预警升级";
+    toast(`${what}：${LEVELS[t.level]}预警 · ${t.title || t.event_id} · ${unitName(t)}`, t.level >= 3);
+    if (t.level >= 3) alarm();
+  }
+  if ($("wall")) drawWall(isNew || escalated ? id : null);
+  else if (document.body.dataset.page === "tickets" && !$("ticket-state")) route(); // the board, not a ticket being edited
+}
+/** The cue for 橙/红: the screen edge flashes and, once the user has clicked anywhere (browsers' rule), a tone. */
+function alarm() {
+  document.body.classList.remove("alarm");
+  void document.body.offsetWidth; // restart the animation
+  document.body.classList.add("alarm");
+  setTimeout(() => document.body.classList.remove("alarm"), 6000);
+  const ctx = state.audio;
+  if (!ctx || ctx.state !== "running") return;
+  for (const [i, f] of [[0, 880], [1, 660], [2, 880]]) {
+    const o = ctx.createOscillator(); const g = ctx.createGain();
+    o.connect(g); g.connect(ctx.destination); o.frequency.value = f; g.gain.value = 0.08;
+    const t0 = ctx.currentTime + i * 0.3;
+    o.start(t0); o.stop(t0 + 0.25);
+  }
+}
+document.addEventListener("click", () => {
+  if (state.audio) return;
+  const AC = window.AudioContext || window.webkitAudioContext;
+  if (AC) state.audio = new AC();
+}, { once: true });
+function connectStream() {
+  if (state.stream) return;
+  const es = new EventSource("/api/v1/stream/tickets");
+  let dropped = false;
+  es.addEventListener("ticket", (ev) => { try { onTicketChange(JSON.parse(ev.data)); } catch (_e) { /* a malformed message is skipped */ } });
+  es.onerror = () => { dropped = true; $("live").classList.add("off"); };
+  es.onopen = () => {
+    $("live").classList.remove("off");
+    if (dropped && $("wall")) pageAlerts().catch(() => {}); // changes may have been missed while disconnected
+    dropped = false;
+  };
+  state.stream = es;
+}
+
+/* ---------- overview ---------- */
+const RANGES = { today: "今天", "24h": "近24小时", "7d": "近7天", custom: "自定义" };
 function rangeBounds(range, from, to) {
   const now = new Date();
-  if (range === "today") { const d = new Date(now); d.setHours(0, 0, 0, 0); return [d, now]; }
+  if (range === "today") {
+    // Today in China Standard Time, whatever the browser's zone.
+    const cst = new Date(now.getTime() + 8 * 36e5);
+    const start = Date.UTC(cst.getUTCFullYear(), cst.getUTCMonth(), cst.getUTCDate()) - 8 * 36e5;
+    return [new Date(start), now];
+  }
   if (range === "7d") return [new Date(now - 7 * 864e5), now];
   if (range === "custom" && from && to) return [new Date(from), new Date(to)];
   return [new Date(now - 864e5), now];
 }
-
+function kpi(id, label, value, cls) {
+  return h("div", { class: `panel kpi ${cls || ""}`, id }, h("div", { class: "value" }, String(value)), h("div", { class: "label" }, label));
+}
 async function pageOverview(params) {
-  const range = params.get("range") || "24h";
+  const range = RANGES[params.get("range")] ? params.get("range") : "24h";
   const [from, to] = rangeBounds(range, params.get("from"), params.get("to"));
-  const picker = h("select", { "aria-label": "时间范围", on: { change: (e) => { location.hash = `#/overview?range=${e.target.value}`; } } },
-    ...Object.entries(RANGES).map(([k, v]) => h("option", { value: k, selected: k === range }, v)));
-  const fromIn = h("input", { type: "datetime-local", value: params.get("from") || "" });
-  const toIn = h("input", { type: "datetime-local", value: params.get("to") || "" });
-  const apply = h("button", { class: "btn secondary", type: "button", on: { click: () => {
-    location.hash = `#/overview?${qs({ range: "custom", from: fromIn.value, to: toIn.value })}`; } } }, "应用");
-  const custom = h("span", { class: range === "custom" ? "" : "hidden" }, fromIn, " 至 ", toIn, " ", apply);
-  const [ov, events, summary, keywords] = await Promise.all([
-    api(`/api/v1/stats/overview?${qs({ from: from.toISOString(), to: to.toISOString() })}`),
-    api(`/api/v1/events?${qs({ limit: 10, samples: 0 })}`),
-    api("/api/v1/tickets/summary", { allow401: true }).catch(() => null),
-    api(`/api/v1/stats/keywords?${qs({ from: from.toISOString(), to: to.toISOString(), sentiment: "负面" })}`).catch(() => null),
+  if (!(from < to)) throw new Error("时间范围无效：开始时间须早于结束时间");
+  const span = { from: from.toISOString(), to: to.toISOString() };
+  const [ov, events, tickets, keywords] = await Promise.all([
+    api(`/api/v1/stats/overview?${qs(span)}`),
+    api(`/api/v1/events?${qs({ limit: 10, samples: 0, since: span.from })}`),
+    api(`/api/v1/tickets?${qs({ limit: 500, open: "true" })}`).catch(() => ({ items: [] })),
+    api(`/api/v1/stats/keywords?${qs({ ...span, sentiment: "负面", top: 15 })}`).catch(() => ({ items: [] })),
   ]);
+  const picker = h("div", { class: "segmented", role: "group", "aria-label": "时间范围" },
+    ...Object.entries(RANGES).map(([k, v]) => h("a", { class: k === range ? "active" : "", href: k === "custom" ? `#/overview?${qs({ range: "custom", from: params.get("from") || toLocalInput(from), to: params.get("to") || toLocalInput(to) })}` : `#/overview?range=${k}` }, v)));
+  const fromIn = h("input", { type: "datetime-local", value: params.get("from") || toLocalInput(from), "aria-label": "开始时间" });
+  const toIn = h("input", { type: "datetime-local", value: params.get("to") || toLocalInput(to), "aria-label": "结束时间" });
+  const custom = range === "custom" ? h("span", { class: "custom" }, fromIn, "至", toIn,
+    h("button", { class: "btn secondary", type: "button", on: { click: () => { location.hash = `#/overview?${qs({ range: "custom", from: fromIn.value, to: toIn.value })}`; } } }, "应用")) : null;
   const neg = ov.by_sentiment["负面"] || 0;
-  const kpis = h("div", { class: "grid cols-4" },
-    kpi("信息总量", ov.total), kpi("负面信息", neg), kpi("负面占比", ov.total ? `${(100 * neg / ov.total).toFixed(1)}%` : "—"),
-    kpi("未办结工单", summary ? summary.open : "—"));
+  const late = tickets.items.filter(isOverdue).length;
   const trend = h("div", { class: "chart", id: "chart-trend" });
-  const topics = h("div", { class: "chart small", id: "chart-topics" });
-  const sources = h("div", { class: "chart small", id: "chart-sources" });
-  const places = h("div", { class: "chart small", id: "chart-places" });
-  const words = h("div", { class: "chart small", id: "chart-keywords" });
-  const hot = h("tbody");
-  const sparkCells = [];
+  const charts = { topics: h("div", { class: "chart small", id: "chart-topics" }), sources: h("div", { class: "chart small", id: "chart-sources" }),
+    places: h("div", { class: "chart small", id: "chart-places" }), words: h("div", { class: "chart small", id: "chart-keywords" }) };
+  const hot = h("tbody", { id: "hot-events" });
+  const sparks = [];
+  const ticketLevel = new Map(tickets.items.map((t) => [t.event_id, t.level])); // events.level may lag the ticket
   for (const e of events.items) {
     const cell = h("div", { class: "spark" });
-    sparkCells.push([cell, e.heat_series]);
-    hot.append(h("tr", { class: "clickable", on: { click: () => { location.hash = `#/events/${e.id}`; } } },
-      h("td", {}, e.title), h("td", {}, e.heat.toFixed(1)), h("td", {}, e.size), h("td", {}, `${e.negative_share_pct}%`),
-      h("td", {}, levelBadge(e.level)), h("td", {}, cell)));
+    sparks.push([cell, e.heat_series]);
+    hot.append(h("tr", { class: "clickable", dataset: { event: e.id }, on: { click: () => { location.hash = `#/events/${encodeURIComponent(e.id)}`; } } },
+      h("td", { class: "title" }, e.title), h("td", { class: "num" }, e.heat.toFixed(1)), h("td", { class: "num" }, e.size),
+      h("td", { class: "num" }, `${e.negative_share_pct}%`), h("td", {}, levelBadge(ticketLevel.get(e.id) || e.level)), h("td", {}, cell)));
   }
-  const unitsTable = h("tbody");
-  if (summary && summary.by_unit) {
-    for (const u of summary.by_unit) unitsTable.append(h("tr", {}, h("td", {}, u.unit_name || u.unit), h("td", {}, u.open), h("td", { class: u.overdue ? "overdue" : "" }, u.overdue)));
-  }
+  if (!events.items.length) hot.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "所选时段暂无热点事件")));
   render(
-    h("div", { class: "toolbar" }, h("h1", {}, "舆情总览"), picker, custom),
-    kpis,
-    h("div", { class: "grid cols-3", style: null },
+    h("div", { class: "toolbar" }, h("h1", {}, "舆情总览"), picker, custom, h("span", { class: "muted right" }, `${fmtTime(from)} — ${fmtTime(to)}`)),
+    h("div", { class: "grid cols-5" },
+      kpi("kpi-total", "信息总量", ov.total), kpi("kpi-negative", "负面信息", neg, neg ? "bad" : ""),
+      kpi("kpi-negative-share", "负面占比", ov.total ? `${(100 * neg / ov.total).toFixed(1)}%` : "—"),
+      kpi("kpi-open", "未办结工单", tickets.items.length), kpi("kpi-overdue", "超时工单", late, late ? "bad" : "")),
+    h("div", { class: "grid cols-3" },
       h("div", { class: "panel" }, h("h2", {}, "信息量走势（按情感）"), trend),
-      h("div", { class: "panel" }, h("h2", {}, "各单位工单（未办结 / 超时）"),
-        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "单位"), h("th", {}, "未办结"), h("th", {}, "超时"))), unitsTable))),
+      h("div", { class: "panel" }, h("h2", {}, "各单位工单（未办结 / 超时）"), h("div", { class: "scroll" }, unitCountsTable(tickets.items)))),
     h("div", { class: "grid cols-4" },
-      h("div", { class: "panel" }, h("h2", {}, "话题分布"), topics),
-      h("div", { class: "panel" }, h("h2", {}, "来源分布"), sources),
-      h("div", { class: "panel" }, h("h2", {}, "属地分布"), places),
-      h("div", { class: "panel" }, h("h2", {}, "负面高频词"), words)),
+      h("div", { class: "panel" }, h("h2", {}, "话题分布"), charts.topics),
+      h("div", { class: "panel" }, h("h2", {}, "来源分布"), charts.sources),
+      h("div", { class: "panel" }, h("h2", {}, "属地分布（前10）"), charts.places),
+      h("div", { class: "panel" }, h("h2", {}, "负面高频词"), charts.words)),
     h("div", { class: "panel" }, h("h2", {}, "热点事件（按热度）"),
-      h("table", {}, h("thead", {}, h("tr", {}, ...["事件", "热度", "信息量", "负面占比", "预警级别", "走势"].map((t) => h("th", {}, t)))), hot)),
+      h("table", {}, h("thead", {}, h("tr", {}, ...["事件", "热度", "信息量", "负面占比", "预警级别", "近48小时走势"].map((t) => h("th", {}, t)))), hot)),
   );
-  const times = ov.series.map((b) => fmtTime(b.start));
-  chart(trend, { tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 40, right: 20, top: 30, bottom: 40 },
-    xAxis: { type: "category", data: times }, yAxis: { type: "value" },
-    series: ["负面", "中性", "正面"].map((s) => ({ name: s, type: "line", stack: "all", areaStyle: {}, symbol: "none",
-      itemStyle: { color: SENTIMENT_COLOURS[s] }, data: ov.series.map((b) => b.counts[s] || 0) })) });
-  pie(topics, ov.by_topic);
-  pie(sources, ov.by_source);
-  bars(places, ov.by_district || {});
-  bars(words, keywords ? Object.fromEntries(keywords.items.map((k) => [k.word, k.count])) : {}, "#d7263d");
-  for (const [cell, series] of sparkCells) {
-    const keys = Object.keys(series || {}).sort();
-    chart(cell, { grid: { left: 0, right: 0, top: 2, bottom: 2 }, xAxis: { type: "category", show: false, data: keys },
-      yAxis: { type: "value", show: false }, series: [{ type: "line", symbol: "none", data: keys.map((k) => series[k]), lineStyle: { width: 1.5 } }] });
-  }
+  const daily = ov.interval === "day";
+  if (ov.total) {
+    const series = filledSeries(ov, from, to);
+    chart(trend, { tooltip: { trigger: "axis" }, legend: { top: 0, right: 0 }, grid: { left: 8, right: 16, top: 30, bottom: 8, containLabel: true },
+      xAxis: { type: "category", boundaryGap: false, data: series.map((b) => fmtHour(b.start, daily)) }, yAxis: { type: "value", minInterval: 1 },
+      series: ["负面", "中性", "正面"].map((s) => ({ name: s, type: "line", stack: "all", areaStyle: { opacity: 0.35 }, symbol: "none",
+        itemStyle: { color: SENTIMENT_COLOURS[s] }, lineStyle: { width: 1.5 }, data: series.map((b) => b.counts[s] || 0) })) });
+  } else empty(trend);
+  pie(charts.topics, ov.by_topic);
+  pie(charts.sources, ov.by_source, SOURCE_NAMES);
+  bars(charts.places, ov.by_district);
+  bars(charts.words, Object.fromEntries(keywords.items.map((k) => [k.word, k.count])), "#d7263d");
+  for (const [cell, series] of sparks) spark(cell, series);
 }
-function kpi(label, value) {
-  return h("div", { class: "panel kpi" }, h("div", { class: "value" }, String(value)), h("div", { class: "label" }, label));
+/** Buckets from ``from`` to ``to`` (hour, or China-day), zero-filled, so the axis always spans the chosen range. */
+function filledSeries(ov, from, to) {
+  const daily = ov.interval === "day";
+  const width = daily ? 864e5 : 36e5, shift = daily ? 8 * 36e5 : 0; // daily buckets start at 00:00 China time
+  const byStart = new Map(ov.series.map((b) => [new Date(b.start).getTime(), b.counts]));
+  const first = Math.floor((from.getTime() + shift) / width) * width - shift;
+  const out = [];
+  for (let t = first; t < to.getTime() && out.length < 2000; t += width) out.push({ start: new Date(t).toISOString(), counts: byStart.get(t) || {} });
+  for (const [t, counts] of byStart) if (t < first || t >= to.getTime()) out.push({ start: new Date(t).toISOString(), counts }); // never drop data
+  return out.sort((a, b) => new Date(a.start) - new Date(b.start));
 }
-
-async function pageAlerts() {
-  const [tickets, summary] = await Promise.all([
-    api(`/api/v1/tickets?${qs({ limit: 60, open: "true" })}`),
-    api("/api/v1/tickets/summary").catch(() => null),
-  ]);
-  state.wall = tickets.items || [];
-  const wall = h("div", { class: "wall", id: "wall" }, ...state.wall.map((t) => alertCard(t, false)));
-  const counts = h("div", { class: "toolbar" }, h("h1", {}, "实时预警墙"),
-    h("span", { class: "muted" }, "新预警与升级预警实时出现（无需刷新）"),
-    summary ? h("span", {}, `未办结 ${summary.open} · 超时 `, h("b", { class: "overdue" }, String(summary.overdue))) : null);
-  render(counts, wall);
-}
-function alertCard(t, fresh) {
-  return h("div", { class: `card level-${t.level}${fresh ? " fresh" : ""}`, dataset: { ticket: t.id },
-    on: { click: () => { location.hash = `#/tickets/${t.id}`; } } },
-    h("div", {}, levelBadge(t.level), " ", h("span", { class: "state" }, STATE_NAMES[t.state] || t.state)),
-    h("h3", {}, t.title || t.event_id),
-    h("div", { class: "muted" }, `牵头单位：${t.lead_unit_name || t.lead_unit}`),
-    h("div", {}, t.reason || ""),
-    h("div", {}, "回应时限：", countdown(firstDeadline(t))));
-}
-function firstDeadline(t) {
-  const d = t.deadlines || {};
-  return d.response || d.first_response || d.authoritative_info || d.sign || Object.values(d)[0];
-}
-function onTicketChange(change) {
-  if (change.created || change.escalated || change.level_changed) {
-    const level = change.level || 1;
-    toast(`${change.created ? "新预警" : "预警升级"}：${LEVELS[level]}预警 ${change.title || change.event_id}`, level >= 3);
-    if (level >= 3) beep();
-  }
-  const wall = document.getElementById("wall");
-  if (wall) {
-    api(`/api/v1/tickets/${encodeURIComponent(change.ticket_id)}`).then((t) => {
-      const old = wall.querySelector(`[data-ticket="${CSS.escape(t.id)}"]`);
-      const card = alertCard(t, true);
-      if (old) old.replaceWith(card); else wall.prepend(card);
-    }).catch(() => {});
-  }
-}
-function beep() {
-  try {
-    const ctx = new (window.AudioContext || window.webkitAudioContext)();
-    const o = ctx.createOscillator(); const g = ctx.createGain();
-    o.connect(g); g.connect(ctx.destination); o.frequency.value = 880; g.gain.value = 0.08;
-    o.start(); o.stop(ctx.currentTime + 0.4);
-  } catch (_e) { /* audio blocked until the user interacts: the visual cue remains */ }
-}
-function connectStream() {
-  if (state.stream) return;
-  const es = new EventSource("/api/v1/stream/tickets");
-  es.addEventListener("ticket", (ev) => { try { onTicketChange(JSON.parse(ev.data)); } catch (_e) { /* ignore */ } });
-  es.onerror = () => { /* EventSource reconnects by itself */ };
-  state.stream = es;
+function toLocalInput(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
-async function pageEvents() {
-  const events = await api(`/api/v1/events?${qs({ limit: 50, samples: 1 })}`);
+/* ---------- events ---------- */
+async function pageEvents(params) {
+  const offset = Number(params.get("offset") || 0);
+  const events = await api(`/api/v1/events?${qs({ limit: 50, offset, samples: 0 })}`);
   const body = h("tbody");
   for (const e of events.items) {
-    body.append(h("tr", { class: "clickable", on: { click: () => { location.hash = `#/events/${e.id}`; } } },
-      h("td", {}, e.title), h("td", {}, e.heat.toFixed(1)), h("td", {}, e.size), h("td", {}, e.unique_authors),
-      h("td", {}, `${e.negative_share_pct}%`), h("td", {}, e.topic || "—"), h("td", {}, (e.districts || []).join("、") || "—"),
-      h("td", {}, fmtTime(e.last_seen)), h("td", {}, levelBadge(e.level))));
+    body.append(h("tr", { class: "clickable", dataset: { event: e.id }, on: { click: () => { location.hash = `#/events/${encodeURIComponent(e.id)}`; } } },
+      h("td", { class: "title" }, e.title), h("td", { class: "num" }, e.heat.toFixed(1)), h("td", { class: "num" }, e.size), h("td", { class: "num" }, e.unique_authors),
+      h("td", { class: "num" }, `${e.negative_share_pct}%`), h("td", {}, e.topic || "—"), h("td", {}, (e.districts || []).join("、") || "—"),
+      h("td", {}, fmtTime(e.last_seen)), h("td", {}, levelBadge(e.level)), h("td", {}, e.ticket_id ? h("a", { href: `#/tickets/${encodeURIComponent(e.ticket_id)}`, on: { click: (ev) => ev.stopPropagation() } }, "工单") : "—")));
   }
-  render(h("h1", {}, "热点事件"), h("div", { class: "panel" }, h("table", {},
-    h("thead", {}, h("tr", {}, ...["事件", "热度", "信息量", "作者数", "负面占比", "话题", "属地", "最近", "级别"].map((t) => h("th", {}, t)))), body)));
+  if (!events.items.length) body.append(h("tr", {}, h("td", { colspan: 10, class: "muted" }, "暂无事件")));
+  render(h("div", { class: "toolbar" }, h("h1", {}, "热点事件"), h("span", { class: "muted" }, `共 ${events.total} 个，按热度排序`), pager("#/events", params, offset, 50, events.total)),
+    h("div", { class: "panel" }, h("table", {},
+      h("thead", {}, h("tr", {}, ...["事件", "热度", "信息量", "作者数", "负面占比", "话题", "属地", "最近", "级别", "工单"].map((t) => h("th", {}, t)))), body)));
 }
-
+function pager(base, params, offset, size, total) {
+  const at = (o) => `${base}?${qs({ ...Object.fromEntries(params), offset: o })}`;
+  return h("span", { class: "pager right" }, offset > 0 ? h("a", { href: at(Math.max(0, offset - size)) }, "上一页") : null,
+    total > size ? h("span", { class: "muted" }, `第 ${Math.floor(offset / size) + 1} / ${Math.ceil(total / size)} 页`) : null,
+    offset + size < total ? h("a", { href: at(offset + size) }, "下一页") : null);
+}
+function countNames(posts, pick) {
+  const counts = {};
+  for (const p of posts) for (const n of new Set(pick(p) || [])) counts[n] = (counts[n] || 0) + 1;
+  return Object.entries(counts).sort((a, b) => b[1] - a[1]).slice(0, 12);
+}
 async function pageEvent(id) {
   const e = await api(`/api/v1/events/${encodeURIComponent(id)}`);
-  const [timeline, ticket] = await Promise.all([
-    api(`/api/v1/stats/overview?${qs({ event_id: id, from: new Date(new Date(e.first_seen) - 3600e3).toISOString(), to: new Date(new Date(e.last_seen).getTime() + 3600e3).toISOString() })}`),
+  const first = new Date(e.first_seen), last = new Date(e.last_seen);
+  const [timeline, ticket, members] = await Promise.all([
+    api(`/api/v1/stats/overview?${qs({ event_id: id, from: new Date(first - 36e5).toISOString(), to: new Date(last.getTime() + 36e5).toISOString() })}`),
     e.ticket_id ? api(`/api/v1/tickets/${encodeURIComponent(e.ticket_id)}`).catch(() => null) : Promise.resolve(null),
+    api(`/api/v1/posts?${qs({ event_id: id, limit: 200 })}`).catch(() => ({ total: 0, items: [] })),
   ]);
   const tl = h("div", { class: "chart", id: "chart-event" });
-  const src = h("div", { class: "chart small" });
-  const posts = h("div", {}, ...e.representatives.map(postView));
+  const src = h("div", { class: "chart small", id: "chart-event-sources" });
+  const orgs = countNames(members.items, (p) => p.entities.orgs), places = countNames(members.items, (p) => p.entities.places);
+  const people = countNames(members.items, (p) => p.entities.people);
+  const chips = (list) => (list.length ? list.map(([n, c]) => h("span", { class: "chip" }, n, h("small", {}, ` ${c}`))) : h("span", { class: "muted" }, "—"));
+  const distinctTexts = new Set(members.items.map((p) => (p.text || "").replace(/^转发[:：]/, "").trim())).size;
+  const duplicates = members.items.length ? members.items.length - distinctTexts : 0;
   render(
-    h("div", { class: "toolbar" }, h("h1", {}, e.title), levelBadge(e.level)),
-    h("div", { class: "grid cols-4" }, kpi("热度", e.heat.toFixed(1)), kpi("信息量（含重复转发）", e.size), kpi("独立作者", e.unique_authors), kpi("负面占比", `${e.negative_share_pct}%`)),
+    h("div", { class: "toolbar" }, h("h1", {}, e.title), levelBadge((ticket && ticket.level) || e.level), e.burst ? h("span", { class: "tag alarm-tag" }, "声量突增") : null,
+      h("span", { class: "muted right" }, `${fmtTime(e.first_seen)} 首现 · ${fmtTime(e.last_seen)} 最近`)),
+    h("div", { class: "grid cols-5" }, kpi("kpi-heat", "热度", e.heat.toFixed(1)), kpi("kpi-size", "信息量（聚合）", e.size),
+      kpi("kpi-dups", "其中重复/转发", duplicates), kpi("kpi-authors", "独立作者", e.unique_authors), kpi("kpi-neg", "负面占比", `${e.negative_share_pct}%`, e.negative_share_pct >= 50 ? "bad" : "")),
     h("div", { class: "grid cols-3" },
       h("div", { class: "panel" }, h("h2", {}, "时间线：信息量与负面占比"), tl),
-      h("div", { class: "panel" }, h("h2", {}, "来源分布"), src,
-        h("dl", { class: "kv" }, h("dt", {}, "话题"), h("dd", {}, e.topic || "—"), h("dt", {}, "地点"), h("dd", {}, (e.places || []).join("、") || "—"),
-          h("dt", {}, "属地"), h("dd", {}, (e.districts || []).join("、") || "—"), h("dt", {}, "首次出现"), h("dd", {}, fmtTime(e.first_seen)),
-          h("dt", {}, "最近"), h("dd", {}, fmtTime(e.last_seen))))),
-    h("div", { class: "grid cols-2" },
-      h("div", { class: "panel" }, h("h2", {}, "代表性信息"), posts),
-      h("div", { class: "panel" }, h("h2", {}, "预警工单"), ticket ? ticketSummary(ticket) : h("p", { class: "muted" }, "尚未生成工单"))),
+      h("div", { class: "panel" }, h("h2", {}, "传播来源"), src)),
+    h("div", { class: "grid cols-3" },
+      h("div", { class: "panel" }, h("h2", {}, `代表性信息（共 ${members.total} 条，已脱敏）`), h("div", { id: "event-posts", class: "posts" }, e.representatives.length ? e.representatives.map(postView) : h("p", { class: "muted" }, "暂无"))),
+      h("div", {},
+        h("div", { class: "panel", id: "event-ticket" }, h("h2", {}, "预警工单"), ticket ? ticketSummary(ticket) : h("p", { class: "muted" }, e.ticket_id ? "工单不可见" : "尚未生成工单")),
+        h("div", { class: "panel" }, h("h2", {}, "实体与地点"),
+          h("dl", { class: "kv" }, h("dt", {}, "话题"), h("dd", {}, e.topic || "—"), h("dt", {}, "属地"), h("dd", {}, (e.districts || []).join("、") || "—"),
+            h("dt", {}, "地点"), h("dd", {}, chips(places.length ? places : (e.places || []).map((p) => [p, ""]))), h("dt", {}, "机构"), h("dd", {}, chips(orgs)),
+            h("dt", {}, "人物"), h("dd", {}, chips(people)))))),
   );
-  const times = timeline.series.map((b) => fmtTime(b.start));
-  chart(tl, { tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { left: 40, right: 50, top: 30, bottom: 40 },
-    xAxis: { type: "category", data: times }, yAxis: [{ type: "value", name: "条" }, { type: "value", name: "负面%", max: 100 }],
-    series: [{ name: "信息量", type: "bar", data: timeline.series.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0)) },
-      { name: "负面占比", type: "line", yAxisIndex: 1, itemStyle: { color: "#d7263d" },
-        data: timeline.series.map((b) => { const t = Object.values(b.counts).reduce((a, c) => a + c, 0); return t ? Math.round(100 * (b.counts["负面"] || 0) / t) : 0; }) }] });
-  pie(src, e.sources || {});
+  const daily = timeline.interval === "day";
+  const buckets = filledSeries(timeline, new Date(first - 36e5), new Date(last.getTime() + 36e5));
+  const totals = buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0));
+  if (timeline.total) {
+    chart(tl, { tooltip: { trigger: "axis" }, legend: { top: 0, left: "center" }, grid: { left: 8, right: 8, top: 44, bottom: 8, containLabel: true },
+      xAxis: { type: "category", data: buckets.map((b) => fmtHour(b.start, daily)) },
+      yAxis: [{ type: "value", name: "条", minInterval: 1 }, { type: "value", name: "负面%", min: 0, max: 100, splitLine: { show: false } }],
+      series: [{ name: "信息量", type: "bar", barMaxWidth: 28, itemStyle: { color: "#1f5fa8" }, data: totals },
+        { name: "负面占比", type: "line", yAxisIndex: 1, itemStyle: { color: "#d7263d" },
+          data: buckets.map((b, i) => (totals[i] ? Math.round(100 * (b.counts["负面"] || 0) / totals[i]) : null)), connectNulls: true }] });
+  } else empty(tl);
+  pie(src, e.sources, SOURCE_NAMES);
 }
 function postView(p) {
-  return h("div", { class: "post" },
-    h("div", { class: "meta" }, `${p.source} · ${fmtTime(p.published_at)} · ${p.author || "匿名"} · ${p.sentiment.label}`,
-      p.url ? [" · ", h("a", { href: safeUrl(p.url), target: "_blank", rel: "noopener noreferrer" }, "原文")] : null),
-    p.title ? h("b", {}, p.title) : null, p.title ? h("br") : null, p.text);
-}
-function safeUrl(u) {
-  try { const x = new URL(u, location.href); return ["http:", "https:"].includes(x.protocol) ? x.href : "#"; } catch (_e) { return "#"; }
+  return h("div", { class: "post", dataset: { post: p.id } },
+    h("div", { class: "meta" }, `${SOURCE_NAMES[p.source] || p.source} · ${fmtTime(p.published_at)} · ${p.author || "匿名"} · `,
+      h("span", { class: `senti senti-${p.sentiment.label}` }, p.sentiment.label), p.topic && p.topic.l1 ? ` · ${p.topic.l1}` : "",
+      p.url && safeUrl(p.url) !== "#" ? [" · ", h("a", { href: p.url, target: "_blank", rel: "noopener noreferrer" }, "原文")] : null),
+    p.title ? h("div", { class: "post-title" }, p.title) : null, h("div", { class: "post-text" }, p.text));
 }
 function ticketSummary(t) {
-  return h("div", {}, h("p", {}, levelBadge(t.level), " ", h("span", { class: "state" }, STATE_NAMES[t.state] || t.state), " ",
-    h("a", { href: `#/tickets/${t.id}` }, "查看工单")),
-  h("dl", { class: "kv" }, h("dt", {}, "牵头单位"), h("dd", {}, t.lead_unit_name || t.lead_unit), h("dt", {}, "时限"), h("dd", {}, countdown(firstDeadline(t)))));
+  return h("div", {}, h("p", { class: "row" }, levelBadge(t.level), stateBadge(t.state), h("a", { href: `#/tickets/${encodeURIComponent(t.id)}` }, `查看工单 ${t.id}`)),
+    h("dl", { class: "kv" }, h("dt", {}, "牵头单位"), h("dd", {}, unitName(t)), h("dt", {}, "预警原因"), h("dd", {}, t.reason || "—"),
+      h("dt", {}, "当前时限"), h("dd", {}, deadlineLine(t))),
+    h("h3", {}, "处理记录"), historyList(t));
+}
+function historyList(t) {
+  return h("ol", { class: "history" }, ...(t.history || []).map((a) => h("li", {}, h("span", { class: "muted" }, fmtTime(a.at)), ` ${a.actor} `,
+    h("b", {}, ACTION_NAMES[a.action] || a.action), a.to_state && a.to_state !== a.from_state ? ` → ${STATE_NAMES[a.to_state] || a.to_state}` : "",
+    a.detail && (a.detail.reason || a.detail.note || a.detail.summary) ? `（${a.detail.reason || a.detail.note || a.detail.summary}）` : "")));
 }
 
+/* ---------- search ---------- */
 async function pageSearch(params) {
-  const q = params.get("q") || "";
-  const form = h("form", { class: "toolbar", on: { submit: (ev) => { ev.preventDefault(); const f = new FormData(ev.target);
-    location.hash = `#/search?${qs(Object.fromEntries(f.entries()))}`; } } },
-  h("input", { name: "q", value: q, placeholder: "关键词", "aria-label": "关键词" }),
-  select("source", params.get("source"), { "": "全部来源", weibo: "微博", wechat: "微信", douyin: "抖音", news: "新闻", forum: "论坛", hotline: "12345热线", mailbox: "网民留言" }),
-  select("sentiment", params.get("sentiment"), { "": "全部情感", "负面": "负面", "中性": "中性", "正面": "正面" }),
-  h("input", { name: "district", value: params.get("district") || "", placeholder: "属地，如 A3区" }),
+  const get = (k) => params.get(k) || "";
+  const form = h("form", { class: "toolbar filters", on: { submit: (ev) => { ev.preventDefault();
+    const f = Object.fromEntries(new FormData(ev.target).entries());
+    for (const k of ["from", "to"]) if (f[k]) f[k] = new Date(f[k]).toISOString();
+    location.hash = `#/search?${qs(f)}`; } } },
+  h("input", { name: "q", value: get("q"), placeholder: "关键词", "aria-label": "关键词", maxlength: 200 }),
+  select("source", get("source"), { "": "全部来源", ...SOURCE_NAMES }, "来源"),
+  select("sentiment", get("sentiment"), { "": "全部情感", "负面": "负面", "中性": "中性", "正面": "正面" }, "情感"),
+  h("input", { name: "topic", value: get("topic"), placeholder: "话题（一级）", "aria-label": "话题", size: 10 }),
+  h("input", { name: "district", value: get("district"), placeholder: "属地，如 A3区", "aria-label": "属地", size: 10 }),
+  h("input", { name: "from", type: "datetime-local", value: get("from") ? toLocalInput(new Date(get("from"))) : "", "aria-label": "开始时间" }),
+  h("input", { name: "to", type: "datetime-local", value: get("to") ? toLocalInput(new Date(get("to"))) : "", "aria-label": "结束时间" }),
   h("button", { class: "btn", type: "submit" }, "检索"));
-  const offset = Number(params.get("offset") || 0);
-  const res = await api(`/api/v1/posts?${qs({ q, source: params.get("source"), sentiment: params.get("sentiment"), district: params.get("district"), limit: 20, offset })}`);
-  const pager = h("div", { class: "toolbar" }, h("span", { class: "muted" }, `共 ${res.total} 条`),
-    offset > 0 ? h("a", { href: `#/search?${qs({ ...Object.fromEntries(params), offset: Math.max(0, offset - 20) })}` }, "上一页") : null,
-    offset + 20 < res.total ? h("a", { href: `#/search?${qs({ ...Object.fromEntries(params), offset: offset + 20 })}` }, "下一页") : null);
-  render(h("h1", {}, "信息检索"), form, h("div", { class: "panel" }, pager, ...res.items.map(postView)));
+  const offset = Number(get("offset") || 0);
+  const res = await api(`/api/v1/posts?${qs({ q: get("q"), source: get("source"), sentiment: get("sentiment"), topic: get("topic"), district: get("district"),
+    from: get("from"), to: get("to"), limit: 20, offset })}`);
+  render(h("h1", {}, "信息检索"), form,
+    h("div", { class: "panel" }, h("div", { class: "toolbar" }, h("span", { class: "muted" }, `共 ${res.total} 条，按发布时间倒序`), pager("#/search", params, offset, 20, res.total)),
+      h("div", { id: "search-results", class: "posts" }, res.items.length ? res.items.map(postView) : h("p", { class: "muted" }, "没有符合条件的信息"))));
 }
-function select(name, value, options) {
-  return h("select", { name, "aria-label": name }, ...Object.entries(options).map(([k, v]) => h("option", { value: k, selected: (value || "") === k }, v)));
+function select(name, value, options, label) {
+  return h("select", { name, "aria-label": label || name }, ...Object.entries(options).map(([k, v]) => h("option", { value: k, selected: String(value ?? "") === String(k) }, v)));
 }
 
 /* ---------- tickets ---------- */
 async function pageTickets(params) {
-  const res = await api(`/api/v1/tickets?${qs({ limit: 200, level: params.get("level"), unit: params.get("unit") })}`);
-  const cols = STATES.map(([key, name]) => {
-    const items = res.items.filter((t) => t.state === key);
-    return h("div", { class: "column", dataset: { state: key } }, h("h3", {}, `${name}（${items.length}）`), ...items.map((t) => ticketCard(t)));
+  const filters = { level: params.get("level"), unit: params.get("unit"), q: params.get("q") };
+  const [res, units] = await Promise.all([api(`/api/v1/tickets?${qs({ limit: 500, ...filters })}`), unitOptions()]);
+  const form = h("form", { class: "toolbar filters", on: { submit: (ev) => { ev.preventDefault(); location.hash = `#/tickets?${qs(Object.fromEntries(new FormData(ev.target).entries()))}`; } } },
+    select("level", filters.level, { "": "全部级别", 4: "红色", 3: "橙色", 2: "黄色", 1: "蓝色" }, "级别"),
+    units ? select("unit", filters.unit, { "": "全部单位", ...units }, "单位") : h("input", { name: "unit", value: filters.unit || "", placeholder: "单位编号", "aria-label": "单位" }),
+    h("input", { name: "q", value: filters.q || "", placeholder: "标题/原因关键词", "aria-label": "关键词", maxlength: 100 }),
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "late", value: "1", checked: params.get("late") === "1" }), "只看超时"),
+    h("button", { class: "btn", type: "submit" }, "筛选"));
+  let items = res.items;
+  if (params.get("late") === "1") items = items.filter(isOverdue);
+  const cols = BOARD.map(([key, name]) => {
+    const inCol = items.filter((t) => t.state === key || (key === "closed" && t.state === "evaluated")).sort(wallSort);
+    return h("div", { class: "column", dataset: { state: key } }, h("h3", {}, `${name}（${inCol.length}）`), ...inCol.map(ticketCard));
   });
-  render(h("div", { class: "toolbar" }, h("h1", {}, "预警工单"),
-    h("span", { class: "muted" }, `共 ${res.total} 件`)), h("div", { class: "board" }, ...cols));
+  render(h("div", { class: "toolbar" }, h("h1", {}, "预警工单"), h("span", { class: "muted" }, `共 ${res.total} 件${res.total > res.items.length ? `（显示最新 ${res.items.length} 件）` : ""}`)),
+    form, h("div", { class: "board" }, ...cols));
 }
 function ticketCard(t) {
-  return h("div", { class: `card level-${t.level}`, dataset: { ticket: t.id }, on: { click: () => { location.hash = `#/tickets/${t.id}`; } } },
-    levelBadge(t.level), h("h3", {}, t.title || t.event_id), h("div", { class: "muted" }, t.lead_unit_name || t.lead_unit),
-    h("div", {}, countdown(firstDeadline(t))));
+  return h("div", { class: `card level-${t.level}${isOverdue(t) ? " late" : ""}`, dataset: { ticket: t.id, level: t.level },
+    on: { click: () => { location.hash = `#/tickets/${encodeURIComponent(t.id)}`; } } },
+  h("div", { class: "card-head" }, levelBadge(t.level), isOverdue(t) ? h("span", { class: "tag late-tag" }, "超时") : null),
+  h("h3", {}, t.title || t.event_id), h("div", { class: "muted" }, unitName(t)), OPEN_STATES.has(t.state) ? deadlineLine(t) : null);
+}
+async function unitOptions() {
+  if (state.units) return state.units;
+  if (!["admin", "analyst", "leader"].includes(state.user.role)) return null; // unit users may not list units
+  try {
+    const res = await api("/api/v1/admin/units");
+    state.units = Object.fromEntries(res.items.map((u) => [u.id, u.name]));
+  } catch (_e) { state.units = null; }
+  return state.units;
 }
 
 async function pageTicket(id) {
   const t = await api(`/api/v1/tickets/${encodeURIComponent(id)}`);
-  const deadlines = h("dl", { class: "kv" }, ...Object.entries(t.deadlines || {}).flatMap(([k, v]) => [h("dt", {}, DEADLINE_NAMES[k] || k), h("dd", {}, fmtTime(v), " ", countdown(v))]));
-  const history = h("ol", { class: "history" }, ...(t.history || []).map((a) => h("li", {}, `${fmtTime(a.at)} ${a.actor} ${ACTION_NAMES[a.action] || a.action}`,
-    a.to_state ? ` → ${STATE_NAMES[a.to_state] || a.to_state}` : "", a.detail && a.detail.reason ? `（${a.detail.reason}）` : "")));
-  const routing = t.routing ? h("pre", { class: "muted" }, JSON.stringify(t.routing, null, 2)) : null;
+  state.levels.set(t.id, t.level);
+  const deadlines = h("table", { class: "compact" }, h("tbody", {}, ...Object.entries(t.deadlines || {}).sort((a, b) => new Date(a[1]) - new Date(b[1])).map(([k, v]) =>
+    h("tr", {}, h("td", {}, DEADLINE_NAMES[k] || k), h("td", {}, fmtTime(v)), h("td", {}, countdown(v, stageMet(t, k)))))));
+  const ext = (t.extra || {}).extension;
   render(
-    h("div", { class: "toolbar" }, h("h1", {}, t.title || t.event_id), levelBadge(t.level), h("span", { class: "state", id: "ticket-state" }, STATE_NAMES[t.state] || t.state)),
+    h("div", { class: "toolbar" }, h("h1", {}, t.title || t.event_id), levelBadge(t.level), h("span", { class: `state state-${t.state}`, id: "ticket-state" }, STATE_NAMES[t.state] || t.state),
+      isOverdue(t) ? h("span", { class: "tag late-tag" }, "超时") : null, h("span", { class: "muted right" }, `工单 ${t.id} · 生成于 ${fmtTime(t.created_at)}`)),
     h("div", { class: "grid cols-2" },
-      h("div", { class: "panel" }, h("h2", {}, "工单信息"),
-        h("dl", { class: "kv" }, h("dt", {}, "预警原因"), h("dd", {}, t.reason || "—"), h("dt", {}, "牵头单位"), h("dd", {}, t.lead_unit_name || t.lead_unit),
-          h("dt", {}, "配合单位"), h("dd", {}, (t.cooperating_units || []).join("、") || "—"), h("dt", {}, "事件"), h("dd", {}, h("a", { href: `#/events/${t.event_id}` }, "查看事件"))),
-        h("h2", {}, "时限"), deadlines, h("h2", {}, "派单依据"), routing),
-      h("div", { class: "panel" }, h("h2", {}, "操作"), ticketActions(t), h("h2", {}, "回应"), responsesView(t), h("h2", {}, "处理记录"), history)),
+      h("div", {},
+        h("div", { class: "panel" }, h("h2", {}, "工单信息"),
+          h("dl", { class: "kv" }, h("dt", {}, "预警原因"), h("dd", {}, t.reason || "—"), h("dt", {}, "触发规则"), h("dd", {}, t.rule || "—"),
+            h("dt", {}, "牵头单位"), h("dd", {}, unitName(t)), h("dt", {}, "配合单位"), h("dd", {}, (t.cooperating_units || []).join("、") || "—"),
+            h("dt", {}, "事件"), h("dd", {}, h("a", { id: "ticket-event", href: `#/events/${encodeURIComponent(t.event_id)}` }, "查看事件详情")),
+            ext ? [h("dt", {}, "延期申请"), h("dd", {}, `${DEADLINE_NAMES[ext.stage] || ext.stage || ""} 至 ${fmtTime(ext.until)}（${ext.state === "pending" ? "待审批" : ext.state || ""}）${ext.reason ? `：${ext.reason}` : ""}`)] : null)),
+        h("div", { class: "panel" }, h("h2", {}, "办理时限"), deadlines),
+        h("div", { class: "panel" }, h("h2", {}, "派单依据"), routingView(t.routing))),
+      h("div", {},
+        h("div", { class: "panel" }, h("h2", {}, "操作"), ticketActions(t)),
+        h("div", { class: "panel" }, h("h2", {}, "回应口径"), responsesView(t)),
+        h("div", { class: "panel" }, h("h2", {}, "处理记录"), h("div", { id: "ticket-history" }, historyList(t))))),
   );
 }
-const DEADLINE_NAMES = { sign: "签收", first_response: "首次回应", response: "回应", authoritative_info: "发布权威信息", press_conference: "新闻发布会", close: "办结" };
-const ACTION_NAMES = { create: "生成预警", open: "生成预警", acknowledge: "签收", assess: "研判", start_handling: "开始处置", reject: "退回", reassign: "改派",
-  request_extension: "申请延期", decide_extension: "审批延期", merge: "合并", close: "办结", reopen: "重开", respond: "发布回应", publish: "发布回应", level: "级别调整",
-  remind: "催办", overdue: "超时", escalate: "督办", evaluate: "效果评估" };
-
+function routingView(routing) {
+  const entries = Object.entries(routing || {});
+  if (!entries.length) return h("p", { class: "muted" }, "—");
+  return h("dl", { class: "kv" }, ...entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]));
+}
+async function post(t, path, body, done) {
+  try {
+    await api(`/api/v1/tickets/${encodeURIComponent(t.id)}/${path}`, { method: "POST", body: body || {} });
+    toast(done);
+    await route();
+  } catch (err) { toast(`操作失败：${errorText(err)}`); }
+}
+/** A button that either acts at once or opens a small inline form (no prompt(): it blocks wall screens). */
+function actionButton(t, label, action, fields, build) {
+  const btn = h("button", { class: "btn", type: "button", dataset: { action } }, label);
+  if (!fields) { btn.addEventListener("click", () => post(t, action, {}, `已${label}`)); return btn; }
+  const inputs = fields.map(([name, kind, placeholder, options]) => (kind === "select" ? select(name, options.default, options.values, placeholder)
+    : kind === "textarea" ? h("textarea", { name, placeholder, "aria-label": placeholder, required: true, maxlength: 4000 })
+      : h("input", { name, type: kind, placeholder, "aria-label": placeholder, required: true, step: kind === "number" ? "any" : null })));
+  const form = h("form", { class: "inline-form hidden", dataset: { form: action }, on: { submit: (ev) => { ev.preventDefault();
+    const values = Object.fromEntries(new FormData(ev.target).entries());
+    post(t, action, build(values), `已${label}`); } } }, ...inputs, h("button", { class: "btn", type: "submit" }, `确认${label}`));
+  btn.addEventListener("click", () => { form.classList.toggle("hidden"); const f = form.querySelector("input,textarea,select"); if (f) f.focus(); });
+  return [btn, form];
+}
 function ticketActions(t) {
-  const box = h("div", { class: "toolbar" });
-  const act = (label, action, body) => h("button", { class: "btn", type: "button", dataset: { action }, on: { click: async () => {
-    try {
-      const payload = typeof body === "function" ? body() : body;
-      if (payload === null) return;
-      await api(`/api/v1/tickets/${encodeURIComponent(t.id)}/${action}`, { method: "POST", body: payload || {} });
-      toast(`已${label}`);
-      route();
-    } catch (err) { toast(`操作失败：${err.message}`); }
-  } } }, label);
   const allowed = new Set(t.allowed_actions || []);
-  const reasonPrompt = (q) => () => { const r = prompt(q); return r ? { reason: r } : null; };
+  const box = h("div", { class: "actions" });
+  const levels = { values: { 1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色" }, default: String(t.level) };
   const spec = [
-    ["签收", "acknowledge", {}], ["研判", "assess", () => ({ level: t.level, facts: "已核实", risk: "中" })], ["开始处置", "start_handling", {}],
-    ["退回", "reject", reasonPrompt("退回原因")], ["申请延期", "request_extension", () => { const r = prompt("延期原因"); return r ? { stage: "response", hours: 24, reason: r } : null; }],
-    ["办结", "close", () => ({ summary: prompt("办结说明") || "已办结" })], ["重开", "reopen", reasonPrompt("重开原因")],
+    ["签收", "acknowledge"],
+    ["研判", "assess", [["level", "select", "确认级别", levels], ["facts", "textarea", "核实情况"], ["risk", "text", "风险研判"]],
+      (v) => ({ level: Number(v.level), facts: v.facts, risk: v.risk })],
+    ["开始处置", "start_handling"],
+    ["退回", "reject", [["reason", "text", "退回原因（非本单位职责的说明）"]], (v) => ({ reason: v.reason })],
+    ["改派", "reassign", [["lead_unit", "text", "新的牵头单位编号"]], (v) => ({ lead_unit: v.lead_unit.trim() })],
+    ["申请延期", "request_extension", [["hours", "number", "延长小时数"], ["reason", "text", "延期原因"]],
+      (v) => ({ stage: "response", hours: Number(v.hours), reason: v.reason })],
+    ["合并", "merge", [["into", "text", "并入工单编号"]], (v) => ({ into: v.into.trim() })],
+    ["办结", "close", [["summary", "textarea", "办结情况说明"]], (v) => ({ summary: v.summary })],
+    ["重开", "reopen", [["reason", "text", "重开原因"]], (v) => ({ reason: v.reason })],
+    ["效果评估", "evaluate"],
   ];
-  for (const [label, action, body] of spec) if (allowed.has(action)) box.append(act(label, action, body));
+  for (const [label, action, fields, build] of spec) if (allowed.has(action)) box.append(...[actionButton(t, label, action, fields, build)].flat());
+  if (allowed.has("decide_extension")) {
+    const note = h("input", { placeholder: "审批意见", "aria-label": "审批意见" });
+    box.append(h("div", { class: "inline-form" }, "延期申请：", note,
+      h("button", { class: "btn", type: "button", dataset: { action: "approve_extension" }, on: { click: () => post(t, "decide_extension", { approve: true, note: note.value }, "已批准延期") } }, "批准"),
+      h("button", { class: "btn secondary", type: "button", dataset: { action: "deny_extension" }, on: { click: () => post(t, "decide_extension", { approve: false, note: note.value }, "已驳回延期") } }, "不批准")));
+  }
   if (!box.childNodes.length) box.append(h("span", { class: "muted" }, "当前角色在此状态下无可用操作"));
   return box;
 }
 function responsesView(t) {
   const wrap = h("div", {});
   for (const r of t.responses || []) {
-    const actions = h("span", {});
-    if ((r.allowed_actions || []).includes("approve")) actions.append(h("button", { class: "btn secondary", type: "button", dataset: { action: "approve" }, on: { click: () => responseAction(t, r, "approve") } }, "审核通过"));
-    if ((r.allowed_actions || []).includes("publish")) actions.append(h("button", { class: "btn", type: "button", dataset: { action: "publish" }, on: { click: () => responseAction(t, r, "publish") } }, "发布"));
-    wrap.append(h("div", { class: "post" }, h("div", { class: "meta" }, `${r.channel} · ${r.state} · 起草 ${r.drafted_by} · 审核 ${(r.approvals || []).length} 人`), r.text, h("div", {}, actions)));
+    const acts = new Set(r.allowed_actions || []);
+    const note = h("input", { placeholder: "审核意见（可选）", "aria-label": "审核意见", class: acts.has("approve") ? "" : "hidden" });
+    const buttons = h("div", { class: "row" },
+      acts.has("approve") ? [note, h("button", { class: "btn", type: "button", dataset: { action: "approve" }, on: { click: () => post(t, `responses/${encodeURIComponent(r.id)}/approve`, { note: note.value }, "已审核通过") } }, "审核通过"),
+        h("button", { class: "btn secondary", type: "button", dataset: { action: "reject_response" }, on: { click: () => post(t, `responses/${encodeURIComponent(r.id)}/reject`, { note: note.value }, "已退回修改") } }, "退回修改")] : null,
+      acts.has("publish") ? h("button", { class: "btn publish", type: "button", dataset: { action: "publish" }, on: { click: () => post(t, `responses/${encodeURIComponent(r.id)}/publish`, {}, "回应已发布") } }, "发布") : null);
+    let editor = null;
+    if (acts.has("edit")) {
+      const text = h("textarea", { "aria-label": "修改回应", maxlength: 4000 }, r.text);
+      editor = h("details", {}, h("summary", {}, "修改"), text, h("button", { class: "btn secondary", type: "button", dataset: { action: "edit" },
+        on: { click: () => post(t, `responses/${encodeURIComponent(r.id)}/edit`, { text: text.value }, "已修改，需重新审核") } }, "保存修改"));
+    }
+    wrap.append(h("div", { class: "response", dataset: { response: r.id, state: r.state } },
+      h("div", { class: "meta" }, h("span", { class: `rstate rstate-${r.state}` }, RESPONSE_STATES[r.state] || r.state), ` ${CHANNELS[r.channel] || r.channel} · ${r.drafted_by} 起草于 ${fmtTime(r.drafted_at)}`,
+        r.published_at ? ` · ${r.published_by} 发布于 ${fmtTime(r.published_at)}` : ""),
+      h("div", { class: "post-text" }, r.text),
+      h("div", { class: "approvers muted" }, `已审核：${(r.approvers || []).join("、") || "无"}（需 2 名不同审核人）`), buttons, editor));
   }
+  if (!(t.responses || []).length) wrap.append(h("p", { class: "muted" }, "尚无回应"));
   if ((t.allowed_actions || []).includes("draft_response")) {
-    const text = h("textarea", { "aria-label": "回应口径", placeholder: "回应口径" });
-    const channel = select("channel", "website", { website: "政府网站", weibo: "政务微博", press_conference: "新闻发布会", hotline_reply: "热线答复" });
-    wrap.append(text, h("div", { class: "toolbar" }, channel, h("button", { class: "btn", type: "button", dataset: { action: "draft_response" }, on: { click: async () => {
-      try {
-        await api(`/api/v1/tickets/${encodeURIComponent(t.id)}/responses`, { method: "POST", body: { text: text.value, channel: channel.value } });
-        toast("回应已起草，等待审核"); route();
-      } catch (err) { toast(`操作失败：${err.message}`); }
-    } } }, "起草回应")));
+    const text = h("textarea", { id: "response-text", "aria-label": "回应口径", placeholder: "回应口径：已掌握的事实、采取的措施、下一步安排", maxlength: 4000 });
+    const channel = select("channel", "website", CHANNELS, "发布渠道");
+    wrap.append(h("div", { class: "draft" }, text, h("div", { class: "row" }, channel, h("button", { class: "btn", type: "button", dataset: { action: "draft_response" }, on: { click: () => {
+      if (!text.value.trim()) { toast("请填写回应口径"); return; }
+      post(t, "responses", { text: text.value, channel: channel.value }, "回应已起草，等待审核");
+    } } }, "起草回应"))));
   }
   return wrap;
 }
-async function responseAction(t, r, action) {
-  try {
-    await api(`/api/v1/tickets/${encodeURIComponent(t.id)}/responses/${encodeURIComponent(r.id)}/${action}`, { method: "POST", body: {} });
-    toast(action === "publish" ? "回应已发布" : "已审核"); route();
-  } catch (err) { toast(`操作失败：${err.message}`); }
-}
 
-/* ---------- watch-lists and admin ---------- */
+/* ---------- watch-lists ---------- */
 async function pageWatchlists() {
   const lists = await api("/api/v1/watchlists");
+  const canEdit = ["admin", "analyst"].includes(state.user.role);
+  const name = h("input", { placeholder: "方案名称", "aria-label": "方案名称", maxlength: 64 });
+  const expr = h("textarea", { placeholder: "(A3区 | A4区) & (爆炸 | 起火) & !演习", "aria-label": "表达式", maxlength: 2000, class: "expr" });
+  const level = select("level", "2", LEVELS, "级别");
+  const enabled = h("input", { type: "checkbox", checked: true, "aria-label": "启用" });
+  const preview = h("div", { id: "watch-preview" });
   const body = h("tbody");
-  for (const w of lists.items) body.append(h("tr", {}, h("td", {}, w.name), h("td", {}, h("code", {}, w.expression)), h("td", {}, levelBadge(w.level)), h("td", {}, w.enabled ? "启用" : "停用")));
-  const name = h("input", { placeholder: "方案名称", "aria-label": "方案名称" });
-  const expr = h("input", { placeholder: "(A3区 | A4区) & (爆炸 | 起火) & !演习", size: 50, "aria-label": "表达式" });
-  const level = select("level", "2", { 1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色" });
-  const preview = h("div", {});
+  for (const w of lists.items) {
+    body.append(h("tr", { class: canEdit ? "clickable" : "", dataset: { watchlist: w.name }, on: { click: () => {
+      if (!canEdit) return;
+      name.value = w.name; expr.value = w.expression; level.value = String(w.level); enabled.checked = w.enabled; name.focus();
+    } } }, h("td", {}, w.name), h("td", {}, h("code", {}, w.expression)), h("td", {}, levelBadge(w.level)), h("td", {}, w.enabled ? "启用" : h("span", { class: "muted" }, "停用")),
+    h("td", { class: "muted" }, `${w.updated_by} ${fmtTime(w.updated_at)}`)));
+  }
+  if (!lists.items.length) body.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "尚无方案")));
   const doPreview = async () => {
+    preview.replaceChildren(h("p", { class: "muted" }, "正在检索近7天信息……"));
     try {
-      const res = await api("/api/v1/watchlists/preview", { method: "POST", body: { expression: expr.value } });
-      preview.replaceChildren(h("p", {}, `近7天命中 ${res.total} 条`), ...res.items.map(postView));
-    } catch (err) { preview.replaceChildren(h("p", { class: "error" }, err.message)); }
+      const res = await api("/api/v1/watchlists/preview", { method: "POST", body: { expression: expr.value, days: 7 } });
+      preview.replaceChildren(h("p", {}, `近7天扫描 ${res.scanned} 条，命中 ${res.total} 条${res.total > res.items.length ? `，显示前 ${res.items.length} 条` : ""}`), ...res.items.map(postView));
+    } catch (err) { preview.replaceChildren(h("p", { class: "error" }, errorText(err))); }
   };
   const save = async () => {
-    try { await api("/api/v1/watchlists", { method: "POST", body: { name: name.value, expression: expr.value, level: Number(level.value) } }); toast("已保存"); route(); }
-    catch (err) { toast(`保存失败：${err.message}`); }
+    try {
+      await api("/api/v1/watchlists", { method: "POST", body: { name: name.value.trim(), expression: expr.value, level: Number(level.value), enabled: enabled.checked } });
+      toast("方案已保存，新信息将按此方案预警"); route();
+    } catch (err) { toast(`保存失败：${errorText(err)}`); }
   };
-  render(h("h1", {}, "关键词方案"), h("div", { class: "panel" }, h("table", {}, h("thead", {}, h("tr", {}, ...["名称", "表达式", "级别", "状态"].map((t) => h("th", {}, t)))), body)),
-    h("div", { class: "panel" }, h("h2", {}, "新建 / 修改（地域词 AND 事件词 NOT 排除词）"), h("div", { class: "toolbar" }, name, expr, level,
-      h("button", { class: "btn secondary", type: "button", on: { click: doPreview } }, "预览近7天命中"), h("button", { class: "btn", type: "button", on: { click: save } }, "保存")), preview));
+  render(h("h1", {}, "关键词方案"),
+    h("div", { class: "panel" }, h("table", {}, h("thead", {}, h("tr", {}, ...["名称", "表达式", "级别", "状态", "最近修改"].map((c) => h("th", {}, c)))), body),
+      canEdit ? h("p", { class: "muted" }, "点击一行载入下方编辑") : null),
+    canEdit ? h("div", { class: "panel" }, h("h2", {}, "新建 / 修改：地域词 与(&) 事件词，非(!) 排除词，或(|)"),
+      h("div", { class: "editor" }, name, expr, h("div", { class: "row" }, "级别", level, h("label", { class: "check" }, enabled, "启用"),
+        h("button", { class: "btn secondary", type: "button", on: { click: doPreview } }, "预览近7天命中"), h("button", { class: "btn", type: "button", on: { click: save } }, "保存"))), preview) : null);
 }
 
+/* ---------- admin ---------- */
 async function pageAdmin() {
-  const [units, targets] = await Promise.all([api("/api/v1/admin/units").catch(() => ({ items: [] })), api("/api/v1/admin/targets").catch(() => ({ items: [] }))]);
-  const ub = h("tbody", {}, ...units.items.map((u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.name), h("td", {}, u.supervisor || "—"))));
-  const tb = h("tbody", {}, ...targets.items.map((t) => h("tr", {}, h("td", {}, t.channel), h("td", {}, t.target), h("td", { class: t.broken ? "overdue" : "" }, t.broken ? `故障：${t.reason}` : "正常"), h("td", {}, fmtTime(t.since)))));
+  const [units, targets, users, rules] = await Promise.all([
+    api("/api/v1/admin/units").catch((e) => ({ error: e })), api("/api/v1/admin/targets").catch((e) => ({ error: e })),
+    api("/api/v1/dashboard/users").catch((e) => ({ error: e })), api("/api/v1/dashboard/rules").catch((e) => ({ error: e }))]);
+  const table = (res, heads, row) => (res.error ? h("p", { class: "error" }, errorText(res.error))
+    : h("table", { class: "compact" }, h("thead", {}, h("tr", {}, ...heads.map((c) => h("th", {}, c)))), h("tbody", {}, ...res.items.map(row))));
+  const broken = targets.items ? targets.items.filter((t) => t.broken) : [];
   render(h("h1", {}, "系统管理"),
+    broken.length ? h("div", { class: "panel warn", id: "broken-targets" }, h("b", {}, `有 ${broken.length} 个通知渠道故障，预警可能无法送达：`),
+      broken.map((t) => h("div", {}, `${t.channel} ${t.target}：${t.reason}（自 ${fmtTime(t.since)}）`))) : null,
     h("div", { class: "grid cols-2" },
-      h("div", { class: "panel" }, h("h2", {}, "责任单位"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "编号"), h("th", {}, "名称"), h("th", {}, "上级"))), ub)),
-      h("div", { class: "panel" }, h("h2", {}, "通知渠道（机器人）"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "渠道"), h("th", {}, "对象"), h("th", {}, "状态"), h("th", {}, "自"))), tb))));
+      h("div", { class: "panel" }, h("h2", {}, "通知渠道（机器人 / 邮件）"), table(targets, ["渠道", "对象", "状态", "自"], (t) => h("tr", { dataset: { target: t.target } },
+        h("td", {}, t.channel), h("td", {}, t.target), h("td", { class: t.broken ? "overdue" : "ok" }, t.broken ? `故障：${t.reason}` : "正常"), h("td", {}, fmtTime(t.since))))),
+      h("div", { class: "panel" }, h("h2", {}, "预警规则"), table(rules, ["名称", "类型", "参数"], (r) => h("tr", { dataset: { rule: r.name } },
+        h("td", {}, r.name), h("td", {}, r.type), h("td", { class: "muted small" }, Object.entries(r.config || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("；")))))),
+    h("div", { class: "grid cols-2" },
+      h("div", { class: "panel" }, h("h2", {}, "用户"), table(users, ["用户名", "姓名", "角色", "单位", "状态"], (u) => h("tr", { dataset: { user: u.username } },
+        h("td", {}, u.username), h("td", {}, u.display_name), h("td", {}, ROLE_NAMES[u.role] || u.role), h("td", {}, u.unit_name || u.unit_id || "—"),
+        h("td", { class: u.active && !u.locked ? "" : "overdue" }, !u.active ? "停用" : u.locked ? "已锁定" : "正常")))),
+      h("div", { class: "panel" }, h("h2", {}, "责任单位"), table(units, ["编号", "名称", "上级"], (u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.name), h("td", {}, u.supervisor || "—"))))));
 }
 
 /* ---------- login and routing ---------- */
@@ -459,58 +728,63 @@ function pageLogin() {
   const form = h("form", { class: "panel login", on: { submit: async (ev) => {
     ev.preventDefault();
     try {
-      await api("/api/v1/auth/login", { method: "POST", body: { username: user.value, password: pass.value }, allow401: true });
-      await loadMe();
+      const me = await api("/api/v1/auth/login", { method: "POST", body: { username: user.value, password: pass.value }, allow401: true });
+      state.user = me.user; state.csrf = me.csrf_token;
+      showWho();
       location.hash = "#/overview";
     } catch (e) { err.textContent = `登录失败：${e.message}`; }
   } } }, h("h1", {}, "登录"), h("label", { for: "username" }, "用户名"), user, h("label", { for: "password" }, "密码"), pass,
   h("p", {}, h("button", { class: "btn", type: "submit" }, "登录")), err);
   render(form);
+  user.focus();
 }
 async function loadMe() {
-  try {
-    const me = await api("/api/v1/auth/me", { allow401: true });
-    state.user = me.user || me;
-    state.csrf = me.csrf_token || readCookie("yuqing_csrf");
-  } catch (_e) { state.user = null; }
-  document.getElementById("who").textContent = state.user ? `${state.user.display_name || state.user.username}（${ROLE_NAMES[state.user.role] || state.user.role}）` : "";
-  document.getElementById("logout").classList.toggle("hidden", !state.user);
+  state.user = null;
+  if (readCookie("yuqing_csrf")) { // no session cookie, no point asking (and no 401 in the console)
+    try {
+      const me = await api("/api/v1/auth/me", { allow401: true });
+      state.user = me.user; state.csrf = me.csrf_token || readCookie("yuqing_csrf");
+    } catch (_e) { state.user = null; }
+  }
+  showWho();
 }
-const ROLE_NAMES = { admin: "管理员", analyst: "研判员", handler: "承办人", leader: "领导" };
-function readCookie(name) {
-  const m = document.cookie.split("; ").find((c) => c.startsWith(`${name}=`));
-  return m ? decodeURIComponent(m.slice(name.length + 1)) : null;
+function showWho() {
+  const u = state.user;
+  $("who").textContent = u ? `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role}${u.unit_id ? ` · ${u.unit_id}` : ""}）` : "";
+  $("logout").classList.toggle("hidden", !u);
+  for (const a of document.querySelectorAll("nav a[data-roles]")) a.classList.toggle("hidden", !u || !a.dataset.roles.split(",").includes(u.role));
 }
 
 async function route() {
   const hash = location.hash || "#/overview";
   const [path, query] = hash.slice(1).split("?");
   const params = new URLSearchParams(query || "");
-  const parts = path.split("/").filter(Boolean);
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const name = parts[0] || "overview";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.route === name);
   if (!state.user && name !== "login") { location.hash = "#/login"; return; }
+  document.body.dataset.page = name;
   try {
     if (name === "login") pageLogin();
     else if (name === "overview") await pageOverview(params);
     else if (name === "alerts") await pageAlerts();
     else if (name === "events" && parts[1]) await pageEvent(parts[1]);
-    else if (name === "events") await pageEvents();
+    else if (name === "events") await pageEvents(params);
     else if (name === "tickets" && parts[1]) await pageTicket(parts[1]);
     else if (name === "tickets") await pageTickets(params);
     else if (name === "search") await pageSearch(params);
     else if (name === "watchlists") await pageWatchlists();
     else if (name === "admin") await pageAdmin();
-    else render(h("p", {}, "页面不存在"));
+    else render(h("p", { class: "error" }, "页面不存在"));
   } catch (err) {
-    render(h("div", { class: "panel" }, h("p", { class: "error" }, `加载失败：${err.message}`)));
+    render(h("div", { class: "panel" }, h("p", { class: "error" }, `加载失败：${errorText(err)}`), h("p", {}, h("a", { href: "#/overview" }, "返回总览"))));
   }
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
-  document.getElementById("logout").addEventListener("click", async () => {
+  $("logout").addEventListener("click", async () => {
     await api("/api/v1/auth/logout", { method: "POST", body: {} }).catch(() => {});
-    state.user = null; location.hash = "#/login"; loadMe();
+    state.user = null; state.csrf = null; showWho(); location.hash = "#/login";
   });
   await loadMe();
   connectStream();

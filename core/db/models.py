@@ -61,7 +61,7 @@ class Base(DeclarativeBase):
 
 
 # Ticket states (the state machine itself lives in alerts.tickets.workflow).
-OPEN_TICKET_STATES = ("new", "acknowledged", "assessing", "handling", "responded")
+OPEN_TICKET_STATES = ("new", "acknowledged", "assessing", "handling", "responded", "returned")
 CLOSED_TICKET_STATES = ("closed", "evaluated", "merged")
 
 
