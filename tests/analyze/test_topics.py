@@ -1,0 +1,154 @@
+"""analyze.topics: taxonomy, keyword fallback, model file round trip, training, accuracy on labelled data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analyze.topics import (
+    DEFAULT_MODEL,
+    KeywordScorer,
+    LinearModel,
+    Taxonomy,
+    TopicClassifier,
+    read_jsonl,
+    split_subject,
+    train_model,
+)
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "mailbox"
+TAXONOMY = Taxonomy.load()
+
+
+def test_taxonomy_has_the_fifteen_level1_classes_and_minsheng_areas():
+    assert len(TAXONOMY.roots) == 15
+    seen_in_labelled = {"城乡建设", "教育文体", "劳动和社会保障", "商贸旅游", "卫生计生", "交通运输", "环境保护"}
+    assert seen_in_labelled <= set(TAXONOMY.roots)
+    assert "物业服务" in TAXONOMY.roots["城乡建设"].children["住房保障与房地产"].children
+    assert set(TAXONOMY.minsheng) == {
+        "就学", "就医", "住房保障", "安全生产", "防灾减灾救灾", "食品药品安全", "养老服务", "生态环境", "就业社保",
+        "交通", "营商环境",
+    }
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "l1"),
+    [
+        ("A3区某小学乱收补课费", "学校老师要求学生周末到校外培训机构补课，每人收费800元", "教育文体"),
+        ("A7县某小区物业乱收停车费", "开发商交房后物业公司擅自提高物业费，业主多次反映", "城乡建设"),
+        ("建议增开A市261路公交车", "早晚高峰公交车太挤，站点等车时间长，希望增加班次", "交通运输"),
+        ("A5区化工厂夜间排放废气", "每天晚上刺鼻异味，污染严重，居民无法开窗", "环境保护"),
+        ("公司拖欠工资三个月", "用人单位不签劳动合同，也不交社保，拖欠农民工工资", "劳动和社会保障"),
+        ("某医院乱收费", "住院期间医生开了大量不必要的检查，医疗费用过高", "卫生计生"),
+    ],
+)
+def test_keyword_fallback_picks_the_obvious_class(subject, body, l1):
+    clf = TopicClassifier(TAXONOMY, model=None)
+    assert clf.backend == "keywords"
+    topic = clf.classify(f"{subject}\n{body}")
+    assert topic.l1 == l1
+    assert 0.0 < topic.score <= 1.0
+
+
+def test_level2_and_3_only_when_their_keywords_occur():
+    clf = TopicClassifier(TAXONOMY, model=None)
+    topic = clf.classify("小区物业服务太差\n物业公司不作为，物业费却年年涨，业主委员会无法成立")
+    assert (topic.l1, topic.l2, topic.l3) == ("城乡建设", "住房保障与房地产", "物业服务")
+    assert clf.minsheng(topic) == "住房保障"
+    vague = clf.classify("希望领导重视\n问题很久了")
+    assert vague.l2 is None and vague.l3 is None
+
+
+def test_empty_and_junk_text_still_gets_a_level1():
+    clf = TopicClassifier(TAXONOMY, model=None)
+    for text in ("", "   ", "😀😀😀", "\x00" * 10, "a" * 100_000):
+        topic = clf.classify(text)
+        assert topic.l1 in TAXONOMY.roots
+        assert 0.0 <= topic.score <= 1.0
+
+
+def test_split_subject():
+    assert split_subject("标题\n正文内容") == ("标题", "正文内容")
+    assert split_subject("只有一行") == ("", "只有一行")
+
+
+def test_keyword_scorer_weights_subject_more_than_body():
+    scorer = KeywordScorer(TAXONOMY)
+    in_subject = scorer.scores("学校", "")
+    in_body = scorer.scores("", "学校")
+    i = scorer.l1_index["教育文体"]
+    assert in_subject[i] == 3 * in_body[i] > 0
+
+
+def _write_jsonl(path: Path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+SMALL = [
+    ("学校补课乱收费", "老师要求学生补课，学校收取培训费", "教育文体"),
+    ("小学招生划片不合理", "孩子入学学位紧张，学区划分不公", "教育文体"),
+    ("幼儿园收费过高", "民办幼儿园学费太贵，家长负担重", "教育文体"),
+    ("小区物业不作为", "物业公司乱收物业费，业主投诉无门", "城乡建设"),
+    ("开发商延期交房", "楼盘烂尾，购房者无法拿到房产证", "城乡建设"),
+    ("道路施工扬尘", "工地施工不围挡，市政道路坑洼", "城乡建设"),
+    ("公交线路调整", "公交车站点取消，乘客出行不便", "交通运输"),
+    ("出租车拒载", "的士司机拒载绕路，网约车管理混乱", "交通运输"),
+    ("增开公交班次", "早高峰公交太挤，班车间隔太长", "交通运输"),
+]
+
+
+def test_train_model_writes_a_json_model_that_loads_and_predicts(tmp_path):
+    rows = [{"id": str(i), "subject": s, "body": b} for i, (s, b, _) in enumerate(SMALL * 3)]
+    messages = _write_jsonl(tmp_path / "messages.jsonl", rows)
+    labelled = _write_jsonl(
+        tmp_path / "labelled.jsonl", [{"subject": s, "body": b, "label": lab} for s, b, lab in SMALL * 2]
+    )
+    out = tmp_path / "model.json"
+    report = train_model(messages=messages, labelled=labelled, out=out, cv_folds=2)
+    assert report.n_weak == 27 and report.n_labelled == 18
+    assert report.cv_accuracy is not None and 0.0 <= report.cv_accuracy <= 1.0
+    assert out.stat().st_size < 5_000_000
+    clf = TopicClassifier.load(out)
+    assert clf.backend == "model"
+    assert clf.classify("学校补课收费太高\n老师逼学生去补课").l1 == "教育文体"
+    assert clf.classify("公交车站点太远\n公交班次少").l1 == "交通运输"
+    data = json.loads(out.read_text(encoding="utf-8"))
+    again = LinearModel.from_json(data)
+    assert again.classes == clf.model.classes
+    assert np.allclose(again.coef, clf.model.coef)
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"subject": "a", "body": "b", "label": "x"}\n{not json}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: malformed JSON"):
+        read_jsonl(path, ("subject",))
+    path.write_bytes(b'{"subject": "a"}\n')
+    with pytest.raises(ValueError, match=r":1: missing or non-text field\(s\) body"):
+        read_jsonl(path, ("subject", "body"))
+    path.write_bytes(b'{"subject": "\xff"}\n')
+    with pytest.raises(ValueError, match=r":1: not valid UTF-8"):
+        read_jsonl(path)
+    with pytest.raises(FileNotFoundError):
+        read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_model_from_another_format_is_refused():
+    with pytest.raises(ValueError, match="not a topic model file"):
+        LinearModel.from_json({"format": "something-else"})
+
+
+@pytest.mark.shared
+def test_shipped_model_accuracy_on_labelled_dev():
+    path = SHARED / "labelled.dev.jsonl"
+    if not path.exists():
+        pytest.skip(f"../shared/data not found: {path}")
+    if not DEFAULT_MODEL.exists():
+        pytest.skip(f"no shipped topic model at {DEFAULT_MODEL}: run `yuqing train topics`")
+    clf = TopicClassifier.load()
+    records = read_jsonl(path, ("subject", "body", "label"))
+    pred = [clf.classify_subject_body(r["subject"], r["body"]).l1 for r in records]
+    accuracy = np.mean([p == r["label"] for p, r in zip(pred, records, strict=True)])
+    assert accuracy >= 0.85
