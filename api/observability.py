@@ -98,6 +98,11 @@ class TokenBucket:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget every address (an operator unblocking, or a test starting clean)."""
+        with self._lock:
+            self._buckets.clear()
+
     def take(self, key: str) -> float:
         """Take one token for ``key``: 0.0 when allowed, else seconds until one is free."""
         now = self.clock()
