@@ -4,7 +4,9 @@ Each line needs ``id, subject, body, time`` (``user``, ``likes`` optional). Mess
 order through the same normalisation, segmentation, entity extraction and MinHash signature as the
 analyze stage, then ``EventClusterer.assign``. Figures, one ``name: value`` line each:
 
-* the top events by size with one sample subject each (PII masked);
+* the top events by size with one sample subject each (PII masked), and a label-free check of each: its
+  commonest anchor (compound, village, company), the share of members naming it (``anchor_purity``) and
+  the share of all messages naming it in their subject that landed in the event (``anchor_recall``);
 * ``labelled_purity_*``: for messages with a known class (``--labels``; labelled messages not in FILE
   are replayed along with it unless ``--no-merge-labelled``), the share of each event's labelled members
   in its majority class (top events, and every event with at least two labelled members);
@@ -76,7 +78,7 @@ def eval_events(
 ) -> None:
     """Replay messages through the event clusterer; print top events, purity and duplicate recall."""
     from analyze.entities import EntityExtractor
-    from analyze.events import EventClusterer, minhash_signature
+    from analyze.events import EventClusterer, anchor_keys, focus_text, minhash_signature
     from analyze.normalize import normalize, text_for_scoring
     from analyze.privacy import mask_pii
     from analyze.segment import tokenize
@@ -117,6 +119,7 @@ def eval_events(
             entities=extractor.extract(text), signature=minhash_signature(scoring),
         )
         event_of[r["id"]] = clusterer.assign(post).event_id
+        r["_anchors"] = anchor_keys(post.entities, focus_text(post))
     elapsed = time.perf_counter() - started
 
     members: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -130,10 +133,29 @@ def eval_events(
     typer.echo(f"events.events: {len(members)}")
     typer.echo(f"events.multi_post_events: {sum(1 for _, m in ranked if len(m) > 1)}")
     typer.echo(f"events.singleton_share: {sum(1 for _, m in ranked if len(m) == 1) / max(len(members), 1):.3f}")
-    for i, (_event_id, group) in enumerate(ranked[:top], 1):
+    purities: list[float] = []
+    recalls: list[float] = []
+    for i, (event_id, group) in enumerate(ranked[:top], 1):
         sample = " ".join(mask_pii(group[0]["subject"] or group[0]["body"][:40]).text.split())
         typer.echo(f"events.top{i:02d}.size: {len(group)}")
         typer.echo(f"events.top{i:02d}.sample: {sample[:60]}")
+        anchors = Counter(a for r in group for a in r["_anchors"])
+        if anchors:
+            # Label-free check: the event's commonest anchor — how many members name it (purity), and how
+            # many of all messages naming it in their subject landed here (recall).
+            anchor = anchors.most_common(1)[0][0]
+            purity = sum(anchor in r["subject"] + r["body"] for r in group) / len(group)
+            naming = [r for r in rows if anchor in r["subject"]]
+            recall = sum(event_of[r["id"]] == event_id for r in naming) / len(naming) if naming else float("nan")
+            purities.append(purity)
+            if naming:
+                recalls.append(recall)
+            typer.echo(f"events.top{i:02d}.anchor: {anchor}")
+            typer.echo(f"events.top{i:02d}.anchor_purity: {purity:.3f}")
+            typer.echo(f"events.top{i:02d}.anchor_recall: {recall:.3f}")
+    nan = float("nan")
+    typer.echo(f"events.top_anchor_purity_mean: {sum(purities) / len(purities) if purities else nan:.3f}")
+    typer.echo(f"events.top_anchor_recall_mean: {sum(recalls) / len(recalls) if recalls else nan:.3f}")
 
     def labels_in(group: list[dict[str, Any]]) -> list[str]:
         return [label_of[r["id"]] for r in group if r["id"] in label_of]
