@@ -1,0 +1,342 @@
+"""The dashboard in a real browser (Debian's Chromium via Playwright) over a real uvicorn server and embedded yuqing.
+
+One analyst watches the alert wall while the test ingests an incident; the ticket appears live, the unit user of
+the routed unit (gov-a7) signs it and drafts a response, an analyst and a leader approve it, the unit publishes it.
+Untrusted post text (<script>, <img onerror>) must show as text and run nothing; a unit user of another unit gets
+404 for the ticket and the page says so. Every page load is checked for JavaScript errors and CSP violations.
+Screenshots of the overview and an event page go to ``test-artifacts/`` (git-ignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from core.auth import passwords
+from core.auth.service import create_user
+from core.db.models import TicketRow
+from ingest.base import RawRecord
+from tests.support import BACKGROUND, embedded, incident_stream, post_record
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+VIEWPORT = {"width": 1366, "height": 768}
+USERS = {  # username: (role, unit)
+    "office": ("analyst", None), "leader": ("leader", None), "a7": ("handler", "gov-a7"), "a3": ("handler", "gov-a3"),
+}
+XSS_TEXT = ("A5区菜市场有人发帖<script>window.__xss = 1</script>称"
+            "<img src=x onerror=\"window.__xss = 2\">摊位乱收费，另附<b>粗体</b>")
+# Runs before any page script (and outside the page's CSP): records CSP violations the page cannot hide.
+CSP_PROBE = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__csp.push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+def _password(name: str) -> str:
+    return f"{name}-pass-2026"
+
+
+@dataclass
+class Server:
+    """The running app: base URL, container, pipeline, and what the browser pages reported."""
+
+    url: str
+    container: Any
+    pipeline: Any
+    problems: list[str] = field(default_factory=list)
+
+    def ticket_of_incident(self) -> TicketRow | None:
+        with self.container.db.transaction() as s:
+            row = s.scalars(select(TicketRow).where(TicketRow.lead_unit == "gov-a7")).first()
+            if row is not None:
+                s.expunge(row)
+            return row
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _shifted(records: list[dict[str, Any]], *, end: datetime) -> list[dict[str, Any]]:
+    """The same records moved so the newest is at ``end`` (so the overview's last 24 h shows them)."""
+    times = [datetime.fromisoformat(r["published_at"]) for r in records]
+    delta = end - max(times)
+    for r, t in zip(records, times, strict=True):
+        r["published_at"] = (t + delta).isoformat()
+    return records
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """uvicorn on a free loopback port in a thread, over an embedded app with four users."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser itself is Debian's)")
+    import uvicorn
+
+    from api.app import create_app
+
+    passwords.configure(time_cost=1, memory_cost_kib=8192, parallelism=1)
+    with embedded(tmp_path_factory.mktemp("dash") / "data") as (container, pipeline):
+        container.sync_units()
+        with container.db.transaction() as s:
+            for name, (role, unit) in USERS.items():
+                create_user(s, username=name, password=_password(name), role=role, unit_id=unit,
+                            display_name={"office": "舆情办张三", "leader": "王局长"}.get(name, ""))
+        # One post now makes the workers load their models while the browser starts (not after the live ingest).
+        pipeline.ingest([RawRecord(data=json.dumps(post_record("warm-up", BACKGROUND[0], base=datetime.now(UTC)),
+                                                   ensure_ascii=False).encode(), origin="warm-up")])
+        app = create_app(container, pipeline=pipeline)
+        port = _free_port()
+        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+        thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not uv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        try:
+            yield Server(url=f"http://127.0.0.1:{port}", container=container, pipeline=pipeline)
+        finally:
+            uv.should_exit = True
+            thread.join(timeout=10)
+            passwords.configure()
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Any]:
+    """Debian's Chromium, headless (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def sessions(browser: Any, server: Server, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Open user sessions; on a failed test each page is saved to test-artifacts/failed-<test>-<user>.png."""
+    opened: list[Session] = []
+
+    def open_session(username: str, **kwargs: Any) -> Session:
+        s = Session(browser, server, username, **kwargs)
+        opened.append(s)
+        return s
+
+    yield open_session
+    failed = getattr(getattr(request.node, "rep_call", None), "failed", False)
+    for s in opened:
+        if failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            s.page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}-{s.username}.png"), full_page=True)
+        s.context.close()
+
+
+class Session:
+    """One user's browser context and page, with its console errors and CSP violations collected."""
+
+    def __init__(self, browser: Any, server: Server, username: str, *, expected: tuple[str, ...] = ()) -> None:
+        self.server = server
+        self.context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
+        self.context.add_init_script(CSP_PROBE)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.expected = expected  # console errors this session provokes on purpose (e.g. a 404)
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
+        self.page.on("dialog", lambda d: (self.errors.append(f"unexpected dialog: {d.message}"), d.dismiss()))
+        self.username = username
+
+    def _console(self, msg: Any) -> None:
+        if msg.type == "error" and not any(e in msg.text for e in self.expected):
+            self.errors.append(f"console: {msg.text}")
+
+    def login(self) -> None:
+        page = self.page
+        page.goto(self.server.url + "/")
+        page.wait_for_selector("#username")
+        page.fill("#username", self.username)
+        page.fill("#password", _password(self.username))
+        page.click("form.login button[type=submit]")
+        page.wait_for_selector("#who:not(:empty)")
+        page.wait_for_function("location.hash === '#/overview'")
+
+    def go(self, hash_: str, ready: str) -> None:
+        self.page.evaluate("h => { location.hash = h; }", hash_)
+        self.page.wait_for_selector(ready)
+
+    def check(self) -> None:
+        """No JS error, no CSP violation so far."""
+        csp = self.page.evaluate("window.__csp || []")
+        assert not csp, f"CSP violations for {self.username}: {csp}"
+        assert not self.errors, f"browser errors for {self.username}: {self.errors}"
+
+    def close(self) -> None:
+        """Check for errors; the ``sessions`` fixture closes the context."""
+        self.check()
+
+
+def _ingest(server: Server, records: list[dict[str, Any]]) -> None:
+    r = httpx.post(f"{server.url}/api/v1/ingest", content=json.dumps(records, ensure_ascii=False).encode(),
+                   headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["dead_lettered"] == 0, r.text
+
+
+def _state(session: Session) -> str:
+    return session.page.inner_text("#ticket-state")
+
+
+def _click_action(session: Session, selector: str, expect_state: str | None = None) -> None:
+    page = session.page
+    page.click(selector)
+    if expect_state is not None:
+        page.wait_for_function("s => document.querySelector('#ticket-state')?.textContent === s", arg=expect_state)
+
+
+def test_live_wall_event_and_ticket_workflow(server: Server, sessions: Any) -> None:
+    office = sessions("office")
+    office.login()
+    office.page.wait_for_selector("#kpi-total")
+    office.go("#/alerts", "#wall")
+    assert office.page.locator("#wall [data-ticket]").count() == 0
+
+    _ingest(server, _shifted(incident_stream(20), end=datetime.now(UTC) - timedelta(minutes=5)))
+
+    # The new ticket arrives over SSE: no reload, no navigation.
+    card = office.page.wait_for_selector("#wall [data-ticket]", timeout=60_000)
+    ticket_id = card.get_attribute("data-ticket")
+    assert ticket_id and ticket_id.startswith("T")
+    assert "A7县人民政府" in card.inner_text()
+    level = int(card.get_attribute("data-level") or 0)
+    assert level >= 2 and f"level-{level}" in (card.get_attribute("class") or "")
+    # The per-unit count agrees with the API (computed in the browser from the open tickets).
+    api_open = office.page.request.get(f"{server.url}/api/v1/tickets?open=true&unit=gov-a7&limit=500").json()["total"]
+    assert api_open >= 1
+    office.page.wait_for_function(
+        "n => document.querySelector(\"#unit-counts tr[data-unit='gov-a7'] td.open\")?.textContent === String(n)",
+        arg=api_open)
+
+    # The event page: charts drawn, representative posts, the ticket with its history.
+    office.page.click(f"#wall [data-ticket='{ticket_id}']")  # the wall redraws: never keep element handles
+    office.page.wait_for_selector("#ticket-state")
+    office.page.click("a#ticket-event")
+    office.page.wait_for_selector("#chart-event canvas")
+    office.page.wait_for_selector("#event-posts .post")
+    assert "化工" in office.page.inner_text("#event-posts")
+    assert office.page.locator("#event-ticket .history li").count() >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    office.page.wait_for_timeout(300)  # charts finish their first paint
+    office.page.screenshot(path=str(ARTIFACTS / "dashboard-event.png"), full_page=True)
+
+    # The overview with the incident in the last 24 hours.
+    office.go("#/overview?range=24h", "#chart-trend canvas")
+    office.page.wait_for_selector("#hot-events tr .spark canvas")
+    day = {"from": (datetime.now(UTC) - timedelta(days=1)).isoformat(), "to": datetime.now(UTC).isoformat()}
+    expected = office.page.request.get(f"{server.url}/api/v1/stats/overview", params=day).json()["total"]
+    assert expected >= 26
+    assert int(office.page.inner_text("#kpi-total .value")) == expected
+    office.page.wait_for_timeout(300)
+    office.page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+    # The unit user signs and drafts a response.
+    unit = sessions("a7")
+    unit.login()
+    unit.go(f"#/tickets/{ticket_id}", "#ticket-state")
+    assert _state(unit) == "预警"
+    _click_action(unit, "button[data-action=acknowledge]", "已签收")
+    unit.page.fill("textarea#response-text", "A7县已组织应急、环保部门赶赴现场处置，伤员均已送医，空气监测正在进行。")
+    unit.page.click("button[data-action=draft_response]")
+    unit.page.wait_for_selector(".response[data-state=draft]")
+    # The drafter cannot approve their own text.
+    assert unit.page.locator(".response button[data-action=approve]").count() == 0
+
+    # Two distinct approvers: the analyst and the leader.
+    office.go(f"#/tickets/{ticket_id}", ".response button[data-action=approve]")
+    office.page.click(".response button[data-action=approve]")
+    office.page.wait_for_selector(".response .approvers:has-text('office')")
+    assert office.page.locator(".response button[data-action=publish]").count() == 0  # one approval is not enough
+    leader = sessions("leader")
+    leader.login()
+    leader.go(f"#/tickets/{ticket_id}", ".response button[data-action=approve]")
+    leader.page.click(".response button[data-action=approve]")
+    leader.page.wait_for_selector(".response[data-state=approved]")
+
+    # The unit publishes: the ticket moves to 已回应 and the history says so.
+    unit.go("#/tickets", ".board")
+    unit.go(f"#/tickets/{ticket_id}", ".response button[data-action=publish]")
+    _click_action(unit, ".response button[data-action=publish]", "已回应")
+    assert unit.page.locator(".response[data-state=published]").count() == 1
+    assert "发布回应" in unit.page.inner_text("#ticket-history")
+
+    # The board puts it in the 回应 column for the analyst.
+    office.go("#/tickets", f".column[data-state=responded] [data-ticket='{ticket_id}']")
+    for s in (office, unit, leader):
+        s.close()
+
+
+def test_untrusted_post_text_is_shown_as_text_and_runs_nothing(server: Server, sessions: Any) -> None:
+    now = datetime.now(UTC)
+    _ingest(server, [post_record("xss-1", XSS_TEXT, source="forum", base=now - timedelta(minutes=2),
+                                 url="https://bbs.example.cn/t/1?a=<b>", title="<i>标题</i>")])
+    assert server.pipeline.wait_idle(timeout_s=60)
+    server.container.post_store.refresh()
+    office = sessions("office")
+    office.login()
+    office.go("#/search?q=摊位", "#search-results .post")
+    post = office.page.locator("#search-results .post").first
+    text = post.inner_text()
+    assert "<script>window.__xss = 1</script>" in text
+    assert '<img src=x onerror="window.__xss = 2">' in text and "<b>粗体</b>" in text and "<i>标题</i>" in text
+    assert post.locator("img, script, b, i").count() == 0
+    # The original link is kept, and only http(s) links are ever made clickable.
+    hrefs = post.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert all(not (h or "").startswith("javascript:") for h in hrefs)
+    office.page.wait_for_timeout(200)  # give an injected handler the chance to run
+    assert office.page.evaluate("window.__xss") is None
+    office.close()
+
+
+def test_unit_user_of_another_unit_cannot_open_the_ticket(server: Server, sessions: Any) -> None:
+    ticket = server.ticket_of_incident()
+    if ticket is None:  # run on its own: make the incident first
+        _ingest(server, _shifted(incident_stream(20), end=datetime.now(UTC)))
+        assert server.pipeline.wait_idle(timeout_s=90)
+        ticket = server.ticket_of_incident()
+    assert ticket is not None
+    assert "gov-a3" not in (ticket.cooperating_units or [])
+    other = sessions("a3", expected=("404",))
+    other.login()
+    response = other.page.request.get(f"{server.url}/api/v1/tickets/{ticket.id}")
+    assert response.status == 404
+    other.go(f"#/tickets/{ticket.id}", "#main .error")
+    assert "不存在" in other.page.inner_text("#main .error")
+    assert other.page.locator("#ticket-state").count() == 0
+    # Nor is it on the other unit's wall or board.
+    other.go("#/tickets", ".board")
+    assert other.page.locator(f"[data-ticket='{ticket.id}']").count() == 0
+    other.close()
