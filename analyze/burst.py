@@ -170,8 +170,16 @@ class BurstDetector:
         return len(stale)
 
     def key_count(self) -> int:
-        """How many keys are tracked (a method, not ``__len__``: an empty detector must stay truthy)."""
+        """How many keys are tracked."""
         return len(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __bool__(self) -> bool:
+        # With __len__ alone an empty detector would be falsy, and ``detector or BurstDetector()`` would
+        # silently replace a configured one.
+        return True
 
     # ---- internals --------------------------------------------------------------------------------
 

@@ -101,7 +101,8 @@ def test_garbage_collect_drops_idle_keys_only():
     det.add("old", START)
     det.add("fresh", START + timedelta(days=3))
     assert det.garbage_collect(START + timedelta(days=3, hours=1)) == 1
-    assert det.key_count() == 1
+    assert det.key_count() == len(det) == 1
+    assert BurstDetector()  # an empty detector is still truthy
     assert det.check("old", START + timedelta(days=3)).observed == 0
 
 
