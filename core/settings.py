@@ -123,6 +123,8 @@ class AnalyzeSettings(BaseModel):
     minhash_bands: int = Field(default=16, ge=2)
     near_dup_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     event_window_hours: float = Field(default=72.0, gt=0)
+    # Citizen messages about one compound or company span weeks: anchor matches look this far back.
+    event_anchor_window_days: float = Field(default=45.0, gt=0)
     batch_size: int = Field(default=128, ge=1)
 
 

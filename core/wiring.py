@@ -162,9 +162,9 @@ class Container:
         a = self.settings.analyze
         clusterer = EventClusterer(
             num_perm=a.minhash_perms, bands=a.minhash_bands, threshold=a.near_dup_threshold,
-            window_hours=a.event_window_hours,
+            window_hours=a.event_window_hours, anchor_window_days=a.event_anchor_window_days,
         )
-        since = utcnow() - timedelta(hours=a.event_window_hours)
+        since = utcnow() - timedelta(days=max(a.event_anchor_window_days, a.event_window_hours / 24.0))
         clusterer.rebuild(self.post_store.recent_signatures(since))
         return clusterer
 

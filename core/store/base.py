@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.records import AnalyzedPost
+from core.records import AnalyzedPost, Entities
 
 
 class PostQuery(BaseModel):
@@ -62,12 +62,18 @@ class Overview(BaseModel):
 
 
 class SignatureRow(BaseModel):
-    """What the event clusterer needs to rebuild its index after a restart."""
+    """What the event clusterer needs to rebuild its index after a restart (anchors included)."""
 
     post_id: str
     event_id: str
     published_at: datetime
     signature: list[int]
+    source: str = ""
+    external_id: str = ""
+    repost_of: str | None = None
+    title: str = ""
+    tokens: list[str] = Field(default_factory=list)
+    entities: Entities = Field(default_factory=Entities)
 
 
 class PostStore(ABC):
