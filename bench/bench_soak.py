@@ -1,0 +1,281 @@
+"""Soak: the embedded service under steady load for a long while, with a dashboard polling it over HTTP.
+
+1. Calibration: ``bench_pipeline``'s throughput run on ``YUQING_SOAK_CALIBRATION_POSTS`` demo posts (default
+   3,000) measures what this machine sustains now.
+2. Soak: a fresh embedded service (all worker kinds, the API on a real uvicorn server on a free loopback port)
+   is fed the demo stream in real time at half that throughput for ``YUQING_SOAK_MINUTES`` minutes (default
+   30), incidents re-played every 15 minutes, while a dashboard client polls ``/api/v1/events?limit=10`` and
+   ``/api/v1/stats/overview`` every ``YUQING_SOAK_POLL_S`` seconds (default 3) and ``/metrics`` every 30 s.
+
+Figures: throughput, end-to-end latency (ingest → stored in the post store) p50/p95/p99, RSS at start and
+end, errors (failed polls + ERROR log records; must be 0), dead letters, and whether every injected incident
+that ran its whole course inside the window produced exactly one ticket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.bench_pipeline import Report, _pipeline, _throughput
+
+REPEAT_S = 900.0  # incidents replay every 15 minutes (longer than the longest incident)
+
+
+def _rss_mb() -> float:
+    """Current resident set size (not the peak), from /proc."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+class _ErrorCounter(logging.Handler):
+    """Counts ERROR (and worse) records of the service while the soak runs."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+        self.first: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if len(self.first) < 5:
+            self.first.append(f"{record.name}: {record.getMessage()[:200]}")
+
+
+class _Dashboard(threading.Thread):
+    """Polls what the dashboard polls, counting failures and timing answers."""
+
+    def __init__(self, base_url: str, interval_s: float) -> None:
+        super().__init__(name="soak-dashboard", daemon=True)
+        self.base_url = base_url
+        self.interval_s = interval_s
+        self.stop_event = threading.Event()
+        self.polls = 0
+        self.errors = 0
+        self.error_samples: list[str] = []
+        self.latencies: list[float] = []
+
+    def run(self) -> None:
+        import httpx
+
+        last_metrics = 0.0
+        with httpx.Client(base_url=self.base_url, timeout=30.0) as client:
+            while not self.stop_event.wait(self.interval_s):
+                paths = ["/api/v1/events?limit=10", "/api/v1/stats/overview"]
+                if time.monotonic() - last_metrics >= 30.0:
+                    paths.append("/metrics")
+                    last_metrics = time.monotonic()
+                for path in paths:
+                    started = time.perf_counter()
+                    try:
+                        r = client.get(path)
+                        ok = r.status_code == 200
+                        problem = f"{path}: HTTP {r.status_code}"
+                    except Exception as exc:  # a refused or timed-out poll is an error, not a crash
+                        ok, problem = False, f"{path}: {type(exc).__name__}"
+                    self.latencies.append(time.perf_counter() - started)
+                    self.polls += 1
+                    if not ok:
+                        self.errors += 1
+                        if len(self.error_samples) < 5:
+                            self.error_samples.append(problem)
+
+
+def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="soak-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start within 60 s")
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp: Path) -> None:
+    from api.app import create_app
+    from core.db.models import DeadLetterRow, EventMemberRow, TicketRow
+    from core.errors import RecordError
+    from ingest.demo import DemoStream
+    from ingest.validate import parse_record
+
+    container, pipeline = _pipeline(tmp / "soak")
+    container.sync_units()
+    _ = container.analyzer, container.clusterer, container.post_store  # models in memory before the clock
+
+    ingested_at: dict[str, float] = {}
+    stored_at: dict[str, float] = {}
+    store = container.post_store
+    original_upsert = store.upsert
+
+    def timed_upsert(posts: Any) -> set[str]:
+        new = original_upsert(posts)
+        now = time.perf_counter()
+        for p in posts:
+            if p.id in ingested_at and p.id not in stored_at:
+                stored_at[p.id] = now
+        return new
+
+    store.upsert = timed_upsert  # type: ignore[method-assign]
+    errors = _ErrorCounter()
+    logging.getLogger().addHandler(errors)
+    pipeline.start(kinds=["analyze", "alerts", "scheduler", "sender"])
+    app = create_app(container, pipeline=pipeline)
+    try:
+        from api.observability import install
+
+        install(app, container=container, pipeline=pipeline)  # a no-op once the app factory installs it
+    except ImportError:
+        pass
+    server, server_thread, base_url = _serve(app)
+    dashboard = _Dashboard(base_url, poll_s)
+    rss_start = _rss_mb()
+    dashboard.start()
+
+    stream = DemoStream(seed=31, rate_per_min=rate_per_s * 60.0, repeat_every_s=REPEAT_S)
+    incident_posts: dict[str, set[str]] = defaultdict(set)
+    salt = container.settings.author_salt.get_secret_value()
+    rejected = 0
+    t0 = time.perf_counter()
+    first_at: float | None = None
+    rss_max = rss_start
+    next_rss = t0 + 30
+    for record in stream:
+        raw = json.dumps(record, ensure_ascii=False).encode()
+        try:
+            post = parse_record(raw, source_hint=None, salt=salt, max_text_chars=container.settings.max_text_chars)
+        except RecordError as exc:
+            rejected += 1
+            pipeline.dead_letter(stage="ingest", source=str(record.get("source")), origin="soak", reason=str(exc),
+                                 raw=raw)
+            continue
+        at = post.published_at.timestamp()
+        first_at = at if first_at is None else first_at
+        offset = at - first_at
+        if offset >= seconds:
+            break
+        delay = offset - (time.perf_counter() - t0)
+        if delay > 0:
+            time.sleep(delay)
+        ingested_at[post.id] = time.perf_counter()
+        pipeline.publish_post(post)
+        if record.get("incident"):
+            incident_posts[str(record["incident"])].add(post.id)
+        if time.perf_counter() >= next_rss:
+            rss_max = max(rss_max, _rss_mb())
+            next_rss += 30
+    fed_s = time.perf_counter() - t0
+    drained = pipeline.wait_idle(timeout_s=900)
+    drain_s = time.perf_counter() - t0 - fed_s
+    dashboard.stop_event.set()
+    dashboard.join(60)
+    rss_end = _rss_mb()
+    store.refresh()
+
+    with container.db.session() as s:
+        dead = s.query(DeadLetterRow).count()
+        tickets_by_incident: dict[str, set[str]] = {}
+        for name, ids in incident_posts.items():
+            events: set[str] = set()
+            id_list = list(ids)
+            for k in range(0, len(id_list), 500):
+                events.update(e for (e,) in s.query(EventMemberRow.event_id)
+                              .filter(EventMemberRow.post_id.in_(id_list[k: k + 500])).distinct())
+            tickets = {t for (t,) in s.query(TicketRow.id).filter(TicketRow.event_id.in_(list(events)))} if events \
+                else set()
+            tickets_by_incident[name] = tickets
+        total_tickets = s.query(TicketRow).count()
+
+    ends = {}
+    for inc in stream.incidents:
+        for k in range(int(seconds // REPEAT_S) + 2):
+            ends[inc.name if k == 0 else f"{inc.name}#{k + 1}"] = inc.end_s + k * REPEAT_S
+    complete = {n for n in tickets_by_incident if ends.get(n, float("inf")) <= fed_s}
+    exactly_one = sorted(n for n in complete if len(tickets_by_incident[n]) == 1)
+    latencies = [stored_at[i] - ingested_at[i] for i in stored_at]
+    server.should_exit = True
+    server_thread.join(30)
+    pipeline.stop()
+    logging.getLogger().removeHandler(errors)
+    container.close()
+
+    stored = len(stored_at)
+    report("soak.minutes", seconds / 60.0)
+    report("soak.feed_rate_posts_per_s", rate_per_s)
+    report("soak.posts_ingested", len(ingested_at))
+    report("soak.posts_stored", stored)
+    report("soak.throughput_posts_per_s", stored / fed_s if fed_s else 0.0)
+    report("soak.drained", "yes" if drained else "no")
+    report("soak.drain_after_feed_s", drain_s)
+    report("soak.e2e_latency_p50_ms", _pct(latencies, 0.50) * 1000)
+    report("soak.e2e_latency_p95_ms", _pct(latencies, 0.95) * 1000)
+    report("soak.e2e_latency_p99_ms", _pct(latencies, 0.99) * 1000)
+    report("soak.rss_start_mb", rss_start)
+    report("soak.rss_end_mb", rss_end)
+    report("soak.rss_max_mb", max(rss_max, rss_end))
+    report("soak.dashboard_polls", dashboard.polls)
+    report("soak.dashboard_poll_p95_ms", _pct(dashboard.latencies, 0.95) * 1000)
+    report("soak.errors", dashboard.errors + errors.count + (len(ingested_at) - stored))
+    report("soak.errors_polls", dashboard.errors)
+    report("soak.errors_logged", errors.count)
+    report("soak.lost_posts", len(ingested_at) - stored)
+    if dashboard.error_samples or errors.first:
+        report("soak.error_samples", " | ".join(dashboard.error_samples + errors.first))
+    report("soak.dead_letters", dead)
+    report("soak.rejected_records", rejected)
+    report("soak.tickets", total_tickets)
+    report("soak.incidents_injected", len(tickets_by_incident))
+    report("soak.incidents_complete", len(complete))
+    report("soak.incidents_complete_with_one_ticket", len(exactly_one))
+    report("soak.incidents_ticket_counts",
+           ", ".join(f"{n}={len(t)}" for n, t in sorted(tickets_by_incident.items())) or "none")
+    verdict = "yes" if len(exactly_one) == len(complete) else "no"
+    report("soak.every_incident_one_ticket", verdict if complete else "n/a (no incident ran its course in the window)")
+
+
+def run(report: Report) -> None:
+    """Calibrate, then soak at half the calibrated throughput."""
+    minutes = float(os.environ.get("YUQING_SOAK_MINUTES", "30"))
+    calibration_posts = int(os.environ.get("YUQING_SOAK_CALIBRATION_POSTS", "3000"))
+    poll_s = float(os.environ.get("YUQING_SOAK_POLL_S", "3"))
+
+    def calibration(name: str, value: Any) -> None:
+        report(name.replace("pipeline.", "soak.calibration_", 1), value)
+
+    with tempfile.TemporaryDirectory(prefix="yuqing-soak-") as tmp_name:
+        tmp = Path(tmp_name)
+        rate = _throughput(calibration, calibration_posts, tmp)
+        _soak(report, max(1.0, rate / 2.0), minutes * 60.0, poll_s, tmp)
