@@ -1,0 +1,38 @@
+"""Fixtures of the scale-mode fault tests: isolated deployments on the shared or a private noida-db."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.faults.scale import PrivateNoida, Scale, fresh_database
+
+
+@pytest.fixture
+def deployments(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., Scale]]:
+    """A factory of isolated scale deployments (own prefixes and ``yq_fault_*`` database), cleaned up after."""
+    with ExitStack() as stack:
+
+        def make(*, bootstrap: str, es_url: str, partitions: int = 3, name: str = "run",
+                 extra_env: dict[str, str] | None = None) -> Scale:
+            db_url = stack.enter_context(fresh_database(pg_url))
+            scale = Scale(bootstrap=bootstrap, es_url=es_url, db_url=db_url, workdir=tmp_path / name,
+                          partitions=partitions, extra_env=dict(extra_env or {}))
+            scale.workdir.mkdir(parents=True, exist_ok=True)
+            stack.callback(scale.close)  # LIFO: workers stop before their database is dropped
+            return scale
+
+        yield make
+
+
+@pytest.fixture
+def private_noida(tmp_path: Path) -> Iterator[PrivateNoida]:
+    """A noida-db of this test's own, for stopping and starting its services."""
+    server = PrivateNoida(tmp_path / "noida")
+    try:
+        yield server.start()
+    finally:
+        server.close()
