@@ -16,6 +16,7 @@ const DEADLINE_NAMES = { sign: "签收", first_response: "首次回应", authori
 const ACTION_NAMES = { create: "生成预警", open: "生成预警", update: "更新预警", acknowledge: "签收", assess: "研判", start_handling: "开始处置",
   reject: "退回", reassign: "改派", request_extension: "申请延期", decide_extension: "审批延期", merge: "合并", close: "办结", reopen: "重开",
   respond: "发布回应", draft_response: "起草回应", edit_response: "修改回应", review_response: "审核回应", publish_response: "发布回应",
+  approve_response: "审核通过回应", reject_response: "退回回应", escalation: "督办", reminder: "催办",
   level: "级别调整", remind: "催办", overdue: "超时", escalate: "督办", evaluate: "效果评估" };
 const RESPONSE_STATES = { draft: "草稿", approved: "已审核", published: "已发布", rejected: "已退回" };
 const CHANNELS = { website: "政府网站", weibo: "政务微博", wechat: "政务微信", press_conference: "新闻发布会", hotline_reply: "热线答复" };
@@ -49,16 +50,18 @@ function safeUrl(u) {
 const $ = (id) => document.getElementById(id);
 function render(...nodes) {
   disposeCharts();
-  $("main").replaceChildren(...nodes);
+  $("main").replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
   tick();
 }
 function toast(text, alarm) {
   const t = $("toast");
+  t.onclick = () => t.classList.add("hidden"); // click to dismiss (it may cover a form)
+  t.title = "点击关闭";
   t.textContent = text;
   t.classList.remove("hidden");
   t.classList.toggle("alarm", !!alarm);
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => t.classList.add("hidden"), alarm ? 15000 : 5000);
+  toast.timer = setTimeout(() => t.classList.add("hidden"), alarm ? 12000 : 5000);
 }
 function fmtTime(iso) {
   if (!iso) return "—";
@@ -165,11 +168,16 @@ function bars(el, counts, colour) {
     yAxis: { type: "category", inverse: true, data: entries.map((e) => e[0]), axisTick: { show: false }, axisLabel: { fontSize: 12, width: 90, overflow: "truncate" } },
     series: [{ type: "bar", data: entries.map((e) => e[1]), barMaxWidth: 16, itemStyle: { color: colour || "#1f5fa8" }, label: { show: true, position: "right", fontSize: 11 } }] });
 }
+/** Posts per hour over the last 48 hours (zero-filled), from an event's heat_series (UTC hour ISO -> posts). */
 function spark(el, series) {
-  const keys = Object.keys(series || {}).sort().slice(-48);
-  if (keys.length < 2) return empty(el, "—");
-  return chart(el, { grid: { left: 1, right: 1, top: 3, bottom: 3 }, xAxis: { type: "category", show: false, data: keys, boundaryGap: false },
-    yAxis: { type: "value", show: false, min: 0 }, series: [{ type: "line", symbol: "none", data: keys.map((k) => series[k]), lineStyle: { width: 1.5, color: "#d7263d" }, areaStyle: { color: "rgba(215,38,61,.12)" } }] });
+  const byHour = new Map();
+  for (const [k, v] of Object.entries(series || {})) byHour.set(Math.floor(new Date(k).getTime() / 36e5), v);
+  const last = Math.floor(Date.now() / 36e5);
+  const hours = Array.from({ length: 48 }, (_, i) => last - 47 + i);
+  const data = hours.map((hr) => byHour.get(hr) || 0);
+  if (!data.some((v) => v > 0)) return empty(el, "近48小时无新增");
+  return chart(el, { grid: { left: 1, right: 1, top: 3, bottom: 1 }, xAxis: { type: "category", show: false, data: hours, boundaryGap: false },
+    yAxis: { type: "value", show: false, min: 0 }, series: [{ type: "line", symbol: "none", data, lineStyle: { width: 1.5, color: "#d7263d" }, areaStyle: { color: "rgba(215,38,61,.15)" } }] });
 }
 
 /* ---------- ticket helpers ---------- */
@@ -245,26 +253,37 @@ function drawWall(freshId) {
 /** One SSE message per matching post: fetch each ticket once per burst (250 ms), then decide new / escalated. */
 function onTicketChange(change) {
   if (!change || !change.ticket_id || !state.user) return;
-  clearTimeout(state.pending.get(change.ticket_id));
-  state.pending.set(change.ticket_id, setTimeout(() => refreshTicket(change.ticket_id, change.created), 250));
+  const prev = state.pending.get(change.ticket_id);
+  if (prev) clearTimeout(prev.timer);
+  const created = Boolean(change.created) || Boolean(prev && prev.created);
+  state.pending.set(change.ticket_id, { created, timer: setTimeout(() => refreshTicket(change.ticket_id, created), 250) });
 }
 async function refreshTicket(id, created) {
   state.pending.delete(id);
   let t;
   try { t = await api(`/api/v1/tickets/${encodeURIComponent(id)}`); } catch (_e) { return; } // not ours to see (404)
   const before = state.levels.get(id);
-  const isNew = before === undefined;
-  const escalated = !isNew && t.level > before;
+  const escalated = !created && before !== undefined && t.level > before;
   state.levels.set(id, t.level);
   state.wall.set(id, t);
-  if (isNew || escalated) {
-    const what = isNew ? "新预警" : "预警升级";
-    toast(`${what}：${LEVELS[t.level]}预警 · ${t.title || t.event_id} · ${unitName(t)}`, t.level >= 3);
+  if (created || escalated) {
+    toast(`${created ? "新预警" : "预警升级"}：${LEVELS[t.level]}预警 · ${t.title || t.event_id} · ${unitName(t)}`, t.level >= 3);
     if (t.level >= 3) alarm();
   }
-  if ($("wall")) drawWall(isNew || escalated ? id : null);
+  if ($("wall")) drawWall(created || escalated ? id : null);
   else if (document.body.dataset.page === "tickets" && !$("ticket-state")) route(); // the board, not a ticket being edited
 }
+/** The wall also re-reads the list every minute: closed tickets leave, deadlines pass, nothing is missed. */
+async function refreshWall() {
+  if (!$("wall") || document.hidden) return;
+  try {
+    const tickets = await api(`/api/v1/tickets?${qs({ limit: 500, open: "true" })}`);
+    state.wall = new Map(tickets.items.map((t) => [t.id, t]));
+    for (const t of tickets.items) state.levels.set(t.id, t.level);
+    drawWall(null);
+  } catch (_e) { /* the next minute tries again */ }
+}
+setInterval(refreshWall, 60000);
 /** The cue for 橙/红: the screen edge flashes and, once the user has clicked anywhere (browsers' rule), a tone. */
 function alarm() {
   document.body.classList.remove("alarm");
@@ -293,7 +312,7 @@ function connectStream() {
   es.onerror = () => { dropped = true; $("live").classList.add("off"); };
   es.onopen = () => {
     $("live").classList.remove("off");
-    if (dropped && $("wall")) pageAlerts().catch(() => {}); // changes may have been missed while disconnected
+    if (dropped) refreshWall(); // changes may have been missed while disconnected
     dropped = false;
   };
   state.stream = es;
@@ -369,7 +388,7 @@ async function pageOverview(params) {
   const daily = ov.interval === "day";
   if (ov.total) {
     const series = filledSeries(ov, from, to);
-    chart(trend, { tooltip: { trigger: "axis" }, legend: { top: 0, right: 0 }, grid: { left: 8, right: 16, top: 30, bottom: 8, containLabel: true },
+    chart(trend, { tooltip: { trigger: "axis" }, legend: { top: 0, right: 0 }, grid: { left: 8, right: 40, top: 30, bottom: 8, containLabel: true },
       xAxis: { type: "category", boundaryGap: false, data: series.map((b) => fmtHour(b.start, daily)) }, yAxis: { type: "value", minInterval: 1 },
       series: ["负面", "中性", "正面"].map((s) => ({ name: s, type: "line", stack: "all", areaStyle: { opacity: 0.35 }, symbol: "none",
         itemStyle: { color: SENTIMENT_COLOURS[s] }, lineStyle: { width: 1.5 }, data: series.map((b) => b.counts[s] || 0) })) });
@@ -561,7 +580,7 @@ async function pageTicket(id) {
       h("div", {},
         h("div", { class: "panel" }, h("h2", {}, "工单信息"),
           h("dl", { class: "kv" }, h("dt", {}, "预警原因"), h("dd", {}, t.reason || "—"), h("dt", {}, "触发规则"), h("dd", {}, t.rule || "—"),
-            h("dt", {}, "牵头单位"), h("dd", {}, unitName(t)), h("dt", {}, "配合单位"), h("dd", {}, (t.cooperating_units || []).join("、") || "—"),
+            h("dt", {}, "牵头单位"), h("dd", {}, unitName(t)), h("dt", {}, "配合单位"), h("dd", {}, cooperatingNames(t).join("、") || "—"),
             h("dt", {}, "事件"), h("dd", {}, h("a", { id: "ticket-event", href: `#/events/${encodeURIComponent(t.event_id)}` }, "查看事件详情")),
             ext ? [h("dt", {}, "延期申请"), h("dd", {}, `${DEADLINE_NAMES[ext.stage] || ext.stage || ""} 至 ${fmtTime(ext.until)}（${ext.state === "pending" ? "待审批" : ext.state || ""}）${ext.reason ? `：${ext.reason}` : ""}`)] : null)),
         h("div", { class: "panel" }, h("h2", {}, "办理时限"), deadlines),
@@ -573,9 +592,17 @@ async function pageTicket(id) {
   );
 }
 function routingView(routing) {
-  const entries = Object.entries(routing || {});
-  if (!entries.length) return h("p", { class: "muted" }, "—");
-  return h("dl", { class: "kv" }, ...entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]));
+  const entries = Object.entries(routing || {}).filter(([k]) => k !== "summary");
+  if (!routing || (!entries.length && !routing.summary)) return h("p", { class: "muted" }, "—");
+  return h("div", {}, routing.summary ? h("p", {}, routing.summary) : null,
+    entries.length ? h("details", {}, h("summary", {}, "详细依据"), h("table", { class: "compact kvtable" }, h("tbody", {},
+      ...entries.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))))))) : null);
+}
+function cooperatingNames(t) {
+  const ids = t.cooperating_units || [];
+  const names = (t.routing || {}).cooperating_unit_names;
+  if (Array.isArray(names) && names.length === ids.length) return names;
+  return ids.map((id) => (state.units && state.units[id]) || id);
 }
 async function post(t, path, body, done) {
   try {
@@ -702,9 +729,10 @@ async function pageAdmin() {
   const [units, targets, users, rules] = await Promise.all([
     api("/api/v1/admin/units").catch((e) => ({ error: e })), api("/api/v1/admin/targets").catch((e) => ({ error: e })),
     api("/api/v1/dashboard/users").catch((e) => ({ error: e })), api("/api/v1/dashboard/rules").catch((e) => ({ error: e }))]);
-  const table = (res, heads, row) => (res.error ? h("p", { class: "error" }, errorText(res.error))
+  const table = (res, heads, row) => (res.error ? h("p", { class: res.error.status ? "error" : "muted" }, res.error.status ? errorText(res.error) : res.error.message)
     : h("table", { class: "compact" }, h("thead", {}, h("tr", {}, ...heads.map((c) => h("th", {}, c)))), h("tbody", {}, ...res.items.map(row))));
   const broken = targets.items ? targets.items.filter((t) => t.broken) : [];
+  if (targets.items && !targets.items.length) targets.error = { message: "尚无发送记录（首次发送后显示各机器人、邮箱的状态）" };
   render(h("h1", {}, "系统管理"),
     broken.length ? h("div", { class: "panel warn", id: "broken-targets" }, h("b", {}, `有 ${broken.length} 个通知渠道故障，预警可能无法送达：`),
       broken.map((t) => h("div", {}, `${t.channel} ${t.target}：${t.reason}（自 ${fmtTime(t.since)}）`))) : null,

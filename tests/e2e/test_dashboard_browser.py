@@ -137,23 +137,35 @@ def browser(server: Server) -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture
-def sessions(browser: Any, server: Server, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Open user sessions; on a failed test each page is saved to test-artifacts/failed-<test>-<user>.png."""
-    opened: list[Session] = []
+@pytest.fixture(scope="module")
+def pool(browser: Any, server: Server) -> Iterator[dict[str, Session]]:
+    """One browser context per user for the whole module (logging in once each keeps the tests fast)."""
+    opened: dict[str, Session] = {}
+    yield opened
+    for s in opened.values():
+        s.context.close()
 
-    def open_session(username: str, **kwargs: Any) -> Session:
-        s = Session(browser, server, username, **kwargs)
-        opened.append(s)
+
+@pytest.fixture
+def sessions(browser: Any, server: Server, pool: dict[str, Session], request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Sessions of this test; on failure each page is saved to test-artifacts/failed-<test>-<user>.png."""
+    used: list[Session] = []
+
+    def open_session(username: str, *, expected: tuple[str, ...] = ()) -> Session:
+        s = pool.get(username)
+        if s is None:
+            s = pool[username] = Session(browser, server, username)
+        s.errors.clear()
+        s.expected = expected
+        used.append(s)
         return s
 
     yield open_session
     failed = getattr(getattr(request.node, "rep_call", None), "failed", False)
-    for s in opened:
+    for s in used:
         if failed:
             ARTIFACTS.mkdir(exist_ok=True)
             s.page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}-{s.username}.png"), full_page=True)
-        s.context.close()
 
 
 class Session:
@@ -170,13 +182,18 @@ class Session:
         self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         self.page.on("dialog", lambda d: (self.errors.append(f"unexpected dialog: {d.message}"), d.dismiss()))
         self.username = username
+        self.logged_in = False
 
     def _console(self, msg: Any) -> None:
         if msg.type == "error" and not any(e in msg.text for e in self.expected):
             self.errors.append(f"console: {msg.text}")
 
     def login(self) -> None:
+        """Log in through the form (once per module; later calls just open the overview)."""
         page = self.page
+        if self.logged_in:
+            self.go("#/overview", "#kpi-total")
+            return
         page.goto(self.server.url + "/")
         page.wait_for_selector("#username")
         page.fill("#username", self.username)
@@ -184,6 +201,7 @@ class Session:
         page.click("form.login button[type=submit]")
         page.wait_for_selector("#who:not(:empty)")
         page.wait_for_function("location.hash === '#/overview'")
+        self.logged_in = True
 
     def go(self, hash_: str, ready: str) -> None:
         self.page.evaluate("h => { location.hash = h; }", hash_)
@@ -196,7 +214,7 @@ class Session:
         assert not self.errors, f"browser errors for {self.username}: {self.errors}"
 
     def close(self) -> None:
-        """Check for errors; the ``sessions`` fixture closes the context."""
+        """Check for errors at the end of a test; the ``pool`` fixture closes the context."""
         self.check()
 
 
@@ -292,9 +310,11 @@ def test_live_wall_event_and_ticket_workflow(server: Server, sessions: Any) -> N
     _click_action(unit, ".response button[data-action=publish]", "已回应")
     assert unit.page.locator(".response[data-state=published]").count() == 1
     assert "发布回应" in unit.page.inner_text("#ticket-history")
+    unit.page.screenshot(path=str(ARTIFACTS / "dashboard-ticket.png"), full_page=True)
 
     # The board puts it in the 回应 column for the analyst.
     office.go("#/tickets", f".column[data-state=responded] [data-ticket='{ticket_id}']")
+    office.page.screenshot(path=str(ARTIFACTS / "dashboard-board.png"))
     for s in (office, unit, leader):
         s.close()
 
@@ -340,3 +360,43 @@ def test_unit_user_of_another_unit_cannot_open_the_ticket(server: Server, sessio
     other.go("#/tickets", ".board")
     assert other.page.locator(f"[data-ticket='{ticket.id}']").count() == 0
     other.close()
+
+
+def test_watch_lists_and_admin_pages_by_role(server: Server, sessions: Any) -> None:
+    office = sessions("office", expected=("422",))  # the bad expression below is answered 422
+    office.login()
+    office.go("#/watchlists", "#main h1")
+    office.page.fill("input[aria-label=方案名称]", "A7化工")
+    office.page.fill("textarea[aria-label=表达式]", "(A7县 | 化工园区) & (爆炸 | 起火) & !演习")
+    office.page.click("text=预览近7天命中")
+    office.page.wait_for_selector("#watch-preview p:has-text('命中')")
+    preview = office.page.request.post(
+        f"{server.url}/api/v1/watchlists/preview", data={"expression": "(A7县 | 化工园区) & (爆炸 | 起火) & !演习"},
+        headers={"X-CSRF-Token": next(c["value"] for c in office.context.cookies() if c["name"] == "yuqing_csrf")},
+    ).json()
+    assert f"命中 {preview['total']} 条" in office.page.inner_text("#watch-preview")
+    assert office.page.locator("#watch-preview .post").count() == len(preview["items"])
+    office.page.click("button:text-is('保存')")
+    office.page.wait_for_selector("tr[data-watchlist='A7化工']")
+    # A bad expression is refused with the server's reason, shown in the page.
+    office.page.fill("textarea[aria-label=表达式]", "(A7县 &")
+    office.page.click("text=预览近7天命中")
+    office.page.wait_for_selector("#watch-preview .error")
+
+    office.go("#/admin", "tr[data-rule='负面热度']")
+    for name in USERS:
+        assert office.page.locator(f"tr[data-user='{name}']").count() == 1
+    assert "A7县人民政府" in office.page.inner_text("tr[data-user='a7']")
+    assert "argon2" not in office.page.content()  # never a password hash
+    office.page.screenshot(path=str(ARTIFACTS / "dashboard-admin.png"), full_page=True)
+
+    leader = sessions("leader")
+    leader.login()
+    leader.go("#/watchlists", "tr[data-watchlist='A7化工']")
+    assert leader.page.locator("textarea[aria-label=表达式]").count() == 0  # leaders read, analysts edit
+
+    unit = sessions("a7")
+    unit.login()
+    assert unit.page.locator("nav a[data-route=admin]").is_hidden()
+    for s in (office, leader, unit):
+        s.close()
