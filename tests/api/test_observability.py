@@ -20,6 +20,15 @@ LOGIN = ("POST", "/api/v1/auth/login")
 INGEST = ("POST", "/api/v1/ingest")
 
 
+@pytest.fixture(autouse=True)
+def cheap_hashing() -> Iterator[None]:
+    from core.auth import passwords
+
+    passwords.configure(time_cost=1, memory_cost_kib=8192, parallelism=1)  # fast hashing for tests only
+    yield
+    passwords.configure()
+
+
 def build(container, pipeline=None):
     """The app as the service builds it, observability installed (by the factory or here)."""
     app = create_app(container, pipeline=pipeline)
@@ -94,21 +103,36 @@ def test_api_only_process_is_ready_without_a_model(tmp_path: Path) -> None:
 
 
 def test_request_id_is_echoed_and_carried_by_log_records(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with embedded(tmp_path, start=False) as (container, pipeline), TestClient(build(container, pipeline)) as client:
-        body = json.dumps([post_record("r1", "A1区路灯坏了")], ensure_ascii=False).encode()
-        with caplog.at_level(logging.INFO):
-            r = client.post("/api/v1/ingest", content=body, headers={"X-Request-ID": "trace-42"})
-        assert r.status_code == 202 and r.headers["x-request-id"] == "trace-42"
-        # Logged in the thread pool by the ingest service: the id followed the request there.
-        tagged = [rec for rec in caplog.records if getattr(rec, "request_id", None) == "trace-42"]
-        assert any(rec.name.startswith("ingest") for rec in tagged), [(r.name, r.getMessage()) for r in
-                                                                      caplog.records]
-        caplog.clear()
-        forged = client.get("/health", headers={"X-Request-ID": "x\r\nlevel=ERROR fake"})
-        rid = forged.headers["x-request-id"]
-        assert rid != "x\r\nlevel=ERROR fake" and len(rid) == 16 and rid.isalnum()
-        generated = client.get("/health").headers["x-request-id"]
-        assert generated and generated != rid
+    probe_log = logging.getLogger("tests.probe")
+    with embedded(tmp_path, start=False) as (container, pipeline):
+        app = build(container, pipeline)
+
+        @app.get("/probe-sync")
+        def probe_sync() -> dict[str, str]:  # runs in the thread pool
+            probe_log.warning("sync handler")
+            return {}
+
+        @app.get("/probe-async")
+        async def probe_async() -> dict[str, str]:  # runs on the event loop
+            probe_log.warning("async handler")
+            return {}
+
+        with TestClient(app) as client, caplog.at_level(logging.INFO):
+            r = client.get("/probe-sync", headers={"X-Request-ID": "trace-42"})
+            assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
+            r = client.get("/probe-async", headers={"X-Request-ID": "trace-43"})
+            assert r.headers["x-request-id"] == "trace-43"
+            tagged = {rec.getMessage(): getattr(rec, "request_id", None) for rec in caplog.records
+                      if rec.name == "tests.probe"}
+            assert tagged == {"sync handler": "trace-42", "async handler": "trace-43"}
+            forged = client.get("/health", headers={"X-Request-ID": "x\r\nlevel=ERROR fake"})
+            rid = forged.headers["x-request-id"]
+            assert rid != "x\r\nlevel=ERROR fake" and len(rid) == 16 and rid.isalnum()
+            generated = client.get("/health").headers["x-request-id"]
+            assert generated and generated != rid
+            caplog.clear()
+            probe_log.warning("outside any request")
+            assert not hasattr(caplog.records[0], "request_id")
     outside = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     assert RequestIdFilter().filter(outside) and not hasattr(outside, "request_id")
     token = REQUEST_ID.set("abc")
