@@ -10,10 +10,17 @@ most ``drop_ratio`` of it. A normal night dip is in the profile, so it is expect
 Learning stops for a source while it is alerting: an outage must not teach the baseline that silence
 is normal. A slot judges only after ``min_days`` observations of it.
 
-Feed ``observe(source, at, n)`` with arrival times (not ``published_at``: a back-fill of old posts is
-not a healthy crawler), call ``check(now)`` periodically (the scheduler loop), and hand what it returns
-to ``enqueue_source_alerts`` inside a transaction: one notification per source and outage (the id is
-derived from the source and the hour the outage began, so repeated checks enqueue it once).
+Two ways to feed it (use one, not both):
+
+- live, in the process that ingests: ``observe(source, at, n)`` with arrival times (a back-fill of old
+  posts is not a healthy crawler);
+- from the post store, in whichever process runs the scheduler: ``sync_from_store(post_store, now)``
+  counts each complete hour by source (by publication time) once. This works in scale mode, where
+  posts arrive through many processes.
+
+Then ``check(now)`` and ``enqueue_source_alerts`` in a transaction: one notification per source and
+outage (the id derives from the source and the hour the outage began, so repeated checks, or two
+schedulers, enqueue it once). ``run_source_health`` does sync, check and enqueue in one call.
 """
 
 from __future__ import annotations
@@ -22,12 +29,17 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from alerts.notifiers.base import Notification
 from alerts.outbox import enqueue
+
+if TYPE_CHECKING:
+    from core.db.session import Database
+    from core.store.base import PostStore
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +95,7 @@ class SourceHealth:
         self.tz = ZoneInfo(tz)
         self._sources: dict[str, _SourceState] = {}
         self._lock = threading.Lock()
+        self._synced_until: datetime | None = None
 
     def observe(self, source: str, at: datetime, n: int = 1) -> None:
         """Count ``n`` posts of ``source`` arriving at ``at``."""
@@ -94,6 +107,31 @@ class SourceHealth:
             state.counts[hour] = state.counts.get(hour, 0) + n
             if n > 0 and (state.last_seen is None or at > state.last_seen):
                 state.last_seen = at
+
+    def sync_from_store(self, post_store: PostStore, now: datetime, *, backfill_days: int = 8,
+                        sources: tuple[str, ...] = ()) -> int:
+        """Count every complete hour not yet counted, by source, from the post store; returns hours read.
+
+        The first call reads ``backfill_days`` of history, so a restarted scheduler judges at once.
+        ``sources`` lists sources to watch even when an hour has none of their posts (an hour with no
+        post at all of a source is otherwise indistinguishable from a source never seen).
+        """
+        from core.store.base import PostQuery
+
+        current = _hour(now)
+        start = self._synced_until or current - timedelta(days=backfill_days)
+        hours = 0
+        hour = start
+        while hour < current:
+            counts = post_store.overview(PostQuery(since=hour, until=hour + HOUR - timedelta(microseconds=1),
+                                                   limit=1)).by_source
+            for source in set(counts) | set(sources):
+                # An hourly total: posts were seen up to the end of that hour.
+                self.observe(source, hour + HOUR - timedelta(seconds=1), int(counts.get(source, 0)))
+            hour += HOUR
+            hours += 1
+        self._synced_until = max(current, start)
+        return hours
 
     def expected(self, source: str, hour: datetime) -> float | None:
         """The profile's expectation for the UTC hour starting at ``hour``; None while still learning."""
@@ -201,3 +239,14 @@ def enqueue_source_alerts(session: Session, alerts: list[SourceAlert], *, channe
             new += 1
             log.warning("source health: %s", alert.message)
     return new
+
+
+def run_source_health(*, health: SourceHealth, post_store: PostStore, db: Database, now: datetime,
+                      channel: str = "wecom", target: str = "office") -> list[SourceAlert]:
+    """Sync from the post store, judge every source, queue notifications; for the scheduler loop."""
+    health.sync_from_store(post_store, now)
+    alerts = health.check(now)
+    if alerts:
+        with db.transaction() as session:
+            enqueue_source_alerts(session, alerts, channel=channel, target=target)
+    return alerts

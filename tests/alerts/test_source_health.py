@@ -147,3 +147,38 @@ def test_alerts_are_enqueued_once_per_outage(tmp_path: Path) -> None:
         assert row.id == source_alert_notification(first[0]).id
         assert "微博" in row.notification["subject"] and row.notification["payload"]["observed"] == 0
     db.close()
+
+
+def test_fed_from_the_post_store_in_one_scheduler_call(tmp_path: Path) -> None:
+    """Scale-mode feeding: hourly counts by source read back from a real post store."""
+    from alerts.source_health import run_source_health
+    from core.records import AnalyzedPost, Sentiment, SentimentLabel, Source, Topic, post_id
+    from core.store.sqlite_posts import SqlitePostStore
+
+    store = SqlitePostStore(tmp_path / "posts.sqlite", tokenize=str.split)
+    store.ensure_schema()
+    db = Database(f"sqlite:///{tmp_path / 'y.sqlite'}")
+    db.migrate()
+    posts = []
+    now = START + timedelta(days=4, hours=12)  # noon local on day 5
+    for k in range(4 * 24 + 12):
+        hour = START + timedelta(hours=k)
+        silent = hour >= START + timedelta(days=4, hours=9)  # weibo stops at 09:00 on day 5
+        for source, n in (("weibo", 0 if silent else daily_rate(hour) // 10), ("hotline", 3)):
+            for i in range(n):
+                at = hour + timedelta(minutes=i * 60 // max(n, 1))
+                posts.append(AnalyzedPost(
+                    id=post_id(source, f"{k}-{i}"), source=Source(source), external_id=f"{k}-{i}", text="x",
+                    published_at=at, received_at=at, topic=Topic(l1="其他"),
+                    sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5)))
+    store.upsert(posts)
+    health = SourceHealth(min_expected=10, min_days=3)
+    alerts = run_source_health(health=health, post_store=store, db=db, now=now)
+    assert [a.source for a in alerts] == ["weibo"] and alerts[0].silent
+    assert alerts[0].since < START + timedelta(days=4, hours=9)
+    assert health.sync_from_store(store, now) == 0  # nothing counted twice
+    assert run_source_health(health=health, post_store=store, db=db, now=now + timedelta(minutes=30))
+    with db.session() as s:
+        assert [r.kind for r in s.scalars(select(OutboxRow))] == ["source.silent"]
+    store.close()
+    db.close()
