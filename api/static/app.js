@@ -740,7 +740,7 @@ async function pageAdmin() {
       h("div", { class: "panel" }, h("h2", {}, "通知渠道（机器人 / 邮件）"), table(targets, ["渠道", "对象", "状态", "自"], (t) => h("tr", { dataset: { target: t.target } },
         h("td", {}, t.channel), h("td", {}, t.target), h("td", { class: t.broken ? "overdue" : "ok" }, t.broken ? `故障：${t.reason}` : "正常"), h("td", {}, fmtTime(t.since))))),
       h("div", { class: "panel" }, h("h2", {}, "预警规则"), table(rules, ["名称", "类型", "参数"], (r) => h("tr", { dataset: { rule: r.name } },
-        h("td", {}, r.name), h("td", {}, r.type), h("td", { class: "muted small" }, Object.entries(r.config || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("；")))))),
+        h("td", { class: "nowrap" }, r.name), h("td", {}, r.type), h("td", { class: "muted small" }, Object.entries(r.config || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("；")))))),
     h("div", { class: "grid cols-2" },
       h("div", { class: "panel" }, h("h2", {}, "用户"), table(users, ["用户名", "姓名", "角色", "单位", "状态"], (u) => h("tr", { dataset: { user: u.username } },
         h("td", {}, u.username), h("td", {}, u.display_name), h("td", {}, ROLE_NAMES[u.role] || u.role), h("td", {}, u.unit_name || u.unit_id || "—"),

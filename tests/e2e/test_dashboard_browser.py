@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from core.auth import passwords
 from core.auth.service import create_user
-from core.db.models import TicketRow
+from core.db.models import TargetStatusRow, TicketRow
 from ingest.base import RawRecord
 from tests.support import BACKGROUND, embedded, incident_stream, post_record
 
@@ -61,7 +61,7 @@ class Server:
     url: str
     container: Any
     pipeline: Any
-    problems: list[str] = field(default_factory=list)
+    app: Any
 
     def ticket_of_incident(self) -> TicketRow | None:
         with self.container.db.transaction() as s:
@@ -117,7 +117,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.05)
         try:
-            yield Server(url=f"http://127.0.0.1:{port}", container=container, pipeline=pipeline)
+            yield Server(url=f"http://127.0.0.1:{port}", container=container, pipeline=pipeline, app=app)
         finally:
             uv.should_exit = True
             thread.join(timeout=10)
@@ -383,7 +383,11 @@ def test_watch_lists_and_admin_pages_by_role(server: Server, sessions: Any) -> N
     office.page.click("text=预览近7天命中")
     office.page.wait_for_selector("#watch-preview .error")
 
+    with server.container.db.transaction() as s:  # what the sender records after WeChat Work answers 93000
+        s.merge(TargetStatusRow(channel="wecom", target="gov-a7", broken=True, reason="errcode 93000 机器人已失效",
+                                since=datetime.now(UTC)))
     office.go("#/admin", "tr[data-rule='负面热度']")
+    assert "errcode 93000" in office.page.inner_text("#broken-targets")
     for name in USERS:
         assert office.page.locator(f"tr[data-user='{name}']").count() == 1
     assert "A7县人民政府" in office.page.inner_text("tr[data-user='a7']")
@@ -400,3 +404,40 @@ def test_watch_lists_and_admin_pages_by_role(server: Server, sessions: Any) -> N
     assert unit.page.locator("nav a[data-route=admin]").is_hidden()
     for s in (office, leader, unit):
         s.close()
+
+
+def test_escalation_reaches_the_wall_live(server: Server, sessions: Any) -> None:
+    """A yellow warning shows up, then the same ticket turns red: the card changes colour and the alarm sounds."""
+    from alerts.rules.base import Match
+    from alerts.tickets import service as ticket_service
+    from core.records import Event, WarningLevel
+
+    office = sessions("office")
+    office.login()
+    office.go("#/alerts", "#wall-units")
+    now = datetime.now(UTC)
+    event = Event(id="ev-escalation-test", title="A7县某小区供水中断", first_seen=now, last_seen=now)
+
+    def fire(level: WarningLevel) -> str:
+        # What the event stage does for a rule match, and the announcement it makes (see alerts/worker.py).
+        with server.container.db.transaction() as s:
+            t, created = ticket_service.open_or_update(
+                s, event=event, match=Match(rule="test", event_id=event.id, level=level, reason="停水投诉增多", at=now),
+                lead_unit="gov-a7", cooperating_units=[], routing={"summary": "属地管理"}, now=now)
+            change = {"ticket_id": t.id, "event_id": event.id, "level": t.level, "state": t.state,
+                      "created": created, "at": now.isoformat()}
+        server.app.state.broadcaster.publish(change)
+        return str(change["ticket_id"])
+
+    ticket_id = fire(WarningLevel.yellow)
+    card = f"#wall [data-ticket='{ticket_id}']"
+    office.page.wait_for_selector(f"{card}.level-2.fresh")
+    assert "新预警" in office.page.inner_text("#toast")
+    assert "alarm" not in (office.page.get_attribute("body", "class") or "")  # yellow: no alarm
+
+    fire(WarningLevel.red)
+    office.page.wait_for_selector(f"{card}.level-4.fresh")
+    assert "预警升级" in office.page.inner_text("#toast")
+    assert "alarm" in (office.page.get_attribute("#toast", "class") or "")
+    assert "alarm" in (office.page.get_attribute("body", "class") or "")
+    office.close()
