@@ -113,6 +113,24 @@ def apply_retention(*, post_store: PostStore, db: Database, posts_days: int, tic
     return result
 
 
+def retention_if_due(*, post_store: PostStore, db: Database, posts_days: int, tickets_years: int | None,
+                     now: datetime, worker_id: str, at_hour: int = 3, tz: str = "Asia/Shanghai"
+                     ) -> RetentionResult | None:
+    """Run retention once a day (after ``at_hour`` local time), once across workers; None when not due."""
+    from zoneinfo import ZoneInfo
+
+    from alerts.scheduler import claim
+
+    local = now.astimezone(ZoneInfo(tz))
+    if local.hour < at_hour:
+        return None
+    with db.transaction() as s:
+        if not claim(s, job="retention", slot=local.strftime("%Y-%m-%d"), worker_id=worker_id, now=now):
+            return None
+    return apply_retention(post_store=post_store, db=db, posts_days=posts_days, tickets_years=tickets_years,
+                           now=now)
+
+
 def _chunks(ids: list[Any]) -> list[list[Any]]:
     return [ids[i: i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 

@@ -286,3 +286,17 @@ def test_ops_commands_back_up_restore_and_apply_retention(tmp_path: Path, monkey
     assert store.count() == 12  # the retention run is undone by the restore
     store.close()
     db.close()
+
+
+def test_daily_retention_runs_once_per_day_across_workers(aged) -> None:
+    from core.lifecycle import retention_if_due
+
+    store, db, _old, _new = aged
+    early = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)  # 02:30 in Shanghai: before the 03:00 slot
+    kwargs = {"post_store": store, "db": db, "posts_days": 180, "tickets_years": None}
+    assert retention_if_due(now=early, worker_id="a", **kwargs) is None
+    due = early + timedelta(hours=1)
+    first = retention_if_due(now=due, worker_id="a", **kwargs)
+    assert first is not None and first.posts == 30
+    assert retention_if_due(now=due + timedelta(minutes=5), worker_id="b", **kwargs) is None  # same day
+    assert retention_if_due(now=due + timedelta(days=1), worker_id="b", **kwargs) is not None
