@@ -16,6 +16,7 @@ first ``X-Forwarded-For`` entry is used instead (only then: the header is trivia
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -229,8 +230,12 @@ def _warm_up(container: Container) -> str:
 def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = None,
             login_per_minute: float = 10.0, login_burst: int = 5,
             ingest_per_minute: float = 120.0, ingest_burst: int = 30,
-            trust_forwarded: bool = False, metrics_cache_s: float = 10.0) -> None:
-    """Add ``/metrics``, ``/ready``, request ids and rate limits to ``app`` (call last in the factory; once)."""
+            trust_forwarded: bool = False, metrics_cache_s: float = 10.0, metrics_token: str | None = None) -> None:
+    """Add ``/metrics``, ``/ready``, request ids and rate limits to ``app`` (call last in the factory; once).
+
+    ``metrics_token``: when set, ``/metrics`` answers only ``Authorization: Bearer <token>`` (Prometheus'
+    ``authorization`` scrape option); otherwise keep it reachable from the monitoring network only.
+    """
     if getattr(app.state, "rate_limits", None) is not None:
         return  # installed already: limits can still be replaced in ``app.state.rate_limits``
     install_log_record_factory()
@@ -244,8 +249,13 @@ def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = N
 
     @app.get("/metrics", tags=["health"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
         """Prometheus metrics (text exposition format)."""
+        if metrics_token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
+                return JSONResponse({"detail": "metrics need the scrape token"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/ready", tags=["health"])

@@ -196,3 +196,16 @@ def test_token_bucket_refills_and_forgets_old_addresses() -> None:
     assert len(bucket._buckets) == 3 and "a" not in bucket._buckets
     with pytest.raises(ValueError):
         TokenBucket(per_minute=0, burst=1)
+
+
+def test_metrics_can_require_a_scrape_token(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+
+    with embedded(tmp_path, start=False) as (container, _):
+        app = FastAPI()
+        install(app, container=container, metrics_token="scrape-me")
+        client = TestClient(app)
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert ok.status_code == 200 and "yuqing_posts_stored" in ok.text
