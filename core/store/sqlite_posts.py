@@ -352,9 +352,14 @@ class SqlitePostStore(PostStore):
             by_source[source] = by_source.get(source, 0) + n
             counts = series.setdefault(bucket, {})
             counts[sentiment] = counts.get(sentiment, 0) + n
-        by_district = dict(conn.execute(
-            f"SELECT d.district, COUNT(*) FROM post_districts d JOIN posts p ON p.rid = d.rid{where}"  # noqa: S608
-            " GROUP BY d.district", params).fetchall())
+        if where:
+            # CROSS JOIN keeps posts (narrowed by the filters' indices) as the outer loop; left to
+            # itself the planner scans every district row first, which is 20x slower on a 24 h window.
+            district_sql = (f"SELECT d.district, COUNT(*) FROM posts p CROSS JOIN post_districts d"  # noqa: S608
+                            f" ON d.rid = p.rid{where} GROUP BY d.district")
+        else:
+            district_sql = "SELECT district, COUNT(*) FROM post_districts GROUP BY district"
+        by_district = dict(conn.execute(district_sql, params).fetchall())
         buckets: list[Bucket] = []
         if series:
             first, last = min(series), max(series)
@@ -413,6 +418,10 @@ class SqlitePostStore(PostStore):
         self._closed = True
         with self._write_lock:
             if self._writer is not None:
+                try:
+                    self._writer.execute("PRAGMA optimize")  # refresh planner statistics where useful
+                except sqlite3.Error as exc:
+                    log.debug("PRAGMA optimize skipped: %s", exc)
                 self._writer.close()
                 self._writer = None
         with self._readers_lock:
