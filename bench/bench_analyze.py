@@ -1,0 +1,89 @@
+"""Throughput of the text-analysis building blocks (normalize, tokenize, mask, entities, topic) in posts/s."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+N_POSTS = 5000
+MAILBOX = Path(__file__).resolve().parents[2] / "shared" / "data" / "mailbox" / "messages.jsonl"
+
+_SYNTH = [
+    "{d}{t}的{p}小区停水三天了，物业电话13{n}一直打不通，本人张三，请相关部门尽快处理！",
+    "#{d}热点# {d}某学校乱收补课费，家长敢怒不敢言 http://t.cn/A6x{n} @{d}教育局",
+    "{d}{t}夜间施工噪音扰民，已经持续一个月，环保部门不作为。身份证11010119900307{n4}",
+    "建议增开{d}到火车站的公交线路，早晚高峰太挤了，{p}站点设置不合理",
+    "公司拖欠工资半年，劳动监察大队推诿，联系人：李四 座机0731-8{n7}",
+]
+
+
+def _texts(n: int) -> list[str]:
+    """Mailbox messages when ../shared is present, else synthetic posts (same seed, same texts)."""
+    if MAILBOX.exists():
+        rows = [json.loads(line) for line in MAILBOX.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [f"{r['subject']}\n{r['body']}" for r in rows]
+        return (texts * (n // len(texts) + 1))[:n]
+    rng = random.Random(0)
+    out = []
+    for _ in range(n):
+        out.append(
+            rng.choice(_SYNTH).format(
+                d=rng.choice(["A1区", "A3区", "A7县", "A9市"]),
+                t=rng.choice(["含浦街道", "星沙街道", "洞井街道"]),
+                p=rng.choice(["杜鹃文苑", "万科城", "阳光丽城"]),
+                n=rng.randrange(10**9),
+                n4=rng.randrange(1000, 9999),
+                n7=rng.randrange(10**6, 10**7),
+            )
+        )
+    return out
+
+
+def _rate(fn: Callable[[str], object], texts: list[str]) -> float:
+    start = time.perf_counter()
+    for text in texts:
+        fn(text)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def run(report: Callable[[str, float | str], None]) -> None:
+    """Report posts/s per step and for the whole chain on ~5,000 texts."""
+    from analyze.entities import EntityExtractor
+    from analyze.normalize import normalize
+    from analyze.privacy import mask_pii
+    from analyze.segment import get_segmenter, tokenize
+    from analyze.topics import TopicClassifier
+
+    texts = _texts(N_POSTS)
+    report("analyze.texts", "mailbox" if MAILBOX.exists() else "synthetic")
+    report("analyze.avg_chars", round(sum(map(len, texts)) / len(texts), 1))
+    get_segmenter()
+    plain = EntityExtractor.load(use_lac=False)
+    lac = EntityExtractor.load(use_lac=True)
+    topics = TopicClassifier.load()
+    report("analyze.topics.backend", topics.backend)
+    report("analyze.entities.backend", lac.backend)
+    report("analyze.normalize.posts_per_s", round(_rate(normalize, texts), 1))
+    report("analyze.tokenize.posts_per_s", round(_rate(tokenize, texts), 1))
+    report("analyze.mask_pii.posts_per_s", round(_rate(mask_pii, texts), 1))
+    report("analyze.entities_patterns.posts_per_s", round(_rate(plain.extract, texts), 1))
+    # LAC is the slow step: measure it on a tenth of the texts.
+    report("analyze.entities_lac.posts_per_s", round(_rate(lac.extract, texts[: N_POSTS // 10]), 1))
+    report("analyze.topic.posts_per_s", round(_rate(topics.classify, texts), 1))
+
+    def chain(text: str, entities: EntityExtractor) -> None:
+        norm = normalize(text)
+        tokenize(norm)
+        mask_pii(text, names=entities.raw_people(norm) if entities is lac else ())
+        entities.extract(norm)
+        topics.classify(norm)
+
+    report("analyze.chain_patterns.posts_per_s", round(_rate(lambda t: chain(t, plain), texts), 1))
+    report("analyze.chain_lac.posts_per_s", round(_rate(lambda t: chain(t, lac), texts[: N_POSTS // 10]), 1))
+
+
+if __name__ == "__main__":
+    run(lambda name, value: print(f"{name}: {value}"))
