@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis not installed: pip install schemathesis")
+schemathesis = pytest.importorskip("schemathesis", minversion="4.0",
+                                   reason="needs schemathesis 4: pip install 'schemathesis>=4,<5'")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
