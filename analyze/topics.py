@@ -368,6 +368,10 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> list[dict[str, Any]]
     return out
 
 
+def _identity(doc: list[str]) -> list[str]:
+    return doc
+
+
 def _department_patterns(path: Path | None) -> dict[str, re.Pattern[str]]:
     import yaml
 
@@ -407,11 +411,18 @@ def train_model(
     taxonomy_path: Path | None = None,
     seed: int = 0,
     labelled_weight: float = 10.0,
+    weak_weight: float | None = None,
     cv_folds: int = 5,
-    c: float = 4.0,
-    keyword_scale: float = 1.0,
+    c: float = 10.0,
+    keyword_scale: float = 3.0,
 ) -> TrainReport:
-    """Train the level-1 model from weak labels (+ labelled data, CV-scored) and write it as JSON."""
+    """Train the level-1 model and write it as JSON; CV-score it when a labelled file is given.
+
+    All texts (messages, replies, labelled) build the vocabulary and IDF. The classifier learns from
+    the labelled records, plus weak labels weighted ``weak_weight`` (default: 1.0 without a labelled
+    file, 0 with one: on labelled.dev, 5-fold CV gave 0.81 labelled-only and 0.78 with weak labels
+    added, because keyword-derived labels teach the keywords' mistakes back).
+    """
     try:
         from scipy.sparse import csr_matrix, hstack
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -453,12 +464,18 @@ def train_model(
     if not weak_y and not lab_y:
         raise ValueError("no training examples: no weak label passed the margin and no labelled file")
 
+    if weak_weight is None:
+        weak_weight = 0.0 if lab_y else 1.0
+
     def fit(docs: list[list[str]], kw: list[np.ndarray], y: list[str], w: np.ndarray) -> LinearModel:
-        vec = TfidfVectorizer(analyzer=lambda d: d, min_df=2, sublinear_tf=True, lowercase=False)
-        tfidf = vec.fit_transform(docs)
-        x = hstack([tfidf, csr_matrix(np.vstack(kw) * keyword_scale)]).tocsr()
-        clf = LogisticRegression(C=c, max_iter=3000, random_state=seed)
-        clf.fit(x, y, sample_weight=w)
+        vec = TfidfVectorizer(analyzer=_identity, min_df=2, sublinear_tf=True, lowercase=False)
+        vec.fit(docs)  # unlabelled texts count for vocabulary and IDF whatever their weight
+        keep = w > 0
+        rows = [d for d, k in zip(docs, keep, strict=True) if k]
+        x = hstack([vec.transform(rows), csr_matrix(np.vstack([v for v, k in zip(kw, keep, strict=True) if k])
+                                                       * keyword_scale)]).tocsr()
+        clf = LogisticRegression(C=c, max_iter=1000, tol=1e-4, random_state=seed)
+        clf.fit(x, [t for t, k in zip(y, keep, strict=True) if k], sample_weight=w[keep])
         vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}
         return LinearModel(
             classes=[str(k) for k in clf.classes_],
@@ -479,7 +496,7 @@ def train_model(
             docs = weak_docs + [lab_docs[i] for i in train_idx]
             kw = weak_kw + [lab_kw[i] for i in train_idx]
             y = weak_y + [lab_y[i] for i in train_idx]
-            w = np.concatenate([np.ones(len(weak_y)), np.full(len(train_idx), labelled_weight)])
+            w = np.concatenate([np.full(len(weak_y), weak_weight), np.full(len(train_idx), labelled_weight)])
             model = fit(docs, kw, y, w)
             for i in test_idx:
                 p = model.proba(lab_docs[i], lab_kw[i])
@@ -487,9 +504,9 @@ def train_model(
         cv_accuracy = correct / len(lab_y)
         logger.info("topics: %d-fold CV accuracy on %s: %.4f", cv_folds, labelled, cv_accuracy)
 
-    w = np.concatenate([np.ones(len(weak_y)), np.full(len(lab_y), labelled_weight)])
+    w = np.concatenate([np.full(len(weak_y), weak_weight), np.full(len(lab_y), labelled_weight)])
     model = fit(weak_docs + lab_docs, weak_kw + lab_kw, weak_y + lab_y, w)
-    counts = Counter(weak_y + lab_y)
+    counts = Counter(y for y, wt in zip(weak_y + lab_y, w, strict=True) if wt > 0)
     model.meta = {
         "seed": seed,
         "n_weak": len(weak_y),
@@ -499,6 +516,8 @@ def train_model(
         "default_l1": counts.most_common(1)[0][0],
         "c": c,
         "labelled_weight": labelled_weight,
+        "weak_weight": weak_weight,
+        "keyword_scale": keyword_scale,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -37,7 +37,8 @@ def test_taxonomy_has_the_fifteen_level1_classes_and_minsheng_areas():
     [
         ("A3区某小学乱收补课费", "学校老师要求学生周末到校外培训机构补课，每人收费800元", "教育文体"),
         ("A7县某小区物业乱收停车费", "开发商交房后物业公司擅自提高物业费，业主多次反映", "城乡建设"),
-        ("建议增开A市261路公交车", "早晚高峰公交车太挤，站点等车时间长，希望增加班次", "交通运输"),
+        ("出租车司机拒载绕路", "晚上在火车站打的士，司机拒载，网约车也乱收费", "交通运输"),
+        ("建议增开A市261路公交车", "早晚高峰公交车太挤，站点等车时间长，希望增加班次", "城乡建设"),
         ("A5区化工厂夜间排放废气", "每天晚上刺鼻异味，污染严重，居民无法开窗", "环境保护"),
         ("公司拖欠工资三个月", "用人单位不签劳动合同，也不交社保，拖欠农民工工资", "劳动和社会保障"),
         ("某医院乱收费", "住院期间医生开了大量不必要的检查，医疗费用过高", "卫生计生"),
@@ -152,3 +153,28 @@ def test_shipped_model_accuracy_on_labelled_dev():
     pred = [clf.classify_subject_body(r["subject"], r["body"]).l1 for r in records]
     accuracy = np.mean([p == r["label"] for p, r in zip(pred, records, strict=True)])
     assert accuracy >= 0.85
+
+
+def test_eval_cli_prints_figures_and_names_bad_lines(tmp_path):
+    from typer.testing import CliRunner
+
+    from analyze.cli import app
+
+    rows = [{"subject": s, "body": b, "label": lab} for s, b, lab in SMALL]
+    data = _write_jsonl(tmp_path / "eval.jsonl", rows)
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval-topics", "--data", str(data), "--model", str(tmp_path / "none.json")])
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert lines["topics.backend"] == "keywords"
+    assert lines["topics.n"] == "9"
+    assert 0.0 <= float(lines["topics.accuracy"]) <= 1.0
+    assert "precision" in result.stdout and "教育文体" in result.stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0], ensure_ascii=False) + "\n{oops\n", encoding="utf-8")
+    result = runner.invoke(app, ["eval-topics", "--data", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.jsonl:2: malformed JSON" in result.output
+    result = runner.invoke(app, ["eval-topics", "--data", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 2 and "not found" in result.output
