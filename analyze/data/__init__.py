@@ -1,0 +1,1 @@
+"""Data files shipped with analyze: taxonomy, gazetteer, stopwords, topic model."""
