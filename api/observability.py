@@ -24,6 +24,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
@@ -204,15 +205,15 @@ def readiness(container: Container, pipeline: Pipeline | None) -> dict[str, str]
     return checks
 
 
-_warming: set[int] = set()
+_warming: weakref.WeakSet[Any] = weakref.WeakSet()  # containers whose analyzer is loading or loaded
 _warming_lock = threading.Lock()
 
 
 def _warm_up(container: Container) -> str:
     """Load the analyzer (and so the sentiment model) in the background, once; report ``loading``."""
     with _warming_lock:
-        if id(container) not in _warming:
-            _warming.add(id(container))
+        if container not in _warming:
+            _warming.add(container)
 
             def load() -> None:
                 try:
@@ -220,7 +221,7 @@ def _warm_up(container: Container) -> str:
                 except Exception:
                     log.exception("could not load the analyzer; /ready stays unavailable")
                     with _warming_lock:
-                        _warming.discard(id(container))  # let the next probe try again
+                        _warming.discard(container)  # let the next probe try again
 
             threading.Thread(target=load, name="warm-up", daemon=True).start()
     return "loading"
