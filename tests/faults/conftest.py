@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.faults.scale import PrivateNoida, Scale, fresh_database
+from tests.faults.scale import EVENT_POSTS, PrivateNoida, Scale, demo_posts, fresh_database, sentiment_model
 
 
 @pytest.fixture
@@ -36,3 +37,18 @@ def private_noida(tmp_path: Path) -> Iterator[PrivateNoida]:
         yield server.start()
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def analyzed_demo(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    """Demo posts through the real analyze stage once per session (the event-stage fault tests feed these)."""
+    from core.settings import Settings
+    from core.wiring import Container
+
+    posts = demo_posts(EVENT_POSTS, seed=31)
+    container = Container(Settings(mode="embedded", data_dir=tmp_path_factory.mktemp("analyze"), database_url="",
+                                   analyze={"sentiment_model": sentiment_model()}))
+    try:
+        return container.analyzer.analyze(posts)
+    finally:
+        container.close()

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Posts per scenario. The brief's figure is 20,000; on a shared 2-core machine the analyze stage (SnowNLP +
 # LAC) runs at tens of posts/s, so the default keeps the suite within minutes and YUQING_FAULT_POSTS scales up.
 FAULT_POSTS = int(os.environ.get("YUQING_FAULT_POSTS", "300"))
+# Posts for the scenarios that start at the event stage (fed pre-analyzed posts) or stream a short while.
+EVENT_POSTS = int(os.environ.get("YUQING_FAULT_EVENT_POSTS", "150"))
 SHIPPED_TFIDF = REPO / "analyze" / "sentiment" / "model" / "tfidf" / "vocab.json"
 
 
@@ -88,14 +90,17 @@ def fresh_database(server_url: str, prefix: str = "yq_fault") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def terminate_backends(db_url: str) -> int:
-    """pg_terminate_backend every other connection to this database; returns how many were ended."""
+def terminate_backends(db_url: str, *, busy_only: bool = False) -> int:
+    """pg_terminate_backend the other connections to this database (``busy_only``: those inside a
+    statement or transaction, i.e. a write in flight); returns how many were ended."""
     url = make_url(db_url)
     plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    busy = " AND state IN ('active', 'idle in transaction')" if busy_only else ""
     with psycopg.connect(plain, autocommit=True, connect_timeout=10) as conn:
         row = conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'" + busy
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -242,15 +247,15 @@ class Scale:
         env.update(self.extra_env)
         return env
 
-    def settings(self) -> Any:
-        """The same configuration as a Settings object, for the test process's own probes and publisher."""
+    def settings(self, **kafka: Any) -> Any:
+        """The same configuration as a Settings object (``kafka`` overrides), for in-process parts and probes."""
         from core.settings import Settings
 
         return Settings(
             mode="scale", data_dir=self.workdir / "probe", database_url=self.db_url,
             kafka={"bootstrap": self.bootstrap, "topic_prefix": self.topic_prefix,
                    "group_prefix": self.group_prefix, "partitions": self.partitions,
-                   "session_timeout_ms": 6000, "request_timeout_ms": 10000, "linger_ms": 5},
+                   "session_timeout_ms": 6000, "request_timeout_ms": 10000, "linger_ms": 5, **kafka},
             es={"url": self.es_url, "index_prefix": self.index_prefix, "request_timeout_s": 10},
             analyze={"sentiment_model": sentiment_model()},
         )
@@ -498,22 +503,147 @@ class Worker:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
+class CountingBus:
+    """Passes everything to a real bus; counts the messages its consumers hand out (what sits in memory)."""
+
+    def __init__(self, bus: Any) -> None:
+        self._bus = bus
+        self.polled = 0
+
+    def consumer(self, topics: Any, *, group: str) -> Any:
+        """A real consumer whose polls are counted."""
+        inner = self._bus.consumer(topics, group=group)
+        counter = self
+
+        class _Counted:
+            def poll(self, **kwargs: Any) -> Any:
+                messages = inner.poll(**kwargs)
+                counter.polled += len(messages)
+                return messages
+
+            def commit(self) -> None:
+                inner.commit()
+
+            def close(self) -> None:
+                inner.close()
+
+        return _Counted()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bus, name)
+
+
+@contextlib.contextmanager
+def event_worker(scale: Scale, **kafka: Any) -> Iterator[tuple[Any, CountingBus, list[BaseException]]]:
+    """The event stage's StageWorker (exactly what ``yuqing worker alerts`` runs) as a thread of this process.
+
+    Yields (worker, counting bus, errors that ended the worker thread).
+    """
+
+    from core.runtime import Pipeline
+    from core.wiring import Container
+
+    container = Container(scale.settings(**kafka))
+    worker = Pipeline(container).event_worker()
+    counting = CountingBus(worker.bus)
+    worker.bus = counting  # type: ignore[assignment]
+    errors: list[BaseException] = []
+    run = worker.run
+
+    def guarded() -> None:
+        try:
+            run()
+        except BaseException as exc:  # recorded so the test can name what ended the loop
+            errors.append(exc)
+            raise
+
+    worker.run = guarded  # type: ignore[method-assign]
+    worker.start()
+    try:
+        yield worker, counting, errors
+    finally:
+        worker.stop(30)
+        container.close()
+
+
+def publish(scale: Scale, topic: str, items: list[tuple[str | None, bytes]], *, chunk: int = 50,
+            pause_s: float = 0.0, deadline_s: float = 180.0, on_chunk: Callable[[int], None] | None = None) -> int:
+    """Publish keyed messages as an at-least-once source does: a chunk whose flush fails is sent again.
+
+    Returns how many chunks had to be re-sent. ``on_chunk(sent_so_far)`` runs after each good chunk.
+    """
+    from core.errors import BackendUnavailable
+    from core.wiring import build_bus
+
+    bus = build_bus(scale.settings())
+    resent = 0
+    stop_at = time.monotonic() + deadline_s
+    try:
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            while True:
+                try:
+                    bus.publish_many(topic, part)
+                    bus.flush(timeout_s=10)
+                    break
+                except BackendUnavailable:
+                    if time.monotonic() > stop_at:
+                        raise
+                    resent += 1
+                    time.sleep(1.0)
+            if on_chunk is not None:
+                on_chunk(start + len(part))
+            if pause_s:
+                time.sleep(pause_s)
+    finally:
+        with contextlib.suppress(Exception):
+            bus.close()
+    return resent
+
+
+def raw_items(posts: list[Any]) -> list[tuple[str | None, bytes]]:
+    """Posts as the ingest side puts them on posts.raw (keyed by id)."""
+    return [(p.id, p.model_dump_json().encode()) for p in posts]
+
+
+def analyzed_items(posts: list[Any]) -> list[tuple[str | None, bytes]]:
+    """Analyzed posts as the analyze stage puts them on posts.analyzed (keyed by level-1 topic)."""
+    from core.runtime import analyzed_key
+
+    return [(analyzed_key(p), p.model_dump_json().encode()) for p in posts]
+
+
 # -- input ------------------------------------------------------------------------------------------
 
-def demo_file(path: Path, count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> list[str]:
-    """Write ``count`` demo records (ending a minute ago, so none is in the future) as JSONL; return their ids."""
+def demo_records(count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> list[dict[str, Any]]:
+    """``count`` demo records (posts and hotline messages with incidents), ending about a minute ago."""
     from ingest.demo import DemoStream
-    from ingest.validate import parse_record
 
     span = timedelta(minutes=count / rate_per_min + 1)
     stream = DemoStream(seed=seed, rate_per_min=rate_per_min, start=datetime.now(UTC) - span)
-    ids: list[str] = []
-    lines: list[str] = []
+    out: list[dict[str, Any]] = []
     for record in stream:
-        if len(lines) >= count:
+        if len(out) >= count:
             break
-        raw = json.dumps(record, ensure_ascii=False)
-        ids.append(parse_record(raw.encode(), source_hint=None, salt="yuqing-default-salt", max_text_chars=20_000).id)
-        lines.append(raw + "\n")
-    path.write_text("".join(lines), encoding="utf-8")
-    return ids
+        out.append(record)
+    return out
+
+
+def demo_posts(count: int, *, seed: int = 11) -> list[Any]:
+    """Validated Posts of the demo stream (what ingest publishes)."""
+    return parse_all(demo_records(count, seed=seed))
+
+
+def parse_all(records: list[dict[str, Any]]) -> list[Any]:
+    """Validate records into Posts the way ingest does (default salt)."""
+    from ingest.validate import parse_record
+
+    return [parse_record(json.dumps(r, ensure_ascii=False).encode(), source_hint=None, salt="yuqing-default-salt",
+                         max_text_chars=20_000) for r in records]
+
+
+def demo_file(path: Path, count: int, *, seed: int = 11) -> list[str]:
+    """Write ``count`` demo records as JSONL (for ``yuqing replay``); return the ids their posts get."""
+    records = demo_records(count, seed=seed)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return [p.id for p in parse_all(records)]
