@@ -83,10 +83,11 @@ def test_ready_waits_for_the_model_then_metrics_show_the_flow(running) -> None:
 
 
 def test_ready_fails_when_a_worker_stops(tmp_path: Path) -> None:
-    with embedded(tmp_path) as (container, pipeline):
-        _ = container.analyzer  # loaded: only the worker decides
+    with embedded(tmp_path, start=False) as (container, pipeline):
+        pipeline.start(kinds=["alerts"])  # no analyze worker here: readiness does not wait for a model
         with TestClient(build(container, pipeline)) as client:
-            assert client.get("/ready").status_code == 200
+            ready = client.get("/ready")
+            assert ready.status_code == 200 and "sentiment" not in ready.json()["checks"]
             pipeline.workers[0].stop()
             r = client.get("/ready")
             assert r.status_code == 503
