@@ -106,6 +106,8 @@ def _build(path: Path) -> None:
         if len(batch) >= BATCH:
             store.upsert(batch)
             batch = []
+            if (i + 1) % 200_000 == 0:
+                log.info("%d posts written (%.0f s)", i + 1, time.perf_counter() - started)
     if batch:
         store.upsert(batch)
     log.info("posts written in %.0f s", time.perf_counter() - started)
@@ -209,4 +211,6 @@ if __name__ == "__main__":
     from bench.harness import report as _report
 
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     run(_report)

@@ -466,7 +466,7 @@ async function pageEvent(id) {
       h("div", { class: "panel" }, h("h2", {}, "时间线：信息量与负面占比"), tl),
       h("div", { class: "panel" }, h("h2", {}, "传播来源"), src)),
     h("div", { class: "grid cols-3" },
-      h("div", { class: "panel" }, h("h2", {}, `代表性信息（共 ${members.total} 条，已脱敏）`), h("div", { id: "event-posts", class: "posts" }, e.representatives.length ? e.representatives.map(postView) : h("p", { class: "muted" }, "暂无"))),
+      h("div", { class: "panel" }, h("h2", {}, `代表性信息（共 ${members.total} 条${e.representatives.some((p) => p.masked) ? "，已脱敏" : ""}）`), h("div", { id: "event-posts", class: "posts" }, e.representatives.length ? e.representatives.map(postView) : h("p", { class: "muted" }, "暂无"))),
       h("div", {},
         h("div", { class: "panel", id: "event-ticket" }, h("h2", {}, "预警工单"), ticket ? ticketSummary(ticket) : h("p", { class: "muted" }, e.ticket_id ? "工单不可见" : "尚未生成工单")),
         h("div", { class: "panel" }, h("h2", {}, "实体与地点"),
