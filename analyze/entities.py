@@ -176,9 +176,13 @@ class EntityExtractor:
 
     def extract(self, text: str) -> Entities:
         """Entities of one text; never raises on a ``str``."""
+        return self.extract_with_people(text)[0]
+
+    def extract_with_people(self, text: str) -> tuple[Entities, list[str]]:
+        """Entities plus the unmasked names, for ``privacy.mask_pii(text, names=...)`` inside the core only."""
         text = normalize(text)
         if not text:
-            return Entities()
+            return Entities(), []
         places: list[str] = []
         orgs: list[str] = []
         people: list[str] = list(find_names(text))
@@ -211,17 +215,14 @@ class EntityExtractor:
         # A place name the patterns also took as an organisation (…镇政府 → 镇) stays an organisation.
         org_set = set(orgs)
         places = [p for p in places if p not in org_set]
-        return Entities(
+        entities = Entities(
             places=_dedupe(places),
             orgs=_dedupe(orgs),
             people=_dedupe(mask_name(p) for p in people),
             districts=_dedupe(districts),
         )
+        return entities, _dedupe(people)
 
     def raw_people(self, text: str) -> list[str]:
         """Unmasked person names, only for ``privacy.mask_pii(text, names=...)`` inside the core."""
-        text = normalize(text)
-        people = list(find_names(text))
-        if self._lac is not None:
-            people += self._lac_entities(text)[2]
-        return _dedupe(people)
+        return self.extract_with_people(text)[1]

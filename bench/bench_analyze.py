@@ -77,8 +77,8 @@ def run(report: Callable[[str, float | str], None]) -> None:
     def chain(text: str, entities: EntityExtractor) -> None:
         norm = normalize(text)
         tokenize(norm)
-        mask_pii(text, names=entities.raw_people(norm) if entities is lac else ())
-        entities.extract(norm)
+        _, people = entities.extract_with_people(norm)
+        mask_pii(text, names=people)
         topics.classify(norm)
 
     report("analyze.chain_patterns.posts_per_s", round(_rate(lambda t: chain(t, plain), texts), 1))

@@ -56,6 +56,8 @@ def test_people_are_masked(extractor):
     assert "王**" in ents.people and "李**" in ents.people
     assert not any(name in str(ents.model_dump()) for name in ("王五", "李四"))
     assert set(extractor.raw_people("联系人：王五先生，我叫李四。")) >= {"王五", "李四"}
+    again, raw = extractor.extract_with_people("联系人：王五先生，我叫李四。")
+    assert again == ents and {"王五", "李四"} <= set(raw)
 
 
 def test_no_false_orgs_from_common_words(extractor):
