@@ -187,6 +187,14 @@ def run(report: Callable[[str, Any], None]) -> None:
                 return resp.json()
             return call
 
+        csrf = r.json()["csrf_token"]
+
+        def preview() -> Any:
+            resp = client.post("/api/v1/watchlists/preview", json={"expression": "(A3区 | A4区) & (停水停电 | 爆炸)"},
+                               headers={"X-CSRF-Token": csrf})
+            resp.raise_for_status()
+            return resp.json()
+
         calls = {
             "overview_24h": get("/api/v1/stats/overview", **day),
             "overview_7d": get("/api/v1/stats/overview", **week),
@@ -199,6 +207,7 @@ def run(report: Callable[[str, Any], None]) -> None:
             "keywords_negative_24h": get("/api/v1/stats/keywords", sentiment="负面", **day),
             "tickets_summary": get("/api/v1/tickets/summary"),
             "tickets_open_500": get("/api/v1/tickets", open="true", limit=500),
+            "watchlist_preview_7d": preview,
         }
         for name, fn in calls.items():
             report(f"dashboard.p95_ms.{name}", _p95(fn))
