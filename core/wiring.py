@@ -47,13 +47,15 @@ def build_bus(settings: Settings) -> Bus:
         except ModuleNotFoundError as exc:
             raise _need("scale", "kafka-python") from exc
         k = settings.kafka
-        return KafkaBus(
+        bus = KafkaBus(
             bootstrap=k.bootstrap, topic_prefix=k.topic_prefix, partitions=k.partitions,
             replication_factor=k.replication_factor, acks=k.acks, linger_ms=k.linger_ms,
             batch_size=k.batch_size, compression=k.compression, max_poll_records=k.max_poll_records,
             max_poll_interval_ms=k.max_poll_interval_ms, session_timeout_ms=k.session_timeout_ms,
             request_timeout_ms=k.request_timeout_ms, group_prefix=k.group_prefix,
         )
+        bus.ensure_topics()  # create every topic with the configured partitions up front
+        return bus
     from core.bus.memory import MemoryBus
 
     return MemoryBus()

@@ -1,8 +1,9 @@
 """Post store on Elasticsearch for scale mode: time-based indices behind one alias.
 
-Talks to the REST API with httpx (a core dependency) rather than the ``elasticsearch`` client: the
-9.x client sends ``compatible-with=9`` headers that an 8.x cluster rejects, and plain HTTP keeps
-timeouts, retries and error mapping in one place.
+Talks to the cluster through the official ``elasticsearch`` client (pinned to 8.x: the 9.x client sends
+``compatible-with=9`` headers that an 8.x cluster rejects), one ``perform_request`` call site, so
+timeouts, retries with backoff and the mapping of errors to ``BackendUnavailable`` live in one place
+(the client's own retries are off).
 
 Layout: an index template ``<prefix>`` for ``<prefix>-*`` with explicit mappings puts every new
 index behind the alias ``<prefix>``; a post goes to the index of its ``published_at`` period
@@ -25,10 +26,12 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
-import httpx
+from elastic_transport import ConnectionError as EsConnectionError
+from elastic_transport import ConnectionTimeout, TransportError
+from elasticsearch import ApiError, Elasticsearch
 
 from core.errors import BackendUnavailable, RecordError
-from core.records import AnalyzedPost
+from core.records import AnalyzedPost, Entities
 from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow
 from core.store.sqlite_posts import searchable_tokens, sentiment_value, to_ms
 
@@ -37,6 +40,15 @@ log = logging.getLogger(__name__)
 _RETRY_STATUS = {429, 502, 503, 504}
 _MAX_RESULT_WINDOW = 10_000
 _AGG_SIZE = 1_000
+
+
+def _without_credentials(url: str) -> str:
+    """The URL with any user:password@ removed (for logs and errors)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url.rstrip("/")
+    host = rest.rsplit("@", 1)[-1]
+    return f"{scheme}://{host}".rstrip("/")
 
 
 def _iso(moment: datetime) -> str:
@@ -53,10 +65,11 @@ class ElasticsearchPostStore(PostStore):
                  max_retries: int, use_ik: bool, tokenize: Callable[[str], list[str]],
                  utc_offset_hours: int = 8) -> None:
         secret = password.get_secret_value() if hasattr(password, "get_secret_value") else password
-        auth = httpx.BasicAuth(username, secret or "") if username else None
-        self.url = str(httpx.URL(url).copy_with(username=None, password=None)).rstrip("/")  # safe to log
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=request_timeout_s, auth=auth,
-                                  headers={"Content-Type": "application/json"})
+        self.url = _without_credentials(url)  # safe to log
+        self._client = Elasticsearch(
+            url.rstrip("/"), basic_auth=(username, secret or "") if username else None,
+            request_timeout=request_timeout_s, max_retries=0, retry_on_timeout=False,
+        )
         self.alias = index_prefix
         self.index_period = index_period
         self.bulk_batch = bulk_batch
@@ -71,26 +84,36 @@ class ElasticsearchPostStore(PostStore):
     def _request(self, method: str, path: str, *, body: Any = None, content: bytes | None = None,
                  params: dict[str, str] | None = None, ok404: bool = False) -> dict[str, Any]:
         """One call with bounded retries on 429/5xx/timeouts; BackendUnavailable when they run out."""
-        headers = {"Content-Type": "application/x-ndjson"} if content is not None else None
+        mime = "application/vnd.elasticsearch+x-ndjson; compatible-with=8" if content is not None else \
+            "application/vnd.elasticsearch+json; compatible-with=8"
+        headers = {"accept": "application/vnd.elasticsearch+json; compatible-with=8", "content-type": mime}
+        payload: Any = content if content is not None else body
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 # Exponential backoff with jitter so many writers do not retry in lockstep.
                 time.sleep(min(8.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random()))
             try:
-                resp = self._http.request(method, path, json=body, content=content, params=params,
-                                          headers=headers)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                resp = self._client.perform_request(method, path, params=params, headers=headers, body=payload)
+            except ApiError as exc:
+                status = exc.meta.status
+                if status in _RETRY_STATUS:
+                    last = f"HTTP {status}: {str(exc.body)[:200]}"
+                    continue
+                if status == 404 and ok404:
+                    extra = exc.body if isinstance(exc.body, dict) else {}
+                    return {"_not_found": True, **extra}
+                raise ValueError(f"elasticsearch {method} {path}: HTTP {status}: {str(exc.body)[:500]}") from None
+            except (EsConnectionError, ConnectionTimeout, TransportError) as exc:
+                last = f"{type(exc).__name__}: {str(exc)[:200]}"
                 continue
-            if resp.status_code in _RETRY_STATUS:
-                last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                continue
-            if resp.status_code == 404 and ok404:
-                return {"_not_found": True, **(resp.json() if resp.content else {})}
-            if resp.status_code >= 400:
-                raise ValueError(f"elasticsearch {method} {path}: HTTP {resp.status_code}: {resp.text[:500]}")
-            return resp.json() if resp.content else {}
+            if method == "HEAD" and resp.meta.status == 404:
+                # The client answers HEAD with a bool body instead of raising for 404.
+                if ok404:
+                    return {"_not_found": True}
+                raise ValueError(f"elasticsearch {method} {path}: HTTP 404")
+            body_out = resp.body
+            return body_out if isinstance(body_out, dict) else {}
         raise BackendUnavailable(f"elasticsearch at {self.url}: {method} {path} failed after "
                                  f"{self.max_retries + 1} attempts: {last}")
 
@@ -330,14 +353,19 @@ class ElasticsearchPostStore(PostStore):
             "query": {"bool": {"filter": [{"range": {"published_at": {"gte": _iso(since)}}},
                                           {"exists": {"field": "event_id"}}]}},
             "sort": [{"published_at": "asc"}, {"id": "asc"}], "size": 1000,
-            "_source": ["id", "event_id", "doc.published_at", "doc.signature"]}
+            "_source": ["id", "event_id", "doc.published_at", "doc.signature", "doc.source", "doc.external_id",
+                        "doc.repost_of", "doc.title", "doc.title_masked", "doc.tokens", "doc.entities"]}
         while True:
             hits = self._search(body)["hits"]["hits"]
             for h in hits:
                 src = h["_source"]
-                yield SignatureRow(post_id=src["id"], event_id=src["event_id"],
-                                   published_at=src["doc"]["published_at"],
-                                   signature=src["doc"].get("signature", []))
+                doc = src["doc"]
+                yield SignatureRow(post_id=src["id"], event_id=src["event_id"], published_at=doc["published_at"],
+                                   signature=doc.get("signature", []), source=doc.get("source", ""),
+                                   external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
+                                   title=doc.get("title_masked") or doc.get("title") or "",
+                                   tokens=doc.get("tokens") or [],
+                                   entities=Entities.model_validate(doc.get("entities") or {}))
             if len(hits) < body["size"]:
                 return
             body["search_after"] = hits[-1]["sort"]
@@ -374,4 +402,4 @@ class ElasticsearchPostStore(PostStore):
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
-        self._http.close()
+        self._client.close()

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from core.records import AnalyzedPost, SentimentLabel
+from core.records import AnalyzedPost, Entities, SentimentLabel
 from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow
 
 log = logging.getLogger(__name__)
@@ -374,12 +374,17 @@ class SqlitePostStore(PostStore):
     def recent_signatures(self, since: datetime) -> Iterator[SignatureRow]:
         """Posts with an event id published since ``since``, oldest first."""
         cursor = self._r().execute(
-            "SELECT p.id, p.event_id, p.published_ms, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"
+            "SELECT p.id, p.event_id, p.published_ms, d.signature, d.doc FROM posts p JOIN post_docs d ON d.rid = p.rid"
             " WHERE p.published_ms >= ? AND p.event_id IS NOT NULL ORDER BY p.published_ms", (to_ms(since),))
-        for pid, event_id, published_ms, blob in cursor:
+        for pid, event_id, published_ms, blob, doc_json in cursor:
+            doc = json.loads(doc_json)
+            # Anchors (places, orgs, tokens, title) let the clusterer keep long-running compound events whole.
             yield SignatureRow(post_id=pid, event_id=event_id,
                                published_at=datetime.fromtimestamp(published_ms / 1000, tz=UTC),
-                               signature=unpack_signature(blob))
+                               signature=unpack_signature(blob), source=doc.get("source", ""),
+                               external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
+                               title=doc.get("title_masked") or doc.get("title") or "", tokens=doc.get("tokens") or [],
+                               entities=Entities.model_validate(doc.get("entities") or {}))
 
     def count(self) -> int:
         """How many posts are stored."""

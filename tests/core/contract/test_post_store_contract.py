@@ -150,6 +150,10 @@ def test_recent_signatures_round_trip(filled: PostStore, posts: list[AnalyzedPos
         assert by_id[post.id].signature == post.signature
         assert by_id[post.id].event_id == post.event_id
         assert by_id[post.id].published_at == post.published_at
+        # The clusterer's anchors survive a restart: entities, tokens and identity come back too.
+        assert by_id[post.id].entities == post.entities
+        assert by_id[post.id].tokens == post.tokens
+        assert (by_id[post.id].source, by_id[post.id].external_id) == (post.source.value, post.external_id)
 
 
 def test_delete_older_than(filled: PostStore, posts: list[AnalyzedPost]) -> None:
