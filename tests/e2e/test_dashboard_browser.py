@@ -402,6 +402,9 @@ def test_watch_lists_and_admin_pages_by_role(server: Server, sessions: Any) -> N
     unit = sessions("a7")
     unit.login()
     assert unit.page.locator("nav a[data-route=admin]").is_hidden()
+    assert unit.page.request.get(f"{server.url}/api/v1/dashboard/users").status == 403
+    users = office.page.request.get(f"{server.url}/api/v1/dashboard/users").json()["items"]
+    assert {u["username"] for u in users} >= set(USERS) and all("password_hash" not in u for u in users)
     for s in (office, leader, unit):
         s.close()
 
