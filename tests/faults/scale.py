@@ -290,12 +290,14 @@ class Scale:
 
     def group_lag(self, group: str, topic: str) -> int:
         """Messages of ``topic`` not yet committed by ``group`` (unprefixed names); -1 if unknown."""
-        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+        from kafka import KafkaAdminClient, TopicPartition
 
         name = self.topic_prefix + topic
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=6000)
+        consumer = _probe_consumer(self.bootstrap)
         try:
+            if name not in consumer.topics():
+                return 0
             parts = [TopicPartition(name, p) for p in range(self.partitions)]
             ends = consumer.end_offsets(parts)
             committed = admin.list_group_offsets(self.group_prefix + group).get(self.group_prefix + group, {})
@@ -310,10 +312,12 @@ class Scale:
 
     def topic_size(self, topic: str) -> int:
         """Messages ever written to ``topic`` (sum of end offsets)."""
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=6000)
+        consumer = _probe_consumer(self.bootstrap)
         try:
+            if self.topic_prefix + topic not in consumer.topics():
+                return 0
             parts = [TopicPartition(self.topic_prefix + topic, p) for p in range(self.partitions)]
             return int(sum(consumer.end_offsets(parts).values()))
         finally:
@@ -448,6 +452,14 @@ class Scale:
                  timeout_s=120, every_s=1.0, what="both consumer groups to commit everything")
 
 
+def _probe_consumer(bootstrap: str) -> Any:
+    """A group-less consumer for offsets; it must never auto-create a topic (with the broker's default
+    partition count) before the workers create it with theirs."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=6000, allow_auto_create_topics=False)
+
+
 @dataclass
 class Outcome:
     """The effects of a run that must not depend on faults."""
@@ -534,10 +546,12 @@ class CountingBus:
 
 
 @contextlib.contextmanager
-def event_worker(scale: Scale, **kafka: Any) -> Iterator[tuple[Any, CountingBus, list[BaseException]]]:
+def event_worker(scale: Scale, *, batch_size: int | None = None,
+                 **kafka: Any) -> Iterator[tuple[Any, CountingBus, list[BaseException]]]:
     """The event stage's StageWorker (exactly what ``yuqing worker alerts`` runs) as a thread of this process.
 
-    Yields (worker, counting bus, errors that ended the worker thread).
+    ``batch_size`` overrides the stage's batch (messages per poll). Yields (worker, counting bus, errors
+    that ended the worker thread).
     """
 
     from core.runtime import Pipeline
@@ -545,6 +559,8 @@ def event_worker(scale: Scale, **kafka: Any) -> Iterator[tuple[Any, CountingBus,
 
     container = Container(scale.settings(**kafka))
     worker = Pipeline(container).event_worker()
+    if batch_size is not None:
+        worker.batch_size = batch_size
     counting = CountingBus(worker.bus)
     worker.bus = counting  # type: ignore[assignment]
     errors: list[BaseException] = []

@@ -38,8 +38,8 @@ def test_elasticsearch_outage_is_retried_without_polling_more_and_catches_up(
     n = len(posts)
     scale = deployments(bootstrap=private_noida.bootstrap, es_url=private_noida.es_url, partitions=1, name="es")
     reference = deployments(bootstrap=kafka_bootstrap, es_url=es_url, partitions=1, name="reference")
-    with event_worker(scale, max_poll_records=MAX_POLL) as (worker, polled, errors), \
-            event_worker(reference, max_poll_records=MAX_POLL):
+    with event_worker(scale, batch_size=MAX_POLL) as (worker, polled, errors), \
+            event_worker(reference, batch_size=MAX_POLL):
         publish(reference, "posts.analyzed", analyzed_items(posts))
         publish(scale, "posts.analyzed", analyzed_items(posts[:first]))
         wait_for(lambda: scale.member_count() >= first and scale.es_count() >= first, timeout_s=180,
@@ -93,8 +93,7 @@ def test_terminated_database_connections_are_retried_without_duplicate_tickets(
             terminated += terminate_backends(scale.db_url, busy_only=True)
             stop.wait(0.02)
 
-    with event_worker(scale, max_poll_records=10) as (worker, _, errors), \
-            event_worker(reference, max_poll_records=10):
+    with event_worker(scale, batch_size=10) as (worker, _, errors), event_worker(reference, batch_size=10):
         publish(reference, "posts.analyzed", analyzed_items(posts))
         killer = threading.Thread(target=terminator, daemon=True)
         killer.start()
