@@ -18,6 +18,7 @@ const ACTION_NAMES = { create: "生成预警", open: "生成预警", update: "�
   respond: "发布回应", draft_response: "起草回应", edit_response: "修改回应", review_response: "审核回应", publish_response: "发布回应",
   approve_response: "审核通过回应", reject_response: "退回回应", escalation: "督办", reminder: "催办",
   level: "级别调整", remind: "催办", overdue: "超时", escalate: "督办", evaluate: "效果评估" };
+const EXTENSION_STATES = { pending: "待审批", approved: "已批准", refused: "未批准" };
 const RESPONSE_STATES = { draft: "草稿", approved: "已审核", published: "已发布", rejected: "已退回" };
 const CHANNELS = { website: "政府网站", weibo: "政务微博", wechat: "政务微信", press_conference: "新闻发布会", hotline_reply: "热线答复" };
 const ROLE_NAMES = { admin: "管理员", analyst: "舆情研判", handler: "责任单位", leader: "领导" };
@@ -192,6 +193,9 @@ function stageMet(t, stage) {
 function nextDeadline(t) {
   const open = Object.entries(t.deadlines || {}).filter(([s]) => !stageMet(t, s)).sort((a, b) => new Date(a[1]) - new Date(b[1]));
   return open.length ? { stage: open[0][0], at: open[0][1] } : null;
+}
+function unmetStages(t) {
+  return Object.fromEntries(Object.keys(t.deadlines || {}).filter((k) => !stageMet(t, k)).map((k) => [k, DEADLINE_NAMES[k] || k]));
 }
 function isOverdue(t) {
   const now = Date.now();
@@ -568,7 +572,7 @@ async function unitOptions() {
 }
 
 async function pageTicket(id) {
-  const t = await api(`/api/v1/tickets/${encodeURIComponent(id)}`);
+  const [t] = await Promise.all([api(`/api/v1/tickets/${encodeURIComponent(id)}`), unitOptions()]);
   state.levels.set(t.id, t.level);
   const deadlines = h("table", { class: "compact" }, h("tbody", {}, ...Object.entries(t.deadlines || {}).sort((a, b) => new Date(a[1]) - new Date(b[1])).map(([k, v]) =>
     h("tr", {}, h("td", {}, DEADLINE_NAMES[k] || k), h("td", {}, fmtTime(v)), h("td", {}, countdown(v, stageMet(t, k)))))));
@@ -582,7 +586,7 @@ async function pageTicket(id) {
           h("dl", { class: "kv" }, h("dt", {}, "预警原因"), h("dd", {}, t.reason || "—"), h("dt", {}, "触发规则"), h("dd", {}, t.rule || "—"),
             h("dt", {}, "牵头单位"), h("dd", {}, unitName(t)), h("dt", {}, "配合单位"), h("dd", {}, cooperatingNames(t).join("、") || "—"),
             h("dt", {}, "事件"), h("dd", {}, h("a", { id: "ticket-event", href: `#/events/${encodeURIComponent(t.event_id)}` }, "查看事件详情")),
-            ext ? [h("dt", {}, "延期申请"), h("dd", {}, `${DEADLINE_NAMES[ext.stage] || ext.stage || ""} 至 ${fmtTime(ext.until)}（${ext.state === "pending" ? "待审批" : ext.state || ""}）${ext.reason ? `：${ext.reason}` : ""}`)] : null)),
+            ext ? [h("dt", {}, "延期申请"), h("dd", { id: "ticket-extension" }, `${DEADLINE_NAMES[ext.stage] || ext.stage || ""} 至 ${fmtTime(ext.until)}（${EXTENSION_STATES[ext.state] || ext.state || ""}）${ext.reason ? `：${ext.reason}` : ""}`)] : null)),
         h("div", { class: "panel" }, h("h2", {}, "办理时限"), deadlines),
         h("div", { class: "panel" }, h("h2", {}, "派单依据"), routingView(t.routing))),
       h("div", {},
@@ -634,9 +638,11 @@ function ticketActions(t) {
       (v) => ({ level: Number(v.level), facts: v.facts, risk: v.risk })],
     ["开始处置", "start_handling"],
     ["退回", "reject", [["reason", "text", "退回原因（非本单位职责的说明）"]], (v) => ({ reason: v.reason })],
-    ["改派", "reassign", [["lead_unit", "text", "新的牵头单位编号"]], (v) => ({ lead_unit: v.lead_unit.trim() })],
-    ["申请延期", "request_extension", [["hours", "number", "延长小时数"], ["reason", "text", "延期原因"]],
-      (v) => ({ stage: "response", hours: Number(v.hours), reason: v.reason })],
+    ["改派", "reassign", [state.units ? ["lead_unit", "select", "新的牵头单位", { values: state.units, default: t.lead_unit }] : ["lead_unit", "text", "新的牵头单位编号"]],
+      (v) => ({ lead_unit: v.lead_unit.trim() })],
+    ["申请延期", "request_extension", [["stage", "select", "延期的时限", { values: unmetStages(t), default: (nextDeadline(t) || {}).stage }],
+      ["hours", "number", "延长小时数"], ["reason", "text", "延期原因"]],
+    (v) => ({ stage: v.stage, hours: Number(v.hours), reason: v.reason })],
     ["合并", "merge", [["into", "text", "并入工单编号"]], (v) => ({ into: v.into.trim() })],
     ["办结", "close", [["summary", "textarea", "办结情况说明"]], (v) => ({ summary: v.summary })],
     ["重开", "reopen", [["reason", "text", "重开原因"]], (v) => ({ reason: v.reason })],

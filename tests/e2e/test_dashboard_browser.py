@@ -292,9 +292,19 @@ def test_live_wall_event_and_ticket_workflow(server: Server, sessions: Any) -> N
     unit.page.wait_for_selector(".response[data-state=draft]")
     # The drafter cannot approve their own text.
     assert unit.page.locator(".response button[data-action=approve]").count() == 0
+    # The unit asks for more time on a deadline (an inline form, no prompt()); the office decides below.
+    unit.page.click("button[data-action=request_extension]")
+    form = "form[data-form=request_extension]"
+    unit.page.select_option(f"{form} select[name=stage]", "close")
+    unit.page.fill(f"{form} input[name=hours]", "12")
+    unit.page.fill(f"{form} input[name=reason]", "伤员信息仍在核实")
+    unit.page.click(f"{form} button[type=submit]")
+    unit.page.wait_for_selector("#ticket-extension:has-text('待审批')")
 
     # Two distinct approvers: the analyst and the leader.
     office.go(f"#/tickets/{ticket_id}", ".response button[data-action=approve]")
+    office.page.click("button[data-action=approve_extension]")
+    office.page.wait_for_selector("#ticket-extension:has-text('已批准')")
     office.page.click(".response button[data-action=approve]")
     office.page.wait_for_selector(".response .approvers:has-text('office')")
     assert office.page.locator(".response button[data-action=publish]").count() == 0  # one approval is not enough
