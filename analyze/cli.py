@@ -79,6 +79,8 @@ def eval_topics(
     pred = [clf.classify_subject_body(r["subject"], r["body"]).l1 for r in records]
     correct = sum(g == p for g, p in zip(gold, pred, strict=True))
     typer.echo(f"topics.backend: {clf.backend}")
+    if clf.model is not None and clf.model.meta.get("cv_accuracy") is not None:
+        typer.echo(f"topics.model_cv_accuracy: {float(clf.model.meta['cv_accuracy']):.4f}")
     typer.echo(f"topics.n: {len(gold)}")
     typer.echo(f"topics.accuracy: {correct / len(gold):.4f}")
     tp = Counter(g for g, p in zip(gold, pred, strict=True) if g == p)
@@ -93,9 +95,15 @@ def eval_topics(
             f1s.append(f1)
         rows.append((name, precision, recall, f1, n_gold[name]))
     typer.echo(f"topics.macro_f1: {sum(f1s) / len(f1s):.4f}")
-    typer.echo(f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    typer.echo(f"{_pad('class', 16)}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for name, precision, recall, f1, support in rows:
-        typer.echo(f"{name:<16}{precision:>10.4f}{recall:>10.4f}{f1:>10.4f}{support:>10d}")
+        typer.echo(f"{_pad(name, 16)}{precision:>10.4f}{recall:>10.4f}{f1:>10.4f}{support:>10d}")
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-align in a terminal where CJK characters take two columns."""
+    shown = sum(2 if ord(ch) >= 0x2E80 else 1 for ch in text)
+    return text + " " * max(1, width - shown)
 
 
 app.command("train-topics")(train_topics)
