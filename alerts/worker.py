@@ -28,7 +28,7 @@ from alerts.routing import Router
 from alerts.tickets import service as ticket_service
 from analyze.events import EventClusterer
 from core.bus.base import TOPIC_TICKETS, Bus
-from core.db.models import EventMemberRow, EventRow
+from core.db.models import OPEN_TICKET_STATES, EventMemberRow, EventRow, TicketRow
 from core.db.session import Database
 from core.records import AnalyzedPost, utcnow
 from core.store.base import PostStore
@@ -104,6 +104,8 @@ class EventStage:
                 match = self.engine.evaluate(post, event)
                 if match is None:
                     continue
+                open_ticket = (TicketRow.event_id == event.id) & TicketRow.state.in_(OPEN_TICKET_STATES)
+                before = session.execute(select(TicketRow.level).where(open_ticket)).scalar()
                 decision = self.router.route(event, match)
                 ticket, created = ticket_service.open_or_update(
                     session,
@@ -124,7 +126,9 @@ class EventStage:
                     event_row.level = ticket.level  # the event page and lists show the warning level
                 changes.append(
                     {"ticket_id": ticket.id, "event_id": event.id, "post_id": post.id, "level": ticket.level,
-                     "state": ticket.state, "created": created, "at": now.isoformat()}
+                     "level_before": before, "level_changed": before is not None and ticket.level != before,
+                     "state": ticket.state, "created": created, "title": ticket.title, "lead_unit": ticket.lead_unit,
+                     "cooperating_units": list(ticket.cooperating_units or []), "at": now.isoformat()}
                 )
         self.post_store.upsert(posts)
         for change in changes:

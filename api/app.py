@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import text
 
+from api.deps import Reader, can_see_ticket
 from core.errors import BackendUnavailable, ConflictError, Forbidden, InvalidTransition, NotFound
 from core.runtime import Pipeline
 from core.wiring import Container
@@ -148,14 +149,16 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
                             status_code=200 if ok else 503)
 
     @app.get("/api/v1/stream/tickets", tags=["tickets"])
-    async def ticket_stream(request: Request) -> StreamingResponse:
-        """Server-Sent Events: one ``ticket`` event per new or changed ticket."""
+    async def ticket_stream(request: Request, user: Reader) -> StreamingResponse:
+        """Server-Sent Events: one ``ticket`` event per new or changed ticket the caller may see."""
 
         async def events() -> AsyncIterator[bytes]:
             yield b": connected\n\n"
             async for change in broadcaster.subscribe():
                 if await request.is_disconnected():
                     break
+                if not can_see_ticket(user, change):
+                    continue
                 yield f"event: ticket\ndata: {json.dumps(change, ensure_ascii=False)}\n\n".encode()
 
         return StreamingResponse(events(), media_type="text/event-stream",

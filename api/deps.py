@@ -51,14 +51,11 @@ def get_pipeline(request: Request) -> Pipeline:
     return pipeline
 
 
-def optional_user(request: Request) -> Any | None:
-    """The logged-in user, or None for an anonymous caller."""
+def reader(request: Request) -> Any:
+    """Any logged-in user (session cookie or API token): every read of posts, events and stats needs one."""
     from api.security import current_user
 
-    try:
-        return current_user(request)
-    except HTTPException:
-        return None
+    return current_user(request)
 
 
 def is_privileged(user: Any | None) -> bool:
@@ -66,9 +63,17 @@ def is_privileged(user: Any | None) -> bool:
     return user is not None and getattr(user, "role", None) in PRIVILEGED_ROLES
 
 
+def can_see_ticket(user: Any, change: dict[str, Any]) -> bool:
+    """Whether a ticket change may be shown to ``user``: unit handlers see their own unit's tickets only."""
+    if getattr(user, "role", None) != "handler":
+        return True
+    unit = getattr(user, "unit_id", None)
+    return unit is not None and (change.get("lead_unit") == unit or unit in (change.get("cooperating_units") or []))
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DbSession = Annotated[Session, Depends(get_session)]
 PostStoreDep = Annotated[PostStore, Depends(get_post_store)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
-OptionalUser = Annotated[Any | None, Depends(optional_user)]
+Reader = Annotated[Any, Depends(reader)]

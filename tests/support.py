@@ -35,6 +35,22 @@ def embedded(tmp_path: Path, *, start: bool = True, **overrides: Any) -> Iterato
         container.close()
 
 
+def make_token(container: Container, username: str, role: str, *, unit_id: str | None = None) -> str:
+    """Create a user (units synced first) and return an API token for it."""
+    from core.auth.service import create_token, create_user
+
+    container.sync_units()
+    with container.db.transaction() as session:
+        user = create_user(session, username=username, password=f"pw-{username}-0123456789", role=role,
+                           unit_id=unit_id)
+        return create_token(session, user_id=user.id, name=f"{username}-tests")
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Authorization header for an API token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def post_record(external_id: str, text: str, *, source: str = "weibo", minutes: float = 0.0,
                 base: datetime | None = None, **extra: Any) -> dict[str, Any]:
     """One record in the project's post JSONL shape."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from alerts.events import service as event_service
-from api.deps import DbSession, OptionalUser, PostStoreDep, SettingsDep, is_privileged
+from api.deps import DbSession, PostStoreDep, Reader, SettingsDep, is_privileged
 from api.schemas import EventOut, EventPageOut, PostOut
 from core.db.models import EventRow, TicketRow
 from core.records import Event
@@ -35,7 +35,7 @@ def list_events(
     session: DbSession,
     store: PostStoreDep,
     settings: SettingsDep,
-    user: OptionalUser,
+    user: Reader,
     limit: Annotated[int, Query(ge=1)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     since: datetime | None = None,
@@ -64,7 +64,7 @@ def list_events(
 
 
 @router.get("/{event_id}", response_model=EventOut)
-def get_event(event_id: str, session: DbSession, store: PostStoreDep, user: OptionalUser) -> EventOut:
+def get_event(event_id: str, session: DbSession, store: PostStoreDep, user: Reader) -> EventOut:
     """One event with up to 10 representative posts."""
     event = event_service.get_event(session, event_id=event_id)
     if event is None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import PipelineDep, SettingsDep
 from api.schemas import IngestItemError, IngestResult
+from api.security import require_roles
 from ingest.base import RawRecord
 
-router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"])
+# Machines send with an API token (`yuqing users token NAME`) of an analyst or admin account.
+router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"], dependencies=[Depends(require_roles("admin", "analyst"))])
 
 
 @router.post("", response_model=IngestResult, status_code=202)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import OptionalUser, PostStoreDep, SettingsDep, is_privileged
+from api.deps import PostStoreDep, Reader, SettingsDep, is_privileged
 from api.schemas import PostOut, PostPageOut
 from core.records import SentimentLabel, Source
 from core.store.base import PostQuery
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/posts", tags=["posts"])
 def search_posts(
     store: PostStoreDep,
     settings: SettingsDep,
-    user: OptionalUser,
+    user: Reader,
     q: Annotated[str | None, Query(max_length=200, description="full-text query")] = None,
     source: Source | None = None,
     sentiment: SentimentLabel | None = None,
@@ -50,7 +50,7 @@ def search_posts(
 
 
 @router.get("/{post_id}", response_model=PostOut)
-def get_post(post_id: str, store: PostStoreDep, user: OptionalUser) -> PostOut:
+def get_post(post_id: str, store: PostStoreDep, user: Reader) -> PostOut:
     """One post."""
     post = store.get(post_id)
     if post is None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
-from api.deps import PostStoreDep
+from api.deps import PostStoreDep, reader
 from core.records import SentimentLabel, utcnow
 from core.store.base import Overview, PostQuery
 from core.store.keywords import top_keywords
 
-router = APIRouter(prefix="/api/v1/stats", tags=["stats"])
+router = APIRouter(prefix="/api/v1/stats", tags=["stats"], dependencies=[Depends(reader)])
 
 
 @router.get("/overview", response_model=Overview)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from alerts.expr import ExpressionError, parse
-from api.deps import DbSession, OptionalUser, PostStoreDep, is_privileged
+from api.deps import DbSession, PostStoreDep, Reader, is_privileged
 from api.schemas import PostOut
 from api.security import require_roles
 from core.db.models import WatchlistRow
@@ -90,7 +90,7 @@ def save_watchlist(body: WatchlistIn, session: DbSession,
 
 
 @router.post("/preview", response_model=PreviewOut, dependencies=[Depends(require_roles("admin", "analyst"))])
-def preview(body: PreviewIn, store: PostStoreDep, user: OptionalUser) -> PreviewOut:
+def preview(body: PreviewIn, store: PostStoreDep, user: Reader) -> PreviewOut:
     """Posts of the last ``days`` days (newest first, up to 20,000 scanned) the expression matches."""
     try:
         expression = parse(body.expression)

@@ -784,6 +784,9 @@ async function loadMe() {
 }
 function showWho() {
   const u = state.user;
+  // The live stream needs a login (it only carries tickets this user may see): open it after login, close on logout.
+  if (u) connectStream();
+  else if (state.stream) { state.stream.close(); state.stream = null; }
   $("who").textContent = u ? `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role}${u.unit_id ? ` · ${u.unit_id}` : ""}）` : "";
   $("logout").classList.toggle("hidden", !u);
   for (const a of document.querySelectorAll("nav a[data-roles]")) a.classList.toggle("hidden", !u || !a.dataset.roles.split(",").includes(u.role));
@@ -821,7 +824,6 @@ document.addEventListener("DOMContentLoaded", async () => {
     state.user = null; state.csrf = null; showWho(); location.hash = "#/login";
   });
   await loadMe();
-  connectStream();
   window.addEventListener("hashchange", route);
   route();
 });

@@ -10,15 +10,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from tests.support import embedded, incident_stream, post_record
+from api.deps import can_see_ticket
+from tests.support import bearer, embedded, incident_stream, make_token, post_record
+
+TOKENS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, object]]:
     tmp = tmp_path_factory.mktemp("api")
     with embedded(tmp) as (container, pipeline):
+        TOKENS["analyst"] = make_token(container, "analyst1", "analyst")
+        TOKENS["handler"] = make_token(container, "handler-a3", "handler", unit_id="gov-a3")
         app = create_app(container, pipeline=pipeline)
-        with TestClient(app) as c:
+        with TestClient(app, headers=bearer(TOKENS["analyst"])) as c:
             records = incident_stream(12)
             text = "我叫张三，电话13812345678，身份证110101199003071234，A3区小区停水三天了"
             records.append(post_record("pii-1", text, source="hotline", minutes=5))
@@ -87,13 +92,40 @@ def test_search_filters_and_pagination(client) -> None:
                for p in window["items"])
 
 
-def test_personal_data_is_masked_for_anonymous_callers(client) -> None:
+def test_personal_data_is_masked_for_unit_handlers_and_shown_to_analysts(client) -> None:
     c, _ = client
-    item = c.get("/api/v1/posts", params={"source": "hotline"}).json()["items"][0]
+    item = c.get("/api/v1/posts", params={"source": "hotline"}, headers=bearer(TOKENS["handler"])).json()["items"][0]
     assert item["masked"] is True
     assert "13812345678" not in item["text"]
     assert "110101199003071234" not in item["text"]
     assert "张三" not in item["text"]
+    raw = c.get("/api/v1/posts", params={"source": "hotline"}).json()["items"][0]
+    assert raw["masked"] is False and "13812345678" in raw["text"]
+
+
+def test_every_read_and_ingest_needs_a_login(client) -> None:
+    c, _ = client
+    anonymous = {"Authorization": ""}
+    for path in ("/api/v1/posts", "/api/v1/events", "/api/v1/stats/overview", "/api/v1/stats/keywords",
+                 "/api/v1/stream/tickets"):
+        assert c.get(path, headers=anonymous).status_code == 401, path
+    assert c.post("/api/v1/ingest", content=b"[]", headers=anonymous).status_code == 401
+    # A unit handler reads but may not feed the pipeline.
+    assert c.post("/api/v1/ingest", content=b"[{}]", headers=bearer(TOKENS["handler"])).status_code == 403
+    assert c.get("/health", headers=anonymous).status_code == 200
+
+
+def test_live_ticket_stream_shows_handlers_their_own_units_only() -> None:
+    class U:
+        def __init__(self, role: str, unit_id: str | None) -> None:
+            self.role, self.unit_id = role, unit_id
+
+    change = {"ticket_id": "T1", "lead_unit": "gov-a7", "cooperating_units": ["dept-environment"]}
+    assert can_see_ticket(U("analyst", None), change)
+    assert can_see_ticket(U("handler", "gov-a7"), change)
+    assert can_see_ticket(U("handler", "dept-environment"), change)
+    assert not can_see_ticket(U("handler", "gov-a3"), change)
+    assert not can_see_ticket(U("handler", None), change)
 
 
 def test_events_hottest_first_with_representatives(client) -> None:

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from core.auth import passwords
-from core.auth.service import create_user
+from core.auth.service import create_token, create_user
 from core.db.models import TargetStatusRow, TicketRow
 from ingest.base import RawRecord
 from tests.support import BACKGROUND, embedded, incident_stream, post_record
@@ -62,6 +62,7 @@ class Server:
     container: Any
     pipeline: Any
     app: Any
+    ingest_token: str = ""
 
     def ticket_of_incident(self) -> TicketRow | None:
         with self.container.db.transaction() as s:
@@ -101,8 +102,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         container.sync_units()
         with container.db.transaction() as s:
             for name, (role, unit) in USERS.items():
-                create_user(s, username=name, password=_password(name), role=role, unit_id=unit,
-                            display_name={"office": "舆情办张三", "leader": "王局长"}.get(name, ""))
+                user = create_user(s, username=name, password=_password(name), role=role, unit_id=unit,
+                                   display_name={"office": "舆情办张三", "leader": "王局长"}.get(name, ""))
+                if role == "analyst":
+                    token = create_token(s, user_id=user.id, name="ingest")  # machines feed with a token
         # One post now makes the workers load their models while the browser starts (not after the live ingest).
         pipeline.ingest([RawRecord(data=json.dumps(post_record("warm-up", BACKGROUND[0], base=datetime.now(UTC)),
                                                    ensure_ascii=False).encode(), origin="warm-up")])
@@ -117,7 +120,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.05)
         try:
-            yield Server(url=f"http://127.0.0.1:{port}", container=container, pipeline=pipeline, app=app)
+            yield Server(url=f"http://127.0.0.1:{port}", container=container, pipeline=pipeline, app=app,
+                         ingest_token=token)
         finally:
             uv.should_exit = True
             thread.join(timeout=10)
@@ -220,7 +224,8 @@ class Session:
 
 def _ingest(server: Server, records: list[dict[str, Any]]) -> None:
     r = httpx.post(f"{server.url}/api/v1/ingest", content=json.dumps(records, ensure_ascii=False).encode(),
-                   headers={"Content-Type": "application/json"}, timeout=30)
+                   headers={"Content-Type": "application/json", "Authorization": f"Bearer {server.ingest_token}"},
+                   timeout=30)
     assert r.status_code == 202, r.text
     assert r.json()["dead_lettered"] == 0, r.text
 
