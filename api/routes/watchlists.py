@@ -15,7 +15,6 @@ from api.schemas import PostOut
 from api.security import require_roles
 from core.db.models import WatchlistRow
 from core.records import AnalyzedPost, utcnow
-from core.store.base import PostQuery
 
 router = APIRouter(prefix="/api/v1/watchlists", tags=["watch-lists"])
 PREVIEW_SCAN = 20_000  # newest posts scanned by a preview; enough for a week in most offices
@@ -98,15 +97,12 @@ def preview(body: PreviewIn, store: PostStoreDep, user: Reader) -> PreviewOut:
         raise HTTPException(422, f"表达式有误 / bad expression: {exc}") from exc
     since = utcnow() - timedelta(days=body.days)
     matched: list[AnalyzedPost] = []
-    scanned = offset = 0
-    while scanned < PREVIEW_SCAN:
-        page = store.search(PostQuery(since=since, limit=500, offset=offset))
-        for post in page.items:
-            if expression.matches(f"{post.title}\n{post.text}"):
-                matched.append(post)
-        scanned += len(page.items)
-        offset += 500
-        if offset >= page.total or not page.items:
+    scanned = 0
+    for post in store.iter_recent(since, batch=500):
+        scanned += 1
+        if expression.matches(f"{post.title}\n{post.text}"):
+            matched.append(post)
+        if scanned >= PREVIEW_SCAN:
             break
     privileged = is_privileged(user)
     return PreviewOut(total=len(matched), scanned=scanned,

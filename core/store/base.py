@@ -103,6 +103,21 @@ class PostStore(ABC):
     def overview(self, query: PostQuery, *, interval: Literal["hour", "day"] = "hour") -> Overview:
         """Counts by sentiment/topic/source/district and a time series, under the query's filters."""
 
+    def iter_recent(self, since: datetime, *, batch: int = 1000) -> Iterator[AnalyzedPost]:
+        """Posts published since ``since``, newest first, in pages of ``batch``; stop iterating to stop reading.
+
+        This default pages ``search`` by offset (a post arriving meanwhile may shift a page by one);
+        stores that can should override it with keyset pagination.
+        """
+        batch = max(1, min(batch, 1000))  # PostQuery.limit's bounds
+        offset = 0
+        while True:
+            page = self.search(PostQuery(since=since, limit=batch, offset=offset))
+            yield from page.items
+            offset += len(page.items)
+            if len(page.items) < batch or offset >= page.total:
+                return
+
     @abstractmethod
     def recent_signatures(self, since: datetime) -> Iterator[SignatureRow]:
         """Posts published since ``since`` with their event id and MinHash signature."""
