@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jieba
+import pytest
 
-from core.records import AnalyzedPost, Engagement, Sentiment, SentimentLabel, Source, Topic, post_id
-from core.store.base import PostQuery
+from core.records import AnalyzedPost, Engagement, Entities, Sentiment, SentimentLabel, Source, Topic, post_id
+from core.store import sqlite_posts
+from core.store.base import PostQuery, PostStore
 from core.store.sqlite_posts import SqlitePostStore, pack_signature, unpack_signature
 
 NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -104,3 +109,114 @@ def test_signature_packing_round_trips_all_ranges() -> None:
     for values in ([1, 2**32 - 1], [2**40, 3], [-5, 7], []):
         assert unpack_signature(pack_signature(values)) == values
     assert len(pack_signature(list(range(128))) or b"") == 1 + 128 * 4
+
+
+# -- hourly rollups, common-word search, iter_recent -----------------------------------------------------
+
+SOURCES = [Source.weibo, Source.news, Source.hotline]
+TOPICS = ["城乡建设", "教育", "交通运输"]
+DISTRICTS = ["A1区", "A2区", "A3县"]
+LABELS = list(SentimentLabel)
+
+
+def random_post(rng: random.Random, i: int, *, received: datetime = NOW) -> AnalyzedPost:
+    # Minutes and seconds land anywhere in the hour, so queries' edges cut hours in the middle.
+    published = NOW - timedelta(seconds=rng.randrange(0, 3 * 86400))
+    return AnalyzedPost(id=post_id("weibo", str(i)), source=rng.choice(SOURCES), external_id=str(i),
+                        text=f"化工厂 噪音 {i}", published_at=published, received_at=received,
+                        sentiment=Sentiment(label=rng.choice(LABELS), score=0.5), topic=Topic(l1=rng.choice(TOPICS)),
+                        entities=Entities(districts=rng.sample(DISTRICTS, rng.randrange(0, 3))))
+
+
+def random_query(rng: random.Random) -> PostQuery:
+    start = NOW - timedelta(seconds=rng.randrange(0, 4 * 86400))
+    return PostQuery(since=rng.choice([None, start]),
+                     until=rng.choice([None, start + timedelta(seconds=rng.randrange(0, 2 * 86400))]),
+                     source=rng.choice([None, None, *SOURCES]), topic=rng.choice([None, None, *TOPICS]),
+                     sentiment=rng.choice([None, None, "negative", "正面"]),
+                     district=rng.choice([None, None, *DISTRICTS]))
+
+
+def assert_rollups_match(store: SqlitePostStore, rng: random.Random, posts: dict[str, AnalyzedPost]) -> None:
+    for _ in range(40):
+        query = random_query(rng)
+        interval = rng.choice(["hour", "day"])
+        got = store.overview(query, interval=interval)
+        assert got == store.overview(query, interval=interval, exact=True), query
+    # And against the posts themselves: every whole hour of the store, split by district.
+    everything = store.overview(PostQuery(since=NOW - timedelta(days=5), until=NOW + timedelta(hours=1)))
+    assert everything.total == len(posts)
+    assert everything.by_district == dict(Counter(d for p in posts.values() for d in set(p.entities.districts)))
+
+
+def test_overview_from_rollups_equals_the_exact_count(tmp_path: Path) -> None:
+    rng = random.Random(20261122)
+    store = open_store(tmp_path)
+    posts = {p.id: p for p in (random_post(rng, i) for i in range(400))}
+    store.upsert(list(posts.values()))
+    assert_rollups_match(store, rng, posts)
+    # Rewrites move their counts: a later copy with another sentiment, topic, source or districts.
+    later = [random_post(rng, i, received=NOW + timedelta(minutes=1)) for i in rng.sample(range(400), 120)]
+    for p in later:
+        p.published_at = posts[p.id].published_at if rng.random() < 0.5 else p.published_at
+    store.upsert(later)
+    posts.update((p.id, p) for p in later)
+    assert_rollups_match(store, rng, posts)
+    # Retention subtracts, including from hours it cuts in the middle.
+    cutoff = NOW - timedelta(days=1, minutes=17)
+    assert store.delete_older_than(cutoff) == sum(p.published_at < cutoff for p in posts.values())
+    posts = {k: p for k, p in posts.items() if p.published_at >= cutoff}
+    assert_rollups_match(store, rng, posts)
+    store.close()
+
+
+def test_existing_database_gets_its_rollups_at_start(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    store = open_store(tmp_path)
+    posts = {p.id: p for p in (random_post(rng, i) for i in range(200))}
+    store.upsert(list(posts.values()))
+    store.close()
+    with sqlite3.connect(tmp_path / "p.sqlite") as conn:  # as written by a version without rollups
+        conn.execute("DROP TABLE post_hours")
+        conn.execute("DROP TABLE post_district_hours")
+    reopened = open_store(tmp_path)
+    assert_rollups_match(reopened, rng, posts)
+    reopened.close()
+
+
+def test_common_word_search_walking_the_time_index_gives_the_same_pages(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(3)
+    store = open_store(tmp_path)
+    posts = [random_post(rng, i) for i in range(300)]
+    for p in posts[:40]:  # ties on published time are ordered by storage order in both plans
+        p.published_at = NOW - timedelta(hours=2)
+    store.upsert(posts)
+    queries = [PostQuery(q="化工厂", limit=25, offset=o) for o in (0, 25, 280, 300)] + [
+        PostQuery(q="化工厂 噪音", since=NOW - timedelta(days=1), limit=10, offset=5),
+        PostQuery(q="化工厂", sentiment="负面", district="A1区", limit=50)]
+    sorted_pages = [store.search(q) for q in queries]
+    monkeypatch.setattr(sqlite_posts, "_FTS_SORT_LIMIT", 0)
+    walked_pages = [store.search(q) for q in queries]
+    assert walked_pages == sorted_pages
+    assert sorted_pages[0].total == 300 and len(sorted_pages[2].items) == 20 and sorted_pages[3].items == []
+    newest_first = sorted(enumerate(posts), key=lambda ip: (ip[1].published_at, ip[0]), reverse=True)
+    assert [p.id for p in sorted_pages[0].items] == [p.id for _i, p in newest_first][:25]
+    store.close()
+
+
+def test_iter_recent_pages_by_key_newest_first(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    store = open_store(tmp_path)
+    posts = [random_post(rng, i) for i in range(120)]
+    for p in posts[:30]:
+        p.published_at = NOW - timedelta(hours=5)  # a tie that spans several keyset pages
+    store.upsert(posts)
+    since = NOW - timedelta(days=2)
+    expected = store.search(PostQuery(since=since, limit=1000))
+    keyset = [p.id for p in store.iter_recent(since, batch=7)]
+    assert keyset == [p.id for p in expected.items]
+    assert len(keyset) == expected.total == sum(p.published_at >= since for p in posts)
+    assert [p.id for p in PostStore.iter_recent(store, since, batch=7)] == keyset  # the contract's default
+    assert list(store.iter_recent(NOW + timedelta(days=1))) == []
+    store.close()
