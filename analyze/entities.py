@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from analyze.normalize import normalize
-from analyze.privacy import find_names, mask_name
+from analyze.privacy import SURNAMES, find_names, mask_name
 from core.records import Entities
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,10 @@ _PLACE_SUFFIXES = ("街道", "社区", "小区", "花园", "公寓", "家园", "
 _ORG_SUFFIXES_DEFAULT = ("局", "委员会", "委", "公司", "集团", "学校", "小学", "中学", "大学", "学院", "幼儿园",
                          "医院", "卫生院", "物业", "政府", "派出所", "中心", "银行", "法院", "检察院")
 # Words that end like an organisation but are not one.
-_NOT_ORG_ENDINGS = ("布局", "格局", "结局", "大局", "开局", "骗局", "饭局", "当局", "全局", "中心", "上委", "主委")
+_NOT_ORG_ENDINGS = ("布局", "格局", "结局", "大局", "开局", "骗局", "饭局", "当局", "全局", "市中心", "上委", "主委")
+_PLACE_AFTER_PERSON = (
+    "路", "街", "大道", "小区", "花园", "苑", "村", "镇", "桥", "广场", "公园", "中学", "小学", "医院",
+)
 _RESIDENTIAL = ("小区", "花园", "公寓", "家园", "苑", "新村", "新城", "广场", "社区")
 
 
@@ -165,8 +168,12 @@ class EntityExtractor:
             logger.warning("LAC failed on a text; patterns only for it", exc_info=True)
             return places, orgs, people
         for i, (word, tag) in enumerate(pairs):
-            if tag == "PER" and len(word) >= 2:
-                people.append(word)
+            if tag == "PER":
+                nxt = pairs[i + 1][0] if i + 1 < len(pairs) else ""
+                # 杜鹃路 / 雷锋大道: a "person" directly followed by a place word names the place.
+                if 2 <= len(word) <= 4 and word[0] in SURNAMES and not nxt.startswith(_PLACE_AFTER_PERSON) \
+                        and not nxt.endswith(_PLACE_AFTER_PERSON):
+                    people.append(word)
             elif tag == "ORG" and len(word) >= 3:
                 orgs.append(word)
             elif tag == "LOC" and len(word) >= 2:
