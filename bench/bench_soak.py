@@ -3,9 +3,10 @@
 1. Calibration: ``bench_pipeline``'s throughput run on ``YUQING_SOAK_CALIBRATION_POSTS`` demo posts (default
    3,000) measures what this machine sustains now.
 2. Soak: a fresh embedded service (all worker kinds, the API on a real uvicorn server on a free loopback port)
-   is fed the demo stream in real time at half that throughput for ``YUQING_SOAK_MINUTES`` minutes (default
-   30), incidents re-played every 15 minutes, while a dashboard client polls ``/api/v1/events?limit=10`` and
-   ``/api/v1/stats/overview`` every ``YUQING_SOAK_POLL_S`` seconds (default 3) and ``/metrics`` every 30 s.
+   is fed the demo stream in real time at half that throughput (background plus incidents, on average) for
+   ``YUQING_SOAK_MINUTES`` minutes (default 30), incidents re-played every 15 minutes, while a dashboard
+   client polls ``/api/v1/events?limit=10`` and ``/api/v1/stats/overview`` every ``YUQING_SOAK_POLL_S``
+   seconds (default 3) and ``/metrics`` every 30 s.
 
 Figures: throughput, end-to-end latency (ingest → stored in the post store) p50/p95/p99, RSS at start and
 end, errors (failed polls + ERROR log records; must be 0), dead letters, and whether every injected incident
@@ -28,6 +29,16 @@ from typing import Any
 from bench.bench_pipeline import Report, _pipeline, _throughput
 
 REPEAT_S = 900.0  # incidents replay every 15 minutes (longer than the longest incident)
+
+
+def _incident_rate(incidents: list[Any], seconds: float) -> float:
+    """Average posts/s the injected incidents add over ``seconds`` (their schedules, replays included)."""
+    total = 0.0
+    for t in range(int(seconds)):
+        for inc in incidents:
+            for k in range(int(seconds // REPEAT_S) + 1):
+                total += inc.rate_per_s(t - k * REPEAT_S)
+    return total / max(1.0, seconds)
 
 
 def _rss_mb() -> float:
@@ -165,7 +176,13 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     rss_start = _rss_mb()
     dashboard.start()
 
-    stream = DemoStream(seed=31, rate_per_min=rate_per_s * 60.0, repeat_every_s=REPEAT_S)
+    # The target is the total rate: incidents come on top of the background, so the background gets the rest
+    # (never less than a fifth of the target, so the dashboard always has everyday traffic to show).
+    from ingest.demo import default_incidents
+
+    incidents_per_s = _incident_rate(default_incidents(), seconds)
+    background_per_s = max(0.2 * rate_per_s, rate_per_s - incidents_per_s)
+    stream = DemoStream(seed=31, rate_per_min=background_per_s * 60.0, repeat_every_s=REPEAT_S)
     incident_posts: dict[str, set[str]] = defaultdict(set)
     salt = container.settings.author_salt.get_secret_value()
     rejected = 0
@@ -234,7 +251,10 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
 
     stored = len(stored_at)
     report("soak.minutes", seconds / 60.0)
-    report("soak.feed_rate_posts_per_s", rate_per_s)
+    report("soak.target_rate_posts_per_s", rate_per_s)
+    report("soak.background_rate_posts_per_s", background_per_s)
+    report("soak.incident_rate_posts_per_s", incidents_per_s)
+    report("soak.fed_rate_posts_per_s", len(ingested_at) / fed_s if fed_s else 0.0)
     report("soak.posts_ingested", len(ingested_at))
     report("soak.posts_stored", stored)
     report("soak.throughput_posts_per_s", stored / fed_s if fed_s else 0.0)
