@@ -84,9 +84,10 @@ class _ErrorCounter(logging.Handler):
 class _Dashboard(threading.Thread):
     """Polls what the dashboard polls, counting failures and timing answers."""
 
-    def __init__(self, base_url: str, interval_s: float) -> None:
+    def __init__(self, base_url: str, interval_s: float, token: str) -> None:
         super().__init__(name="soak-dashboard", daemon=True)
         self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.interval_s = interval_s
         self.stop_event = threading.Event()
         self.polls = 0
@@ -98,7 +99,7 @@ class _Dashboard(threading.Thread):
         import httpx
 
         last_metrics = 0.0
-        with httpx.Client(base_url=self.base_url, timeout=30.0) as client:
+        with httpx.Client(base_url=self.base_url, timeout=30.0, headers=self.headers) as client:
             while not self.stop_event.wait(self.interval_s):
                 paths = ["/api/v1/events?limit=10", "/api/v1/stats/overview"]
                 if time.monotonic() - last_metrics >= 30.0:
@@ -118,6 +119,18 @@ class _Dashboard(threading.Thread):
                         self.errors += 1
                         if len(self.error_samples) < 5:
                             self.error_samples.append(problem)
+
+
+def _analyst_token(container: Any) -> str:
+    """An API token of an analyst, for the dashboard client (every API read needs a login)."""
+    import secrets
+
+    from core.auth.service import create_token, create_user
+
+    with container.db.transaction() as session:
+        user = create_user(session, username="soak-analyst", password=secrets.token_urlsafe(24), role="analyst")
+        session.flush()
+        return create_token(session, user_id=user.id, name="soak")
 
 
 def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
@@ -172,7 +185,7 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     except ImportError:
         pass
     server, server_thread, base_url = _serve(app)
-    dashboard = _Dashboard(base_url, poll_s)
+    dashboard = _Dashboard(base_url, poll_s, _analyst_token(container))
     rss_start = _rss_mb()
     dashboard.start()
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.observability import install
-from tests.support import embedded, post_record
+from tests.support import bearer, embedded, make_token, post_record
 
 EVIL = "https://evil.example"
 
@@ -27,7 +27,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
                                                                                                    pipeline):
         app = create_app(container, pipeline=pipeline)
         install(app, container=container, pipeline=pipeline)  # default limits
-        with TestClient(app) as c:
+        with TestClient(app, headers=bearer(make_token(container, "analyst1", "analyst"))) as c:
             yield c
     passwords.configure()
 
