@@ -60,7 +60,7 @@ def eval_sentiment(
 ) -> None:
     """Accuracy, macro-F1 and confusion matrix of snownlp, TF-IDF and the transformer, per data set."""
     from analyze.sentiment.snow import SnowNLPSentiment
-    from analyze.sentiment.tfidf import TfidfSentiment
+    from analyze.sentiment.train import train_tfidf
     from analyze.sentiment.transformer import TransformerSentiment
 
     logging.basicConfig(level=logging.WARNING)
@@ -81,7 +81,7 @@ def eval_sentiment(
     typer.echo(f"sentiment.tfidf.train_rows: {len(train_rows)}")
     models: list[SentimentModel] = [
         SnowNLPSentiment(),
-        TfidfSentiment().fit([r.text for r in train_rows], [r.label for r in train_rows]),
+        train_tfidf(splits),
         TransformerSentiment(model_dir),
     ]
     for set_name, rows in sets.items():

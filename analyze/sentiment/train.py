@@ -13,7 +13,8 @@ is trained for sequence classification with AdamW, linear warm-up/decay (the dec
 up-sampled 2x. The checkpoint with the best
 mean validation accuracy is kept, a temperature is fitted on the validation logits (calibration.json), and
 the directory is written as a normal ``transformers`` model dir: config.json (id2label 0=negative,
-1=positive), model.safetensors, tokenizer.json + tokenizer_config.json, train_info.json.
+1=positive), model.safetensors, tokenizer.json + tokenizer_config.json, calibration.json, train_info.json,
+and the TF-IDF baseline fitted on the same train split in ``tfidf/``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analyze.sentiment.tfidf import TfidfSentiment
 
 logger = logging.getLogger(__name__)
 
@@ -265,6 +270,14 @@ def fit_temperature(logits, labels) -> float:
     return float(log_t.exp().item())
 
 
+def train_tfidf(splits: dict[str, dict[str, list[LabelledText]]]) -> TfidfSentiment:
+    """The TF-IDF baseline fitted on the train split of all three corpora (shipped as ``<model>/tfidf``)."""
+    from analyze.sentiment.tfidf import TfidfSentiment
+
+    rows = [r for name in DATASETS for r in splits[name]["train"]]
+    return TfidfSentiment().fit([r.text for r in rows], [r.label for r in rows])
+
+
 def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     """Train tokenizer + model by ``config``, write the model dir to ``out``; returns train_info."""
     import torch
@@ -411,6 +424,8 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
         "train_rows": len(train_rows),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
+    baseline = train_tfidf(splits)
+    baseline.save(out / "tfidf")
     (out / "train_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     logger.info("saved %s (best step %s, T=%.3f, %.1f min)", out, best.get("step"), temperature,
                 info["wall_minutes"])

@@ -37,7 +37,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     model.save(tmp_path / "tfidf")
     loaded = TfidfSentiment.load(tmp_path / "tfidf")
     probe = ["服务不错", "太差了", "完全没见过的字句😀", "x" * 20_000]
-    assert loaded.predict_negative(probe) == pytest.approx(model.predict_negative(probe), abs=1e-9)
+    assert loaded.predict_negative(probe) == pytest.approx(model.predict_negative(probe), abs=1e-5)
     assert (loaded.c, loaded.min_df, loaded.ngram_max) == (model.c, model.min_df, model.ngram_max)
 
 
