@@ -101,6 +101,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_train_model_writes_a_json_model_that_loads_and_predicts(tmp_path):
     rows = [{"id": str(i), "subject": s, "body": b} for i, (s, b, _) in enumerate(SMALL * 3)]
     messages = _write_jsonl(tmp_path / "messages.jsonl", rows)
@@ -167,6 +168,7 @@ def test_shipped_model_was_trained_on_the_labelled_file_and_records_its_cv_accur
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_held_out_accuracy_of_a_model_trained_on_the_rest(tmp_path):
     records = read_jsonl(_labelled_dev(), ("subject", "body", "label"))
     rng = np.random.default_rng(0)

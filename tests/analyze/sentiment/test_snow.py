@@ -39,6 +39,7 @@ def test_three_class_labels(model):
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_better_than_chance_on_held_reviews(model):
     path = SHARED / "hotel.dev.csv"
     if not path.exists():
