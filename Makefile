@@ -16,7 +16,7 @@ $(BIN)/python:
 
 # torch==2.13.0 (CPU) comes from the machine's wheel directory; everything else from PyPI.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[ml,scale,test]'
+	$(BIN)/pip install --quiet -e '.[ml,ner,scale,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -33,10 +33,14 @@ class Analyzer:
         entities: EntityExtractor,
         neutral_band: float = 0.15,
         num_perm: int = 64,
+        ner: EntityExtractor | None = None,
+        ner_sources: frozenset[str] = frozenset({"hotline", "mailbox"}),
     ) -> None:
         self.sentiment = sentiment
         self.topics = topics
         self.entities = entities
+        self.ner = ner  # the slower NER extractor, for ``ner_sources`` (None: gazetteer and patterns only)
+        self.ner_sources = ner_sources
         self.neutral_band = neutral_band
         self.num_perm = num_perm
 
@@ -52,9 +56,13 @@ class Analyzer:
         for post, text_plain, text_scoring, sentiment, topic in zip(
             posts, plain, scoring, sentiments, topics, strict=True
         ):
-            masked_text = mask_pii(post.text)
-            masked_title = mask_pii(post.title) if post.title else None
-            entities = self.entities.extract(text_plain)
+            if self.ner is not None and post.source.value in self.ner_sources:
+                # Names the model found are masked too (raw names never leave this function).
+                entities, names = self.ner.extract_with_people(text_plain)
+            else:
+                entities, names = self.entities.extract(text_plain), []
+            masked_text = mask_pii(post.text, names=names)
+            masked_title = mask_pii(post.title, names=names) if post.title else None
             # Place hints from the source (a hotline order's district field) count as places too.
             for hint in post.place_hints:
                 if hint not in entities.places:

