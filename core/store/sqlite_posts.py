@@ -463,7 +463,8 @@ class SqlitePostStore(PostStore):
             if cursor is None:
                 after, args = "", [since_ms]
             else:
-                after = " AND (p.published_ms < ? OR (p.published_ms = ? AND p.rid < ?))"
+                # A plain upper bound on published_ms lets the index seek straight to the next page.
+                after = " AND p.published_ms <= ? AND NOT (p.published_ms = ? AND p.rid >= ?)"
                 args = [since_ms, cursor[0], cursor[0], cursor[1]]
             rows = conn.execute(
                 "SELECT page.published_ms, page.rid, d.doc, d.signature FROM (SELECT p.rid, p.published_ms"  # noqa: S608
