@@ -86,6 +86,13 @@ CREATE TABLE IF NOT EXISTS post_district_hours (
     n INTEGER NOT NULL,
     PRIMARY KEY (hour_ms, district, sentiment, topic, source)
 ) WITHOUT ROWID;
+-- The same per (hour, district) only: what an unfiltered overview reads (a few rows per hour).
+CREATE TABLE IF NOT EXISTS post_district_hour_totals (
+    hour_ms INTEGER NOT NULL,
+    district TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, district)
+) WITHOUT ROWID;
 """
 _HOUR_MS = 3_600_000
 # Floor to the hour in SQL the way Python's // does (SQLite's % truncates toward zero for negatives).
@@ -212,6 +219,11 @@ class SqlitePostStore(PostStore):
             if (conn.execute("SELECT 1 FROM post_hours LIMIT 1").fetchone() is None
                     and conn.execute("SELECT 1 FROM posts LIMIT 1").fetchone() is not None):
                 self._build_rollups(conn)
+            elif (conn.execute("SELECT 1 FROM post_district_hour_totals LIMIT 1").fetchone() is None
+                    and conn.execute("SELECT 1 FROM post_district_hours LIMIT 1").fetchone() is not None):
+                # Written by a build that had the detailed district rollup only.
+                conn.execute("INSERT INTO post_district_hour_totals (hour_ms, district, n)"
+                             " SELECT hour_ms, district, SUM(n) FROM post_district_hours GROUP BY hour_ms, district")
 
     @staticmethod
     def _build_rollups(conn: sqlite3.Connection) -> None:
@@ -220,6 +232,8 @@ class SqlitePostStore(PostStore):
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("DELETE FROM post_district_hours")
+            conn.execute("DELETE FROM post_district_hour_totals")
             conn.execute(f"INSERT INTO post_hours (hour_ms, sentiment, topic, source, n)"  # noqa: S608
                          f" SELECT {_HOUR_SQL} AS h, p.sentiment, p.topic, p.source, COUNT(*) FROM posts p"
                          f" GROUP BY h, p.sentiment, p.topic, p.source")
@@ -228,6 +242,8 @@ class SqlitePostStore(PostStore):
                          f" SELECT {_HOUR_SQL} AS h, d.district, p.sentiment, p.topic, p.source, COUNT(*)"
                          f" FROM posts p JOIN post_districts d ON d.rid = p.rid"
                          f" GROUP BY h, d.district, p.sentiment, p.topic, p.source")
+            conn.execute("INSERT INTO post_district_hour_totals (hour_ms, district, n)"
+                         " SELECT hour_ms, district, SUM(n) FROM post_district_hours GROUP BY hour_ms, district")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -258,18 +274,22 @@ class SqlitePostStore(PostStore):
     def _apply_rollup(conn: sqlite3.Connection, hours: dict[tuple[Any, ...], int],
                       districts: dict[tuple[Any, ...], int]) -> None:
         """Add signed deltas to the rollups and drop rows that reached zero."""
-        for table, columns, delta in (("post_hours", "hour_ms, sentiment, topic, source", hours),
-                                      ("post_district_hours", "hour_ms, district, sentiment, topic, source",
-                                       districts)):
+        totals: Counter[tuple[Any, ...]] = Counter()
+        for (hour, district, *_dims), n in districts.items():
+            totals[(hour, district)] += n
+        for table, columns, delta in (("post_hours", ("hour_ms", "sentiment", "topic", "source"), hours),
+                                      ("post_district_hours",
+                                       ("hour_ms", "district", "sentiment", "topic", "source"), districts),
+                                      ("post_district_hour_totals", ("hour_ms", "district"), totals)):
             changes = [(*key, n) for key, n in delta.items() if n]
             if not changes:
                 continue
-            marks = ",".join("?" * (len(changes[0])))
-            conn.executemany(f"INSERT INTO {table} ({columns}, n) VALUES ({marks})"  # noqa: S608
+            marks = ",".join("?" * (len(columns) + 1))
+            conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}, n) VALUES ({marks})"  # noqa: S608
                              f" ON CONFLICT DO UPDATE SET n = n + excluded.n", changes)
             gone = [key for key, n in delta.items() if n < 0]
             if gone:
-                match = " AND ".join(f"{c.strip()} = ?" for c in columns.split(","))
+                match = " AND ".join(f"{c} = ?" for c in columns)
                 conn.executemany(f"DELETE FROM {table} WHERE {match} AND n <= 0", gone)  # noqa: S608
 
     @staticmethod
@@ -443,9 +463,11 @@ class SqlitePostStore(PostStore):
         if query.offset >= total:
             return PostPage(total=total, items=[])
         # A common word: walk the time index newest-first, testing FTS membership, and stop at limit+offset
-        # instead of fetching and sorting every match (an event filter is narrower on its own index).
+        # instead of fetching and sorting every match. With a column filter the planner already walks that
+        # column's (column, published_ms) index in order, which is narrower.
+        column_filter = query.event_id or query.source or query.sentiment or query.topic
         hint = " INDEXED BY posts_time" if matches is not None and matches > _FTS_SORT_LIMIT \
-            and not query.event_id else ""
+            and not column_filter else ""
         # Sort and page on the narrow rows, then read only the page's documents.
         rows = conn.execute(
             f"SELECT d.doc, d.signature FROM (SELECT p.rid, p.published_ms FROM posts p{hint}{where}"  # noqa: S608
@@ -506,25 +528,33 @@ class SqlitePostStore(PostStore):
             for district, n in rows:
                 by_district[district] = by_district.get(district, 0) + n
 
-        whole = None if exact else self._whole_hours(query)
-        if whole is None:
-            add(self._exact_counts(conn, query, width))
-            add_districts(self._exact_districts(conn, query))
-        else:
-            first, end = whole
-            # Partial hours at either edge are counted exactly from posts; everything between from the rollups.
-            if query.since is not None and first is not None and to_ms(query.since) < first:
-                add(self._exact_counts(conn, query, width, until_ms=first))
-                add_districts(self._exact_districts(conn, query, until_ms=first))
-            if query.until is not None and end is not None and end < to_ms(query.until):
-                add(self._exact_counts(conn, query, width, since_ms=end))
-                add_districts(self._exact_districts(conn, query, since_ms=end))
-            add(self._rollup_counts(conn, query, width, first, end))
-            if query.district:
-                # Which other districts the district's posts name needs the posts themselves.
-                add_districts(self._exact_districts(conn, query, since_ms=first, until_ms=end))
+        # One read transaction: the rollups and the edge hours must come from the same snapshot.
+        own_snapshot = not conn.in_transaction
+        if own_snapshot:
+            conn.execute("BEGIN")
+        try:
+            whole = None if exact else self._whole_hours(query)
+            if whole is None:
+                add(self._exact_counts(conn, query, width))
+                add_districts(self._exact_districts(conn, query))
             else:
-                add_districts(self._rollup_districts(conn, query, first, end))
+                first, end = whole
+                # Partial hours at either edge are counted exactly from posts; everything between from the rollups.
+                if query.since is not None and first is not None and to_ms(query.since) < first:
+                    add(self._exact_counts(conn, query, width, until_ms=first))
+                    add_districts(self._exact_districts(conn, query, until_ms=first))
+                if query.until is not None and end is not None and end < to_ms(query.until):
+                    add(self._exact_counts(conn, query, width, since_ms=end))
+                    add_districts(self._exact_districts(conn, query, since_ms=end))
+                add(self._rollup_counts(conn, query, width, first, end))
+                if query.district:
+                    # Which other districts the district's posts name needs the posts themselves.
+                    add_districts(self._exact_districts(conn, query, since_ms=first, until_ms=end))
+                else:
+                    add_districts(self._rollup_districts(conn, query, first, end))
+        finally:
+            if own_snapshot:
+                conn.execute("COMMIT")
         buckets: list[Bucket] = []
         if series:
             first_bucket, last_bucket = min(series), max(series)
@@ -596,7 +626,9 @@ class SqlitePostStore(PostStore):
     def _rollup_districts(self, conn: sqlite3.Connection, query: PostQuery, first: int | None,
                           end: int | None) -> Iterator[tuple[str, int]]:
         where, params = self._rollup_where(query, first, end)
-        return conn.execute(f"SELECT district, SUM(n) FROM post_district_hours{where}"  # noqa: S608
+        table = "post_district_hours" if (query.source or query.topic or query.sentiment) \
+            else "post_district_hour_totals"
+        return conn.execute(f"SELECT district, SUM(n) FROM {table}{where}"  # noqa: S608
                             f" GROUP BY district HAVING SUM(n) > 0", params)
 
     def recent_signatures(self, since: datetime) -> Iterator[SignatureRow]:

@@ -179,6 +179,7 @@ def test_existing_database_gets_its_rollups_at_start(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "p.sqlite") as conn:  # as written by a version without rollups
         conn.execute("DROP TABLE post_hours")
         conn.execute("DROP TABLE post_district_hours")
+        conn.execute("DROP TABLE post_district_hour_totals")
     reopened = open_store(tmp_path)
     assert_rollups_match(reopened, rng, posts)
     reopened.close()
