@@ -267,7 +267,8 @@ def fit_temperature(logits, labels) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp().item())
+    # Clamped to what TransformerSentiment accepts: an untrained model's best T tends to infinity.
+    return min(50.0, max(0.05, float(log_t.exp().item())))
 
 
 def train_tfidf(splits: dict[str, dict[str, list[LabelledText]]]) -> TfidfSentiment:
