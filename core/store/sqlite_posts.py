@@ -8,6 +8,10 @@ A post's JSON document (without its MinHash signature, which is kept as a packed
 source of truth and lives in ``post_docs``; ``posts`` holds narrow copies of the filter columns,
 each indexed together with ``published_at`` because every dashboard query is time-bounded, so
 counts and sorts over a million rows never read the documents.
+
+Hourly rollups (``post_hours``, ``post_district_hours``, ``post_district_hour_totals``) are updated in
+the same transaction as every upsert and retention delete; ``overview`` reads them for the whole hours
+of its window and counts only the two partial edge hours from ``posts``, with the same answers.
 """
 
 from __future__ import annotations
