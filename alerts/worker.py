@@ -94,11 +94,13 @@ class EventStage:
                 post.event_id = assignment.event_id
                 post.near_dup_of = assignment.near_dup_of
                 fresh.append(post)
-            events = {e.id: e for e in event_service.apply_posts(session, posts=fresh)}
             changes: list[dict[str, Any]] = []
             now = self.clock()
             for post in fresh:
-                event = events.get(post.event_id or "")
+                # One post at a time: each post is judged against its event as it stood when the post arrived,
+                # so tickets do not depend on how a backlog happens to be batched (after a fault, say).
+                applied = event_service.apply_posts(session, posts=[post])
+                event = applied[0] if applied else None
                 if event is None:
                     continue
                 match = self.engine.evaluate(post, event)
@@ -130,12 +132,14 @@ class EventStage:
                      "state": ticket.state, "created": created, "title": ticket.title, "lead_unit": ticket.lead_unit,
                      "cooperating_units": list(ticket.cooperating_units or []), "at": now.isoformat()}
                 )
-        self.post_store.upsert(posts)
+        # Announce before the post-store write: if that write fails and the batch is redelivered, the posts
+        # are no longer new and the announcement would otherwise be lost.
         for change in changes:
             if self.on_ticket is not None:
                 self.on_ticket(change)
             if self.bus is not None:
                 self.bus.publish(TOPIC_TICKETS, json.dumps(change).encode(), key=change["event_id"])
+        self.post_store.upsert(posts)
 
     def reload_watchlists(self) -> int:
         """Load the analysts' watch-lists from the database into every watch-list rule; returns how many."""

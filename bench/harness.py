@@ -17,7 +17,7 @@ import typer
 
 MODULES = [
     "bench_ingest", "bench_analyze", "bench_sentiment", "bench_events", "bench_rules", "bench_backends",
-    "bench_pipeline", "bench_dashboard",
+    "bench_pipeline", "bench_dashboard", "bench_scale", "bench_soak",
 ]
 
 

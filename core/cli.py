@@ -277,9 +277,17 @@ def worker(kind: Annotated[str, typer.Argument(help="analyze | alerts | schedule
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log.info("worker %s running", kind)
-    stop.wait()
+    failed = False
+    while not stop.wait(1.0):
+        if any(not w.alive for w in pipeline.workers):
+            # A dead stage thread must not leave a live-looking process: exit so a supervisor restarts it.
+            log.error("a %s stage thread stopped; exiting for a restart", kind)
+            failed = True
+            break
     pipeline.stop()
     container.close()
+    if failed:
+        raise typer.Exit(code=1)
 
 
 @dead_app.command("list")

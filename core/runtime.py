@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.bus.base import TOPIC_ANALYZED, TOPIC_DEAD, TOPIC_RAW, Message
-from core.records import AnalyzedPost, Post, utcnow
+from core.records import AnalyzedPost, Post, Source, utcnow
 from core.wiring import Container
 from core.worker import StageWorker
 
@@ -108,7 +108,9 @@ class Pipeline:
         self.c.bus.flush()
 
     def analyze_worker(self) -> StageWorker[Post]:
-        """A worker of the analyze stage."""
+        """A worker of the analyze stage; models load first so the first batch cannot outlast the group session."""
+        self.c.analyzer.analyze([Post(id="warm-up", source=Source.news, external_id="warm-up", text="预热 warm-up",
+                                      published_at=utcnow())])
         return StageWorker(
             name="analyze", bus=self.c.bus, topics=[TOPIC_RAW], group="analyze",
             decode=lambda m: Post.model_validate_json(m.value), handle=self.analyze_handler,
@@ -117,6 +119,7 @@ class Pipeline:
 
     def event_worker(self) -> StageWorker[AnalyzedPost]:
         """A worker of the event stage (events, rules, tickets)."""
+        self.c.tokenize("预热")  # load the segmenter before joining the consumer group
         stage = self.c.event_stage(on_ticket=self._announce)
         stage.reload_watchlists()
         self.event_stage = stage

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +87,15 @@ class Database:
         try:
             yield s
             s.commit()
-        except BaseException:
-            s.rollback()
+        except BaseException as exc:
+            with suppress(DBAPIError):  # the connection may be gone already; the pool discards it
+                s.rollback()
+            if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                # A dropped or unreachable server is a passing outage: callers retry the whole transaction.
+                first_line = str(getattr(exc, "orig", exc)).splitlines()[0][:200] if str(exc) else ""
+                url = self.engine.url.render_as_string(hide_password=True)
+                raise BackendUnavailable(f"database at {url}: {type(getattr(exc, 'orig', exc)).__name__}: "
+                                         f"{first_line}") from exc
             raise
         finally:
             s.close()
