@@ -175,4 +175,11 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
 
     for module in (auth, tickets, reports):
         app.include_router(module.router)
+
+    from api.observability import install
+
+    api_settings = settings.api
+    install(app, container=container, pipeline=pipeline, login_per_minute=api_settings.login_per_minute,
+            ingest_per_minute=api_settings.ingest_per_minute, trust_forwarded=api_settings.trust_forwarded,
+            metrics_token=api_settings.metrics_token.get_secret_value() if api_settings.metrics_token else None)
     return app

@@ -16,6 +16,11 @@ from core.wiring import Container
 PRIVILEGED_ROLES = frozenset({"admin", "analyst"})
 
 
+def unprocessable(loc: list[str], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors (so clients and the OpenAPI schema agree)."""
+    return HTTPException(status_code=422, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
+
+
 def get_container(request: Request) -> Container:
     """The process's Container (set by the app factory)."""
     container: Container = request.app.state.container

@@ -344,6 +344,9 @@ def _mount_optional() -> None:
         (eval_app, "events", "analyze.events_cli", "eval_events"),
         (app, "report", "alerts.reports.cli", "report"),
         (app, "bench", "bench.harness", "bench"),
+        (app, "backup", "core.ops_cli", "backup"),
+        (app, "restore", "core.ops_cli", "restore"),
+        (app, "retention", "core.ops_cli", "retention"),
     ]
     groups = [("users", "core.auth.cli"), ("tickets", "alerts.tickets.cli")]
     for name, module_name in groups:

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 _SECRET_PATTERNS = [
     (re.compile(r"(key=)[^&\s\"']+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(://[^:/\s@]+:)[^@\s]+@"), r"\1***@"),
-    (re.compile(r"((?:password|secret|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+", re.IGNORECASE), r"\1***"),
+    (re.compile(r"((?:password|secret|token|api_key|apikey)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+", re.IGNORECASE),
+     r"\1***"),
+    (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1***"),
 ]
 
 

@@ -52,6 +52,9 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.ticket_listeners: list[Callable[[dict[str, Any]], None]] = []
+        from alerts.source_health import SourceHealth
+
+        self.source_health = SourceHealth()
 
     # -- ingest -------------------------------------------------------------------------------
     def publish_post(self, post: Post) -> None:
@@ -170,6 +173,23 @@ class Pipeline:
             except Exception:
                 log.exception("scheduler run failed; will retry")
             self._reports_due(now, worker_id)
+            self._housekeeping(now, worker_id)
+
+    def _housekeeping(self, now: Any, worker_id: str) -> None:
+        """Source flatline alerts and the daily retention run (each once across workers)."""
+        from alerts.source_health import run_source_health
+        from core.lifecycle import retention_if_due
+
+        try:
+            run_source_health(health=self.source_health, post_store=self.c.post_store, db=self.c.db, now=now)
+        except Exception:
+            log.exception("source health check failed; will retry")
+        try:
+            retention_if_due(post_store=self.c.post_store, db=self.c.db,
+                             posts_days=self.settings.retention_posts_days,
+                             tickets_years=self.settings.retention_tickets_years, now=now, worker_id=worker_id)
+        except Exception:
+            log.exception("retention failed; will retry")
 
     def _reports_due(self, now: Any, worker_id: str) -> None:
         """Weekly (Monday 08:30) and daily briefs, once across workers, when e-mail is configured."""

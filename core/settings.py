@@ -155,6 +155,13 @@ class ApiSettings(BaseModel):
     page_size_max: int = Field(default=200, ge=1)
     session_secret: SecretStr = SecretStr("change-me-in-production")
     cors_origins: list[str] = Field(default_factory=list)
+    # Per-address rate limits (token buckets) on the two doors an attacker knocks on.
+    login_per_minute: float = Field(default=10, gt=0)
+    ingest_per_minute: float = Field(default=120, gt=0)
+    # Behind a reverse proxy: take the client address from X-Forwarded-For.
+    trust_forwarded: bool = False
+    # When set, /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
     # Embedded demo only: create an admin with this password when no user exists.
     bootstrap_admin_password: SecretStr | None = None
 
@@ -179,6 +186,9 @@ class Settings(BaseSettings):
     # Salt for author hashes; keep it stable or author counts reset.
     author_salt: SecretStr = SecretStr("yuqing-default-salt")
     max_text_chars: int = Field(default=20_000, ge=100)
+    # Retention: raw posts are dropped after this many days; tickets and audit are kept forever unless set.
+    retention_posts_days: int = Field(default=180, ge=1)
+    retention_tickets_years: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
 

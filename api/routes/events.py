@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from alerts.events import service as event_service
-from api.deps import DbSession, PostStoreDep, Reader, SettingsDep, is_privileged
+from api.deps import DbSession, PostStoreDep, Reader, SettingsDep, is_privileged, unprocessable
 from api.schemas import EventOut, EventPageOut, PostOut
 from core.db.models import EventRow, TicketRow
 from core.records import Event
@@ -43,7 +43,7 @@ def list_events(
 ) -> EventPageOut:
     """Events sorted by heat (hottest first), each with its size and representative texts."""
     if limit > settings.api.page_size_max:
-        raise HTTPException(422, f"limit may be at most {settings.api.page_size_max}")
+        raise unprocessable(["query", "limit"], f"limit may be at most {settings.api.page_size_max}")
     events = event_service.list_events(session, limit=limit, offset=offset, since=since, order="heat")
     counted = select(func.count()).select_from(EventRow)
     if since is not None:

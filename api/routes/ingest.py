@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import PipelineDep, SettingsDep
+from api.deps import PipelineDep, SettingsDep, unprocessable
 from api.schemas import IngestItemError, IngestResult
 from api.security import require_roles
 from ingest.base import RawRecord
@@ -24,7 +24,7 @@ async def ingest_batch(request: Request, pipeline: PipelineDep, settings: Settin
     if len(body) > settings.api.max_body_bytes:
         raise HTTPException(413, f"body too large: {len(body)} bytes > {settings.api.max_body_bytes}")
     if not body.strip():
-        raise HTTPException(422, "empty body: send a JSON array of records or JSON lines")
+        raise unprocessable(["body"], "empty body: send a JSON array of records or JSON lines")
     raws = _split(body)
     if len(raws) > settings.api.max_ingest_batch:
         raise HTTPException(413, f"too many records: {len(raws)} > {settings.api.max_ingest_batch} per request")

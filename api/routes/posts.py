@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from api.deps import PostStoreDep, Reader, SettingsDep, is_privileged
+from api.deps import PostStoreDep, Reader, SettingsDep, is_privileged, unprocessable
 from api.schemas import PostOut, PostPageOut
 from core.records import SentimentLabel, Source
 from core.store.base import PostQuery
@@ -33,9 +33,9 @@ def search_posts(
 ) -> PostPageOut:
     """Search posts, newest first."""
     if limit > settings.api.page_size_max:
-        raise HTTPException(422, f"limit may be at most {settings.api.page_size_max}")
+        raise unprocessable(["query", "limit"], f"limit may be at most {settings.api.page_size_max}")
     if from_ and to and from_ > to:
-        raise HTTPException(422, "'from' is after 'to'")
+        raise unprocessable(["query", "from"], "'from' is after 'to'")
     query = PostQuery(
         q=q.strip() if q and q.strip() else None, source=source.value if source else None,
         sentiment=sentiment.value if sentiment else None, topic=topic, event_id=event_id, district=district,

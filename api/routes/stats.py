@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import PostStoreDep, reader
+from api.deps import PostStoreDep, reader, unprocessable
 from core.records import SentimentLabel, utcnow
 from core.store.base import Overview, PostQuery
 from core.store.keywords import top_keywords
@@ -31,7 +31,7 @@ def overview(
     until = to or utcnow()
     since = from_ or (until - timedelta(days=1))
     if since > until:
-        raise HTTPException(422, "'from' is after 'to'")
+        raise unprocessable(["query", "from"], "'from' is after 'to'")
     step = interval or ("hour" if until - since <= timedelta(days=3) else "day")
     query = PostQuery(since=since, until=until, source=source, topic=topic, event_id=event_id, district=district)
     return store.overview(query, interval=step)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from alerts.expr import ExpressionError, parse
-from api.deps import DbSession, PostStoreDep, Reader, is_privileged
+from api.deps import DbSession, PostStoreDep, Reader, is_privileged, unprocessable
 from api.schemas import PostOut
 from api.security import require_roles
 from core.db.models import WatchlistRow
@@ -77,7 +77,7 @@ def save_watchlist(body: WatchlistIn, session: DbSession,
     try:
         parse(body.expression)
     except ExpressionError as exc:
-        raise HTTPException(422, f"表达式有误 / bad expression: {exc}") from exc
+        raise unprocessable(["body", "expression"], f"表达式有误 / bad expression: {exc}") from exc
     row = session.scalars(select(WatchlistRow).where(WatchlistRow.name == body.name)).first()
     if row is None:
         row = WatchlistRow(name=body.name, expression=body.expression)
@@ -94,7 +94,7 @@ def preview(body: PreviewIn, store: PostStoreDep, user: Reader) -> PreviewOut:
     try:
         expression = parse(body.expression)
     except ExpressionError as exc:
-        raise HTTPException(422, f"表达式有误 / bad expression: {exc}") from exc
+        raise unprocessable(["body", "expression"], f"表达式有误 / bad expression: {exc}") from exc
     since = utcnow() - timedelta(days=body.days)
     matched: list[AnalyzedPost] = []
     scanned = 0
