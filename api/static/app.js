@@ -106,6 +106,9 @@ async function api(path, opts = {}) {
     init.body = JSON.stringify(opts.body);
   }
   if (init.method !== "GET") headers["X-CSRF-Token"] = state.csrf || readCookie("yuqing_csrf") || "";
+  // Reads belong to the page being shown: leaving the page cancels them, so a slow page can never
+  // render over the one the user went to next. Writes are never cancelled.
+  else if (state.navAbort) init.signal = state.navAbort.signal;
   const r = await fetch(path, init);
   if (r.status === 401 && !opts.allow401) {
     state.user = null;
@@ -801,6 +804,9 @@ async function route() {
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.route === name);
   if (!state.user && name !== "login") { location.hash = "#/login"; return; }
   document.body.dataset.page = name;
+  if (state.navAbort) state.navAbort.abort();
+  const nav = new AbortController();
+  state.navAbort = nav;
   try {
     if (name === "login") pageLogin();
     else if (name === "overview") await pageOverview(params);
@@ -814,6 +820,7 @@ async function route() {
     else if (name === "admin") await pageAdmin();
     else render(h("p", { class: "error" }, "页面不存在"));
   } catch (err) {
+    if (nav.signal.aborted || (err && err.name === "AbortError")) return; // the user has moved on
     render(h("div", { class: "panel" }, h("p", { class: "error" }, `加载失败：${errorText(err)}`), h("p", {}, h("a", { href: "#/overview" }, "返回总览"))));
   }
 }
