@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import text
 
 from api.deps import Reader, can_see_ticket
 from core.errors import BackendUnavailable, ConflictError, Forbidden, InvalidTransition, NotFound
@@ -129,18 +128,9 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
         """200 when the stores answer; 503 with the failing part otherwise."""
-        checks: dict[str, str] = {}
-        try:
-            with container.db.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
-        try:
-            container.post_store.count()
-            checks["post_store"] = "ok"
-        except Exception as exc:
-            checks["post_store"] = f"error: {type(exc).__name__}"
+        from api.observability import store_checks
+
+        checks = store_checks(container)
         if pipeline is not None:
             dead = [w.name for w in pipeline.workers if not w.alive]
             checks["workers"] = "ok" if not dead else f"stopped: {', '.join(dead)}"

@@ -178,8 +178,8 @@ class ObservabilityMiddleware:
 
 
 # -- readiness ------------------------------------------------------------------------------------------
-def readiness(container: Container, pipeline: Pipeline | None) -> dict[str, str]:
-    """Each readiness check and its outcome (``ok`` or why not)."""
+def store_checks(container: Container) -> dict[str, str]:
+    """Whether the database and the post store answer (``ok`` or the error's type)."""
     checks: dict[str, str] = {}
     try:
         with container.db.engine.connect() as conn:
@@ -192,6 +192,12 @@ def readiness(container: Container, pipeline: Pipeline | None) -> dict[str, str]
         checks["post_store"] = "ok"
     except Exception as exc:
         checks["post_store"] = f"error: {type(exc).__name__}"
+    return checks
+
+
+def readiness(container: Container, pipeline: Pipeline | None) -> dict[str, str]:
+    """Each readiness check and its outcome (``ok`` or why not)."""
+    checks = store_checks(container)
     try:
         checks["bus"] = "ok" if container.bus is not None else "missing"
     except Exception as exc:
