@@ -28,10 +28,14 @@ MAX_PER_KIND = 20
 
 # Characters that cannot be inside a name: a candidate is cut after the last one of them.
 _BREAKERS = set("的了在是和与及跟同们到从向对把被给于为个位该这那此其我你他她它无没住将由请要就都也还又让使叫说问")
-_BREAK_WORDS = ("反映", "投诉", "举报", "希望", "要求", "关于", "位于", "附近", "旁边", "门口", "对面", "周边", "业主")
-_PLACE_SUFFIXES = ("街道", "社区", "小区", "花园", "公寓", "家园", "新村", "新城", "苑", "镇", "乡", "村", "庭", "广场")
+_BREAK_WORDS = ("反映", "投诉", "举报", "希望", "要求", "关于", "位于", "附近", "旁边", "门口", "对面", "周边", "业主",
+                "送去", "送到", "送往", "住进", "听说", "刚才", "刚刚", "现在", "已经", "还有", "就是", "有没有")
+# Social posts glue a word or two in front of a name ("刚才青石镇", "有青石镇的朋友"): cut these off the left.
+_LEAD_JUNK = ("有", "去", "送")
+_PLACE_SUFFIXES = ("街道", "社区", "小区", "花园", "公寓", "家园", "新村", "新城", "苑", "镇", "乡", "村", "庭", "广场",
+                   "工业园", "产业园", "园区", "开发区", "工业区")
 _ORG_SUFFIXES_DEFAULT = ("局", "委员会", "委", "公司", "集团", "学校", "小学", "中学", "大学", "学院", "幼儿园",
-                         "医院", "卫生院", "物业", "政府", "派出所", "中心", "银行", "法院", "检察院")
+                         "医院", "卫生院", "物业", "政府", "派出所", "中心", "银行", "法院", "检察院", "化工")
 # Words that end like an organisation but are not one.
 _NOT_ORG_ENDINGS = ("布局", "格局", "结局", "大局", "开局", "骗局", "饭局", "当局", "全局", "市中心", "上委", "主委")
 _PLACE_AFTER_PERSON = (
@@ -90,6 +94,13 @@ def _trim_left(candidate: str, known: Iterable[str]) -> str:
     return candidate[cut:]
 
 
+def _strip_lead(candidate: str) -> str:
+    """Drop one-character filler verbs glued in front of a pattern candidate while a name remains."""
+    while len(candidate) > 3 and candidate.startswith(_LEAD_JUNK):
+        candidate = candidate[1:]
+    return candidate
+
+
 def _shortest_forms(items: list[str]) -> list[str]:
     """Drop a candidate when a shorter one is its suffix (一家汽车检测站 → 汽车检测站)."""
     return [a for a in items if not any(b != a and len(b) >= 3 and a.endswith(b) for b in items)]
@@ -144,7 +155,7 @@ class EntityExtractor:
         place_sfx = "|".join(sorted(_PLACE_SUFFIXES, key=len, reverse=True))
         org_sfx = "|".join(sorted(gazetteer.org_suffixes, key=len, reverse=True))
         self._place_re = re.compile(
-            f"{cjk}{{2,10}}?(?:{place_sfx})(?:小区|花园|公寓|家园|社区)?(?![\u4e00-\u9fa5]?(?:局|委|公司|中心))"
+            f"{cjk}{{2,10}}?(?:{place_sfx})(?:小区|花园|公寓|家园|社区|工业园|产业园|园区|开发区|工业区)?(?![\u4e00-\u9fa5]?(?:局|委|公司|中心))"
         )
         self._org_re = re.compile(f"{cjk}{{1,10}}?(?:{org_sfx})(?:股份有限公司|有限责任公司|有限公司)?")
 
@@ -209,12 +220,13 @@ class EntityExtractor:
             people += lac_people
         pattern_places = []
         for m in self._place_re.finditer(text):
-            cand = _trim_left(m.group(0), self._known)
-            if len(cand) >= 3 and cand not in self._known:
+            cand = _strip_lead(_trim_left(m.group(0), self._known))
+            # "…A7县" is the gazetteer's to report; the pattern would only add a longer, junkier form.
+            if len(cand) >= 3 and not cand.endswith(self._known):
                 pattern_places.append(cand)
         pattern_orgs = []
         for m in self._org_re.finditer(text):
-            cand = _trim_left(m.group(0), ())
+            cand = _strip_lead(_trim_left(m.group(0), ()))
             if len(cand) >= 3 and not cand.endswith(_NOT_ORG_ENDINGS):
                 pattern_orgs.append(cand)
         places += _shortest_forms(pattern_places)

@@ -12,6 +12,12 @@ Three ways a post joins an existing event, tried in this order:
    bare district or a government body) joins a recent event (``anchor_window_days``) with the same anchor
    whose members share enough content words (Dice of content-word sets ≥ ``anchor_similarity``).
 
+4. **same place, same hours** — a breaking matter is talked about in many different words ("闷响", "冒黑烟",
+   "要不要疏散") that share neither text nor a specific anchor; a post naming a town/street (镇/乡/街道), or
+   a district together with its topic, joins an event with the same town (or district and topic) within
+   ``hot_window_hours`` if their content words overlap (Dice ≥ ``town_similarity``). The short window keeps
+   a town's unrelated matters of other days apart.
+
 Otherwise the post opens a new event whose id is derived from its own post id, so replaying the same
 input in the same order yields the same event ids. Memory is bounded by time: ``garbage_collect`` drops
 LSH entries older than the near-dup window and anchor entries older than the anchor window.
@@ -24,7 +30,7 @@ import heapq
 import logging
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -109,13 +115,13 @@ _ANCHOR_SUFFIXES = (
     "小区", "社区", "花园", "家园", "新城", "之城", "新村", "村", "苑", "园", "城", "府", "湾", "庭", "邸", "居",
     "公馆", "山庄", "公寓", "大厦", "广场", "中心", "市场", "商城", "大楼", "楼盘", "项目",
     "公司", "集团", "厂", "矿", "酒店", "宾馆", "医院", "诊所", "学校", "学院", "大学", "中学", "小学",
-    "幼儿园", "附中", "搅拌站", "加油站", "车站", "站", "场",
+    "幼儿园", "附中", "搅拌站", "加油站", "车站", "站", "场", "化工", "工业园", "产业园", "园区", "开发区", "物业",
 )  # fmt: skip
 # Organisations share long generic tails ("投资有限公司", "配套幼儿园", "经济学院"): for them only equal or
 # contained names are the same thing, never a merely common ending.
 _ORG_ENDINGS = (
     "公司", "集团", "厂", "矿", "酒店", "宾馆", "医院", "诊所", "学校", "学院", "大学", "中学", "小学",
-    "幼儿园", "附中", "中心", "项目", "站", "场",
+    "幼儿园", "附中", "中心", "项目", "站", "场", "化工", "物业",
 )  # fmt: skip
 _GENERIC_PREFIXES = (
     "我们", "我", "本", "该", "此", "这个", "那个", "这", "那", "整个", "周边", "附近", "所在", "各", "全",
@@ -128,6 +134,7 @@ _GENERIC_NAMES = frozenset(
         "银行", "农村", "城市", "城区", "小区", "社区", "村", "学校", "医院", "幼儿园", "小学", "中学",
         "大学", "公司", "集团", "工厂", "市场", "广场", "车站", "加油站", "中心", "项目", "公园", "乡村",
         "新城", "老城", "家园", "花园", "安置小区", "还建小区", "商品房", "政府", "派出所", "卫生院",
+        "工业园", "产业园", "园区", "开发区", "工业区", "化工", "化工厂", "物业", "小区物业", "交物业", "欠物业",
     }
 )  # fmt: skip
 # Administrative prefix (province, city, district/county, street/town) stripped so "A市A3区丽发新城小区"
@@ -161,7 +168,7 @@ def anchor_key(name: str) -> str | None:
         return None
     stripped = _ADMIN_PREFIX.sub("", name, count=1)
     # Keep the full name when stripping would eat it (e.g. "金麓小区" looks like "金麓小" + "区").
-    if len(stripped) >= 3 and stripped.endswith(_ANCHOR_SUFFIXES):
+    if len(stripped) >= 3 and stripped.endswith(_ANCHOR_SUFFIXES) and stripped not in _GENERIC_NAMES:
         name = stripped
     if not name.endswith(_ANCHOR_SUFFIXES) or name.endswith(_GOV_ENDINGS) or name in _GENERIC_NAMES:
         return None
@@ -175,6 +182,27 @@ def anchor_key(name: str) -> str | None:
             name = name[: -len(suffix)]
             break
     return name
+
+
+_TOWN = re.compile(r"([\u4e00-\u9fff]{2,4}(?:街道|镇|乡))$")
+
+
+def town_keys(entities: Entities, topic: str | None = None) -> list[str]:
+    """Locality keys of a post for the hot-window rule: its towns (…镇/…乡/…街道, without any district or
+    city prefix) and, when the topic is known, ``district/topic`` for each of its districts."""
+    out: list[str] = []
+    for name in entities.places:
+        m = _TOWN.search(_WS.sub("", name))
+        if m and m.group(1) not in out:
+            out.append(m.group(1))
+    if topic:
+        out.extend(f"{district}/{topic}" for district in entities.districts if f"{district}/{topic}" not in out)
+    return out
+
+
+def _topic_of(post: object) -> str | None:
+    topic = getattr(post, "topic", None)
+    return getattr(topic, "l1", None) if topic is not None else None
 
 
 def anchor_keys(entities: Entities, focus: str | None = None) -> list[str]:
@@ -282,6 +310,8 @@ class EventClusterer:
         anchor_similarity: float = 0.15,
         members_per_event: int = 30,
         repost_window_days: float = 7.0,
+        hot_window_hours: float = 12.0,
+        town_similarity: float = 0.2,
         gc_every: int = 2000,
     ) -> None:
         if num_perm % bands:
@@ -295,6 +325,8 @@ class EventClusterer:
         self.anchor_similarity = anchor_similarity
         self.members_per_event = members_per_event
         self.repost_window = timedelta(days=repost_window_days).total_seconds()
+        self.hot_window = timedelta(hours=hot_window_hours).total_seconds()
+        self.town_similarity = town_similarity
         self.gc_every = gc_every
         self._buckets: dict[tuple[int, bytes], list[str]] = {}
         self._sigs: dict[str, tuple[np.ndarray, str, float]] = {}  # post -> (signature, event, ts)
@@ -310,6 +342,7 @@ class EventClusterer:
         self._event_last: dict[str, float] = {}
         self._anchors: dict[str, dict[str, float]] = {}  # anchor key -> event -> last ts
         self._sub_index: dict[str, set[str]] = {}  # substring (2+ chars) -> anchor keys containing it
+        self._towns: dict[str, dict[str, float]] = {}  # town -> event -> last ts (hot window only)
         self._since_gc = 0
         self._latest = float("-inf")
 
@@ -321,19 +354,21 @@ class EventClusterer:
         sig = self._signature(post)
         tokens = content_tokens(post)
         anchors = anchor_keys(post.entities, focus_text(post))
+        towns = town_keys(post.entities, _topic_of(post))
         assignment = self._match_seen(post.id)
         if assignment is None:
             by_content = (
                 self._match_near_dup(post.id, sig, ts)
                 or self._match_resubmission(post.id, sig, ts)
                 or self._match_anchor(anchors, tokens, ts)
+                or self._match_town(towns, tokens, ts)
             )
             assignment = (
                 self._match_repost(post, ts, by_content)
                 or by_content
                 or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
             )
-        self._index(post.id, assignment.event_id, ts, sig, tokens, anchors)
+        self._index(post.id, assignment.event_id, ts, sig, tokens, anchors, towns)
         self._since_gc += 1
         if self._since_gc >= self.gc_every:
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
@@ -375,6 +410,13 @@ class EventClusterer:
             del self._event_last[event_id]
             self._members.pop(event_id, None)
             self._anchored.discard(event_id)
+        hot_cutoff = t - self.hot_window
+        for town in list(self._towns):
+            town_events = self._towns[town]
+            for event_id in [e for e, last in town_events.items() if last < hot_cutoff]:
+                del town_events[event_id]
+            if not town_events:
+                del self._towns[town]
         for anchor in list(self._anchors):
             events = self._anchors[anchor]
             for event_id in [e for e, last in events.items() if last < cutoff]:
@@ -408,13 +450,14 @@ class EventClusterer:
                 focus = _WS.sub("", getattr(row, "title", "") or getattr(row, "text_norm", "")[:FOCUS_CHARS])
                 tokens = frozenset(t for t in getattr(row, "tokens", None) or () if len(t) >= 2) - _COMMON_WORDS
                 anchors = anchor_keys(entities, focus) if isinstance(entities, Entities) else []
-                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, tokens, anchors)
+                towns = town_keys(entities, _topic_of(row)) if isinstance(entities, Entities) else []
+                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, tokens, anchors, towns)
             else:
                 if not row.event_id:
                     continue
                 self._index(
                     row.id, row.event_id, _ts(row.published_at), self._signature(row), content_tokens(row),
-                    anchor_keys(row.entities, focus_text(row)),
+                    anchor_keys(row.entities, focus_text(row)), town_keys(row.entities, _topic_of(row)),
                 )
             n += 1
         if items:
@@ -432,6 +475,7 @@ class EventClusterer:
             "events": len(self._event_last),
             "members": sum(len(m) for m in self._members.values()),
             "anchors": len(self._anchors),
+            "towns": len(self._towns),
         }
 
     # ---- matching ---------------------------------------------------------------------------------
@@ -546,6 +590,24 @@ class EventClusterer:
         return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
                           reason="anchor", anchor=anchor)
 
+    def _match_town(self, towns: list[str], tokens: frozenset[str], ts: float) -> Assignment | None:
+        if not towns or not tokens:
+            return None
+        best: tuple[float, str, str] | None = None
+        for town in towns:
+            for event_id, last in sorted(self._towns.get(town, {}).items()):
+                if abs(ts - last) > self.hot_window:
+                    continue
+                sim = max((dice(tokens, m.tokens) for m in self._members.get(event_id, ())
+                           if abs(ts - m.ts) <= self.hot_window), default=0.0)
+                if sim >= self.town_similarity and (best is None or sim > best[0]):
+                    best = (sim, event_id, town)
+        if best is None:
+            return None
+        sim, event_id, town = best
+        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
+                          reason="town", anchor=town)
+
     # ---- indexing ---------------------------------------------------------------------------------
 
     def _signature(self, post: AnalyzedPost) -> np.ndarray:
@@ -568,7 +630,8 @@ class EventClusterer:
         return [(b, sig[b * self.rows : (b + 1) * self.rows].tobytes()) for b in range(self.bands)]
 
     def _index(
-        self, pid: str, event_id: str, ts: float, sig: np.ndarray, tokens: frozenset[str], anchors: list[str]
+        self, pid: str, event_id: str, ts: float, sig: np.ndarray, tokens: frozenset[str], anchors: list[str],
+        towns: Sequence[str] = (),
     ) -> None:
         self._latest = max(self._latest, ts)
         if sig.size and pid not in self._sigs:
@@ -596,9 +659,17 @@ class EventClusterer:
                     self._sub_index.setdefault(sub, set()).add(anchor)
             events[event_id] = max(events.get(event_id, float("-inf")), ts)
             self._anchored.add(event_id)
-        # Words are kept only where an anchor match can use them: most events never get an anchor.
+        for town in towns:
+            self._towns.setdefault(town, {})[event_id] = max(self._towns.get(town, {}).get(event_id, ts), ts)
+            self._anchored.add(event_id)
+        # Words are kept only where an anchor or town match can use them: most events never get one.
         if tokens and event_id in self._anchored:
             members = self._members.get(event_id)
             if members is None:
                 members = self._members[event_id] = deque(maxlen=self.members_per_event)
-            members.append(_Member(pid, ts, tokens))
+            # Reposts and copies repeat one text: keeping each wording once keeps the event's range of words.
+            same = next((m for m in members if m.tokens == tokens), None)
+            if same is None:
+                members.append(_Member(pid, ts, tokens))
+            else:
+                same.ts = max(same.ts, ts)

@@ -51,6 +51,15 @@ def test_residential_places_and_orgs(extractor):
     assert ents.districts == ["A3区"]
 
 
+def test_social_post_places_and_short_company_names(extractor):
+    ents = extractor.extract("刚才青石镇工业园方向传来一声闷响，鑫源化工那边冒黑烟了！")
+    assert "青石镇工业园" in ents.places
+    assert "鑫源化工" in ents.orgs
+    # Filler glued in front of a town ("有青石镇的朋友") is not part of its name.
+    assert "青石镇" in extractor.extract("有没有青石镇的朋友，空气检测结果出来没有？").places
+    assert not any(o.startswith("送") for o in extractor.extract("已经有人受伤被送去医院").orgs)
+
+
 def test_people_are_masked(extractor):
     ents = extractor.extract("联系人：王五先生，我叫李四。")
     assert "王**" in ents.people and "李**" in ents.people

@@ -61,14 +61,16 @@ def make_post(
     orgs: tuple[str, ...] = (),
     repost_of: str | None = None,
     source: str = "mailbox",
+    districts: tuple[str, ...] = (),
+    topic: str = "城乡建设",
 ) -> AnalyzedPost:
     scoring = text_for_scoring(f"{title}\n{text}" if title else text)
     return AnalyzedPost(
         id=post_id(source, str(n)), source=source, external_id=str(n), title=title, text=text,
         published_at=T0 + timedelta(hours=hours), repost_of=repost_of,
         text_norm=normalize(text), tokens=tokenize(scoring),
-        sentiment=Sentiment(label=SentimentLabel.negative, score=0.8), topic=Topic(l1="城乡建设"),
-        entities=Entities(places=list(places), orgs=list(orgs)),
+        sentiment=Sentiment(label=SentimentLabel.negative, score=0.8), topic=Topic(l1=topic),
+        entities=Entities(places=list(places), orgs=list(orgs), districts=list(districts)),
         signature=minhash_signature(scoring),
     )
 
@@ -180,6 +182,50 @@ def test_anchor_joins_reworded_messages_about_one_compound_but_not_other_problem
     assert (b.event_id, b.reason, b.anchor) == (a.event_id, "anchor", "丽发新城")
     assert p.event_id != a.event_id  # same compound, different problem
     assert t.is_new_event  # sharing only a district is not enough
+
+
+# A breaking incident in one town, told in different words by different people (no shared text, no anchor).
+BLAST = "A7县青石镇那边一股很冲的化学品味道，刺鼻得眼睛疼，是不是工厂出事了？"
+SMELL = "青石镇这边的味道越来越大了，孩子一直咳嗽，A7县有没有人出来说明一下？"
+WORRY = "有没有青石镇的朋友，现在空气检测结果出来没有？家里孩子咳嗽很担心。"
+MARKET = "青石镇农贸市场周末新开了几个摊位，蔬菜水果都很新鲜，价格也实惠。"
+
+
+def test_hot_window_joins_an_incident_told_in_other_words_in_the_same_town():
+    c = EventClusterer(hot_window_hours=12, window_hours=12)
+    a = c.assign(make_post(1, BLAST, places=("A7县", "青石镇"), source="weibo"))
+    b = c.assign(make_post(2, SMELL, hours=0.2, places=("A7县", "青石镇"), source="weibo"))
+    w = c.assign(make_post(3, WORRY, hours=0.4, places=("青石镇",), source="weibo"))
+    m = c.assign(make_post(4, MARKET, hours=0.5, places=("青石镇",), source="weibo"))
+    assert (b.event_id, b.reason, b.anchor) == (a.event_id, "town", "青石镇")
+    assert (w.event_id, w.reason) == (a.event_id, "town")  # matched on the reworded follow-up's words
+    assert m.is_new_event  # same town, unrelated words
+    # The next day the town's (and the near-duplicate) window has passed: the same words open a new event.
+    again = "青石镇今天空气检测结果出来了吗？孩子还在咳嗽"
+    assert c.assign(make_post(5, again, hours=1, places=("青石镇",), source="weibo")).event_id == a.event_id
+    later = c.assign(make_post(6, "青石镇的空气好点了吗，孩子咳嗽有没有好转？", hours=30, places=("青石镇",),
+                               source="weibo"))
+    assert later.is_new_event
+
+
+def test_hot_window_district_needs_the_same_topic():
+    c = EventClusterer(hot_window_hours=12)
+    a = c.assign(make_post(1, "A3区明德小学好多孩子吃完学校配餐后上吐下泻，孩子都送医院了", districts=("A3区",),
+                           topic="教育文体", source="weibo"))
+    same = c.assign(make_post(2, "我们班有八个孩子没来上课，都是吃了学校配餐的，A3区要彻查", hours=1,
+                              districts=("A3区",), topic="教育文体", source="weibo"))
+    other = c.assign(make_post(3, "A3区这家医院的孩子挂号排队太久，学校体检也要排队", hours=1.5,
+                               districts=("A3区",), topic="卫生计生", source="weibo"))
+    assert (same.event_id, same.reason, same.anchor) == (a.event_id, "town", "A3区/教育文体")
+    assert other.is_new_event
+
+
+def test_gc_forgets_towns_after_the_hot_window():
+    c = EventClusterer(hot_window_hours=12, anchor_window_days=1)
+    c.assign(make_post(1, BLAST, places=("青石镇",), source="weibo"))
+    assert c.stats()["towns"] == 1
+    c.garbage_collect(T0 + timedelta(hours=13))
+    assert c.stats()["towns"] == 0
 
 
 def test_windows_expire_near_duplicates_and_anchors():
