@@ -312,6 +312,7 @@ class EventClusterer:
         repost_window_days: float = 7.0,
         hot_window_hours: float = 12.0,
         town_similarity: float = 0.2,
+        max_posts: int = 200_000,
         gc_every: int = 2000,
     ) -> None:
         if num_perm % bands:
@@ -327,6 +328,9 @@ class EventClusterer:
         self.repost_window = timedelta(days=repost_window_days).total_seconds()
         self.hot_window = timedelta(hours=hot_window_hours).total_seconds()
         self.town_similarity = town_similarity
+        # A ceiling on what the windows keep (a province's day can exceed any window): beyond it the oldest
+        # entries go first, so memory stays bounded at any input rate (~2.5 KiB per indexed post).
+        self.max_posts = max_posts
         self.gc_every = gc_every
         self._buckets: dict[tuple[int, bytes], list[str]] = {}
         self._sigs: dict[str, tuple[np.ndarray, str, float]] = {}  # post -> (signature, event, ts)
@@ -369,6 +373,10 @@ class EventClusterer:
                 or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
             )
         self._index(post.id, assignment.event_id, ts, sig, tokens, anchors, towns)
+        if len(self._sigs) > self.max_posts or len(self._post_event) > self.max_posts:
+            self._expire_signatures(float("-inf"))
+            self._expire_posts(float("-inf"))
+            self._expire_long_bands(float("-inf"))
         self._since_gc += 1
         if self._since_gc >= self.gc_every:
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
@@ -378,34 +386,10 @@ class EventClusterer:
         """Forget entries too old to match any post published from ``now`` on; return how many went."""
         self._since_gc = 0
         t = _ts(now)
-        dropped = 0
-        cutoff = t - self.window
-        while self._sig_heap and self._sig_heap[0][0] < cutoff:
-            ts, pid = heapq.heappop(self._sig_heap)
-            entry = self._sigs.get(pid)
-            if entry is None or entry[2] != ts:
-                continue
-            del self._sigs[pid]
-            dropped += 1
-            for key in self._band_keys(entry[0]):
-                bucket = self._buckets.get(key)
-                if bucket is None:
-                    continue
-                with contextlib.suppress(ValueError):  # trimmed from a crowded bucket already
-                    bucket.remove(pid)
-                if not bucket:
-                    del self._buckets[key]
+        dropped = self._expire_signatures(t - self.window)
         cutoff = t - self.anchor_window
-        while self._long_heap and self._long_heap[0][0] < cutoff:
-            ts, band = heapq.heappop(self._long_heap)
-            long_entry = self._long.get(band)
-            if long_entry is not None and long_entry[1] == ts:
-                del self._long[band]
-        while self._post_heap and self._post_heap[0][0] < t - self.repost_window:
-            ts, pid = heapq.heappop(self._post_heap)
-            post_entry = self._post_event.get(pid)
-            if post_entry is not None and post_entry[1] == ts:
-                del self._post_event[pid]
+        self._expire_long_bands(cutoff)
+        self._expire_posts(t - self.repost_window)
         for event_id in [e for e, last in self._event_last.items() if last < cutoff]:
             del self._event_last[event_id]
             self._members.pop(event_id, None)
@@ -430,6 +414,42 @@ class EventClusterer:
                         if not keys:
                             del self._sub_index[sub]
         return dropped
+
+    def _expire_signatures(self, cutoff: float) -> int:
+        """Drop near-duplicate entries published before ``cutoff``, and the oldest beyond ``max_posts``."""
+        dropped = 0
+        while self._sig_heap and (self._sig_heap[0][0] < cutoff or len(self._sigs) > self.max_posts):
+            ts, pid = heapq.heappop(self._sig_heap)
+            entry = self._sigs.get(pid)
+            if entry is None or entry[2] != ts:
+                continue
+            del self._sigs[pid]
+            dropped += 1
+            for key in self._band_keys(entry[0]):
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    continue
+                with contextlib.suppress(ValueError):  # trimmed from a crowded bucket already
+                    bucket.remove(pid)
+                if not bucket:
+                    del self._buckets[key]
+        return dropped
+
+    def _expire_long_bands(self, cutoff: float) -> None:
+        # Four bands per post: the cap is in bands, so the resubmission index holds about max_posts posts.
+        cap = self.max_posts * (self.num_perm // LONG_ROWS)
+        while self._long_heap and (self._long_heap[0][0] < cutoff or len(self._long) > cap):
+            ts, band = heapq.heappop(self._long_heap)
+            long_entry = self._long.get(band)
+            if long_entry is not None and long_entry[1] == ts:
+                del self._long[band]
+
+    def _expire_posts(self, cutoff: float) -> None:
+        while self._post_heap and (self._post_heap[0][0] < cutoff or len(self._post_event) > self.max_posts):
+            ts, pid = heapq.heappop(self._post_heap)
+            post_entry = self._post_event.get(pid)
+            if post_entry is not None and post_entry[1] == ts:
+                del self._post_event[pid]
 
     def rebuild(self, rows: Iterable[AnalyzedPost | SignatureRow]) -> int:
         """Restore the index after a restart from stored posts; return how many were indexed.

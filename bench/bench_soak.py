@@ -11,6 +11,16 @@
 Figures: throughput, end-to-end latency (ingest → stored in the post store) p50/p95/p99, RSS at start and
 end, errors (failed polls + ERROR log records; must be 0), dead letters, and whether every injected incident
 that ran its whole course inside the window produced exactly one ticket.
+
+**Kafka mode** (``soak_kafka.*``, when YUQING_KAFKA_BOOTSTRAP / YUQING_ES_URL are set, as ``make bench``
+does with noida-db; PostgreSQL from YUQING_TEST_DATABASE_URL): the same stream through real processes -
+``yuqing worker analyze|alerts|scheduler|sender`` and the API (``yuqing run --workers ""``) - configured
+only by ``YUQING_*`` variables, with the shipped sentiment model. Calibration drains a burst of
+``YUQING_SOAK_KAFKA_CALIBRATION_POSTS`` (default 600) posts through one analyze and one event-stage process;
+the soak then publishes to ``posts.raw`` at half that rate. Latency is publish → counted into its event
+(``event_members``); RSS is each process's VmRSS after calibration and at the end; errors are failed polls,
+ERROR/Traceback lines in the processes' logs and posts never counted. ``YUQING_SOAK_MODES`` (default
+``embedded,kafka``) chooses the modes.
 """
 
 from __future__ import annotations
@@ -151,7 +161,7 @@ def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
 
 def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp: Path) -> None:
     from api.app import create_app
-    from core.db.models import DeadLetterRow, EventMemberRow, TicketRow
+    from core.db.models import DeadLetterRow, TicketRow
     from core.errors import RecordError
     from ingest.demo import DemoStream
     from ingest.validate import parse_record
@@ -202,6 +212,7 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     t0 = time.perf_counter()
     first_at: float | None = None
     rss_max = rss_start
+    rss_timeline: list[str] = []
     next_rss = t0 + 30
     for record in stream:
         raw = json.dumps(record, ensure_ascii=False).encode()
@@ -225,7 +236,10 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
         if record.get("incident"):
             incident_posts[str(record["incident"])].add(post.id)
         if time.perf_counter() >= next_rss:
-            rss_max = max(rss_max, _rss_mb())
+            rss_now = _rss_mb()
+            rss_max = max(rss_max, rss_now)
+            if int((next_rss - t0) // 30) % 10 == 0:  # every 5 minutes
+                rss_timeline.append(f"{(next_rss - t0) / 60:.0f}min={rss_now:.0f}")
             next_rss += 30
     fed_s = time.perf_counter() - t0
     drained = pipeline.wait_idle(timeout_s=900)
@@ -233,28 +247,13 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     dashboard.stop_event.set()
     dashboard.join(60)
     rss_end = _rss_mb()
+    clusterer_state = container.clusterer.stats()
     store.refresh()
 
     with container.db.session() as s:
         dead = s.query(DeadLetterRow).count()
-        tickets_by_incident: dict[str, set[str]] = {}
-        for name, ids in incident_posts.items():
-            events: set[str] = set()
-            id_list = list(ids)
-            for k in range(0, len(id_list), 500):
-                events.update(e for (e,) in s.query(EventMemberRow.event_id)
-                              .filter(EventMemberRow.post_id.in_(id_list[k: k + 500])).distinct())
-            tickets = {t for (t,) in s.query(TicketRow.id).filter(TicketRow.event_id.in_(list(events)))} if events \
-                else set()
-            tickets_by_incident[name] = tickets
+        tickets_by_incident = _tickets_by_incident(s, incident_posts)
         total_tickets = s.query(TicketRow).count()
-
-    ends = {}
-    for inc in stream.incidents:
-        for k in range(int(seconds // REPEAT_S) + 2):
-            ends[inc.name if k == 0 else f"{inc.name}#{k + 1}"] = inc.end_s + k * REPEAT_S
-    complete = {n for n in tickets_by_incident if ends.get(n, float("inf")) <= fed_s}
-    exactly_one = sorted(n for n in complete if len(tickets_by_incident[n]) == 1)
     latencies = [stored_at[i] - ingested_at[i] for i in stored_at]
     server.should_exit = True
     server_thread.join(30)
@@ -279,6 +278,8 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     report("soak.rss_start_mb", rss_start)
     report("soak.rss_end_mb", rss_end)
     report("soak.rss_max_mb", max(rss_max, rss_end))
+    report("soak.rss_timeline_mb", ", ".join(rss_timeline) or "n/a")
+    report("soak.clusterer_state", " ".join(f"{k}={v}" for k, v in clusterer_state.items()))
     report("soak.dashboard_polls", dashboard.polls)
     report("soak.dashboard_poll_p95_ms", _pct(dashboard.latencies, 0.95) * 1000)
     report("soak.errors", dashboard.errors + errors.count + (len(ingested_at) - stored))
@@ -290,25 +291,65 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     report("soak.dead_letters", dead)
     report("soak.rejected_records", rejected)
     report("soak.tickets", total_tickets)
-    report("soak.incidents_injected", len(tickets_by_incident))
-    report("soak.incidents_complete", len(complete))
-    report("soak.incidents_complete_with_one_ticket", len(exactly_one))
-    report("soak.incidents_ticket_counts",
+    _report_incidents(report, "soak", stream.incidents, tickets_by_incident, fed_s)
+
+
+def _tickets_by_incident(session: Any, incident_posts: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Incident name -> ids of the tickets on the events its posts were counted into."""
+    from core.db.models import EventMemberRow, TicketRow
+
+    out: dict[str, set[str]] = {}
+    for name, ids in incident_posts.items():
+        events: set[str] = set()
+        id_list = list(ids)
+        for k in range(0, len(id_list), 500):
+            events.update(e for (e,) in session.query(EventMemberRow.event_id)
+                          .filter(EventMemberRow.post_id.in_(id_list[k: k + 500])).distinct())
+        out[name] = ({t for (t,) in session.query(TicketRow.id).filter(TicketRow.event_id.in_(list(events)))}
+                     if events else set())
+    return out
+
+
+def _report_incidents(report: Report, prefix: str, incidents: list[Any], tickets_by_incident: dict[str, set[str]],
+                      fed_s: float) -> None:
+    """Tickets per injected incident; the verdict counts incidents that ran their whole course in the window."""
+    ends = {}
+    for inc in incidents:
+        for k in range(int(fed_s // REPEAT_S) + 2):
+            ends[inc.name if k == 0 else f"{inc.name}#{k + 1}"] = inc.end_s + k * REPEAT_S
+    complete = {n for n in tickets_by_incident if ends.get(n, float("inf")) <= fed_s}
+    exactly_one = sorted(n for n in complete if len(tickets_by_incident[n]) == 1)
+    report(f"{prefix}.incidents_injected", len(tickets_by_incident))
+    report(f"{prefix}.incidents_complete", len(complete))
+    report(f"{prefix}.incidents_complete_with_one_ticket", len(exactly_one))
+    report(f"{prefix}.incidents_ticket_counts",
            ", ".join(f"{n}={len(t)}" for n, t in sorted(tickets_by_incident.items())) or "none")
     verdict = "yes" if len(exactly_one) == len(complete) else "no"
-    report("soak.every_incident_one_ticket", verdict if complete else "n/a (no incident ran its course in the window)")
+    report(f"{prefix}.every_incident_one_ticket",
+           verdict if complete else "n/a (no incident ran its course in the window)")
 
 
 def run(report: Report) -> None:
-    """Calibrate, then soak at half the calibrated throughput."""
+    """Calibrate, then soak at half the calibrated throughput (embedded mode, then Kafka mode)."""
     minutes = float(os.environ.get("YUQING_SOAK_MINUTES", "30"))
     calibration_posts = int(os.environ.get("YUQING_SOAK_CALIBRATION_POSTS", "3000"))
     poll_s = float(os.environ.get("YUQING_SOAK_POLL_S", "3"))
+    modes = [m.strip() for m in os.environ.get("YUQING_SOAK_MODES", "embedded,kafka").split(",") if m.strip()]
 
     def calibration(name: str, value: Any) -> None:
         report(name.replace("pipeline.", "soak.calibration_", 1), value)
 
-    with tempfile.TemporaryDirectory(prefix="yuqing-soak-") as tmp_name:
-        tmp = Path(tmp_name)
-        rate = _throughput(calibration, calibration_posts, tmp)
-        _soak(report, max(1.0, rate / 2.0), minutes * 60.0, poll_s, tmp)
+    if "embedded" in modes:
+        with tempfile.TemporaryDirectory(prefix="yuqing-soak-") as tmp_name:
+            tmp = Path(tmp_name)
+            rate = _throughput(calibration, calibration_posts, tmp)
+            _soak(report, max(1.0, rate / 2.0), minutes * 60.0, poll_s, tmp)
+    if "kafka" in modes:
+        missing = [v for v in ("YUQING_KAFKA_BOOTSTRAP", "YUQING_ES_URL") if not os.environ.get(v)]
+        if missing:
+            report("soak_kafka.skipped", f"{' and '.join(missing)} not set (make bench starts noida-db for them)")
+            return
+        from bench.soak_kafka import soak_kafka
+
+        with tempfile.TemporaryDirectory(prefix="yuqing-soak-kafka-") as tmp_name:
+            soak_kafka(report, minutes * 60.0, poll_s, Path(tmp_name))

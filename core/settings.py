@@ -129,6 +129,11 @@ class AnalyzeSettings(BaseModel):
     event_window_hours: float = Field(default=72.0, gt=0)
     # Citizen messages about one compound or company span weeks: anchor matches look this far back.
     event_anchor_window_days: float = Field(default=45.0, gt=0)
+    # A breaking matter told in other words joins its event when it names the same town (or district and
+    # topic) within this many hours.
+    event_hot_window_hours: float = Field(default=12.0, gt=0)
+    # Ceiling of the event stage's in-memory index (~2.5 KiB per post): the oldest entries go first.
+    event_index_max_posts: int = Field(default=200_000, ge=1000)
     batch_size: int = Field(default=128, ge=1)
 
 

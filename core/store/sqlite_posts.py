@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import re
 import sqlite3
 import sys
@@ -27,10 +28,12 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from core.errors import BackendUnavailable
 from core.records import AnalyzedPost, Entities, SentimentLabel
 from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow
 
@@ -105,6 +108,10 @@ _FTS_SORT_LIMIT = 5_000  # FTS matches up to which sorting them all beats walkin
 
 _WORDLIKE = re.compile(r"[^\W_]")  # a letter or digit: what unicode61 keeps
 _CHUNK = 500  # ids per IN (...) list; far below SQLite's variable limit
+READERS = 6  # pooled reader connections (concurrent dashboard reads beyond this wait their turn)
+READER_WAIT_S = 60.0
+READER_CACHE_KIB = 16_384
+WRITER_CACHE_KIB = 65_536
 _DELETE_CHUNK = 5_000  # rows per retention transaction, so readers and the writer are not starved
 _MAX_BUCKETS = 20_000
 _SENTIMENT_BY_NAME = {label.name: label.value for label in SentimentLabel}
@@ -175,7 +182,8 @@ class SqlitePostStore(PostStore):
         self._offset_ms = utc_offset_hours * 3_600_000
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
-        self._local = threading.local()
+        self._reader_slots = threading.BoundedSemaphore(READERS)
+        self._idle_readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
@@ -188,7 +196,9 @@ class SqlitePostStore(PostStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
+        # Page cache per connection: the writer's is larger (index pages of every insert), the pool's readers
+        # share the OS page cache beyond theirs.
+        conn.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB if readonly else WRITER_CACHE_KIB}")
         conn.execute("PRAGMA temp_store=MEMORY")
         if readonly:
             conn.execute("PRAGMA query_only=1")
@@ -201,16 +211,30 @@ class SqlitePostStore(PostStore):
             self._writer = self._connect(readonly=False)
         return self._writer
 
-    def _r(self) -> sqlite3.Connection:
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A reader connection from a small pool, for the duration of the block.
+
+        A fixed pool rather than one connection per thread: the API's thread pool has dozens of threads and
+        each connection's page cache fills up over time, so per-thread connections grow memory with traffic.
+        """
         if self._closed:
             raise RuntimeError("post store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect(readonly=True)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+        if not self._reader_slots.acquire(timeout=READER_WAIT_S):
+            raise BackendUnavailable(f"sqlite post store: no reader free within {READER_WAIT_S:.0f}s")
+        try:
+            try:
+                conn = self._idle_readers.get_nowait()
+            except queue.Empty:
+                conn = self._connect(readonly=True)
+                with self._readers_lock:
+                    self._readers.append(conn)
+            try:
+                yield conn
+            finally:
+                self._idle_readers.put(conn)
+        finally:
+            self._reader_slots.release()
 
     # -- PostStore --------------------------------------------------------------------------------
 
@@ -384,13 +408,13 @@ class SqlitePostStore(PostStore):
         """Which of these ids are stored."""
         found: set[str] = set()
         unique = list(dict.fromkeys(ids))
-        conn = self._r()
-        for i in range(0, len(unique), _CHUNK):
-            chunk = unique[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in conn.execute(
-                f"SELECT id FROM posts WHERE id IN ({marks})", chunk))  # noqa: S608
-        return found
+        with self._reading() as conn:
+            for i in range(0, len(unique), _CHUNK):
+                chunk = unique[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in conn.execute(
+                    f"SELECT id FROM posts WHERE id IN ({marks})", chunk))  # noqa: S608
+            return found
 
     @staticmethod
     def _post(doc: str, signature: bytes | None) -> AnalyzedPost:
@@ -400,8 +424,9 @@ class SqlitePostStore(PostStore):
 
     def get(self, post_id: str) -> AnalyzedPost | None:
         """One post by id, or None."""
-        row = self._r().execute("SELECT d.doc, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"
-                                " WHERE p.id=?", (post_id,)).fetchone()
+        with self._reading() as conn:
+            row = conn.execute("SELECT d.doc, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"
+                               " WHERE p.id=?", (post_id,)).fetchone()
         return self._post(row[0], row[1]) if row else None
 
     def _match(self, query: PostQuery) -> str | None:
@@ -450,58 +475,58 @@ class SqlitePostStore(PostStore):
     def search(self, query: PostQuery) -> PostPage:
         """Filtered full-text search, newest first; ``total`` is exact."""
         where, params = self._where(query)
-        conn = self._r()
-        words = self._match(query)
-        others = (query.source, query.sentiment, query.topic, query.event_id, query.district, query.since,
-                  query.until)
-        matches = None
-        if words:
-            # FTS counts its own matches from the doclists without touching posts: cheap even for common words.
-            matches = conn.execute("SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH ?", (words,)).fetchone()[0]
-        if matches is not None and all(v is None or v == "" for v in others):
-            total = matches
-        elif matches == 0:
-            total = 0
-        else:
-            total = conn.execute(f"SELECT COUNT(*) FROM posts p{where}", params).fetchone()[0]  # noqa: S608
-        if query.offset >= total:
-            return PostPage(total=total, items=[])
-        # A common word: walk the time index newest-first, testing FTS membership, and stop at limit+offset
-        # instead of fetching and sorting every match. With a column filter the planner already walks that
-        # column's (column, published_ms) index in order, which is narrower.
-        column_filter = query.event_id or query.source or query.sentiment or query.topic
-        hint = " INDEXED BY posts_time" if matches is not None and matches > _FTS_SORT_LIMIT \
-            and not column_filter else ""
-        # Sort and page on the narrow rows, then read only the page's documents.
-        rows = conn.execute(
-            f"SELECT d.doc, d.signature FROM (SELECT p.rid, p.published_ms FROM posts p{hint}{where}"  # noqa: S608
-            " ORDER BY p.published_ms DESC, p.rid DESC LIMIT ? OFFSET ?) AS page"
-            " JOIN post_docs d ON d.rid = page.rid ORDER BY page.published_ms DESC, page.rid DESC",
-            [*params, query.limit, query.offset]).fetchall()
-        return PostPage(total=total, items=[self._post(doc, sig) for doc, sig in rows])
+        with self._reading() as conn:
+            words = self._match(query)
+            others = (query.source, query.sentiment, query.topic, query.event_id, query.district, query.since,
+                      query.until)
+            matches = None
+            if words:
+                # FTS counts its own matches from the doclists without touching posts: cheap even for common words.
+                matches = conn.execute("SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH ?", (words,)).fetchone()[0]
+            if matches is not None and all(v is None or v == "" for v in others):
+                total = matches
+            elif matches == 0:
+                total = 0
+            else:
+                total = conn.execute(f"SELECT COUNT(*) FROM posts p{where}", params).fetchone()[0]  # noqa: S608
+            if query.offset >= total:
+                return PostPage(total=total, items=[])
+            # A common word: walk the time index newest-first, testing FTS membership, and stop at limit+offset
+            # instead of fetching and sorting every match. With a column filter the planner already walks that
+            # column's (column, published_ms) index in order, which is narrower.
+            column_filter = query.event_id or query.source or query.sentiment or query.topic
+            hint = " INDEXED BY posts_time" if matches is not None and matches > _FTS_SORT_LIMIT \
+                and not column_filter else ""
+            # Sort and page on the narrow rows, then read only the page's documents.
+            rows = conn.execute(
+                f"SELECT d.doc, d.signature FROM (SELECT p.rid, p.published_ms FROM posts p{hint}{where}"  # noqa: S608
+                " ORDER BY p.published_ms DESC, p.rid DESC LIMIT ? OFFSET ?) AS page"
+                " JOIN post_docs d ON d.rid = page.rid ORDER BY page.published_ms DESC, page.rid DESC",
+                [*params, query.limit, query.offset]).fetchall()
+            return PostPage(total=total, items=[self._post(doc, sig) for doc, sig in rows])
 
     def iter_recent(self, since: datetime, *, batch: int = 1000) -> Iterator[AnalyzedPost]:
         """Posts published since ``since``, newest first, read in keyset pages of ``batch`` (no count)."""
-        conn = self._r()
-        since_ms = to_ms(since)
-        cursor: tuple[int, int] | None = None
-        while True:
-            if cursor is None:
-                after, args = "", [since_ms]
-            else:
-                # A plain upper bound on published_ms lets the index seek straight to the next page.
-                after = " AND p.published_ms <= ? AND NOT (p.published_ms = ? AND p.rid >= ?)"
-                args = [since_ms, cursor[0], cursor[0], cursor[1]]
-            rows = conn.execute(
-                "SELECT page.published_ms, page.rid, d.doc, d.signature FROM (SELECT p.rid, p.published_ms"  # noqa: S608
-                f" FROM posts p WHERE p.published_ms >= ?{after}"
-                " ORDER BY p.published_ms DESC, p.rid DESC LIMIT ?) AS page JOIN post_docs d ON d.rid = page.rid"
-                " ORDER BY page.published_ms DESC, page.rid DESC", [*args, batch]).fetchall()
-            for _published, _rid, doc, sig in rows:
-                yield self._post(doc, sig)
-            if len(rows) < batch:
-                return
-            cursor = (rows[-1][0], rows[-1][1])
+        with self._reading() as conn:
+            since_ms = to_ms(since)
+            cursor: tuple[int, int] | None = None
+            while True:
+                if cursor is None:
+                    after, args = "", [since_ms]
+                else:
+                    # A plain upper bound on published_ms lets the index seek straight to the next page.
+                    after = " AND p.published_ms <= ? AND NOT (p.published_ms = ? AND p.rid >= ?)"
+                    args = [since_ms, cursor[0], cursor[0], cursor[1]]
+                rows = conn.execute(
+                    "SELECT page.published_ms, page.rid, d.doc, d.signature FROM (SELECT p.rid, p.published_ms"  # noqa: S608
+                    f" FROM posts p WHERE p.published_ms >= ?{after}"
+                    " ORDER BY p.published_ms DESC, p.rid DESC LIMIT ?) AS page JOIN post_docs d ON d.rid = page.rid"
+                    " ORDER BY page.published_ms DESC, page.rid DESC", [*args, batch]).fetchall()
+                for _published, _rid, doc, sig in rows:
+                    yield self._post(doc, sig)
+                if len(rows) < batch:
+                    return
+                cursor = (rows[-1][0], rows[-1][1])
 
     def overview(self, query: PostQuery, *, interval: Literal["hour", "day"] = "hour",
                  exact: bool = False) -> Overview:
@@ -510,66 +535,66 @@ class SqlitePostStore(PostStore):
         ``exact=True`` counts everything from ``posts`` (the reference the rollups are checked against).
         """
         width = _HOUR_MS if interval == "hour" else 86_400_000
-        conn = self._r()
-        by_sentiment: dict[str, int] = {}
-        by_topic: dict[str, int] = {}
-        by_source: dict[str, int] = {}
-        by_district: dict[str, int] = {}
-        series: dict[int, dict[str, int]] = {}
-        total = 0
+        with self._reading() as conn:
+            by_sentiment: dict[str, int] = {}
+            by_topic: dict[str, int] = {}
+            by_source: dict[str, int] = {}
+            by_district: dict[str, int] = {}
+            series: dict[int, dict[str, int]] = {}
+            total = 0
 
-        def add(rows: Iterator[tuple[int, str, str, str, int]]) -> None:
-            nonlocal total
-            for bucket, sentiment, topic, source, n in rows:
-                total += n
-                by_sentiment[sentiment] = by_sentiment.get(sentiment, 0) + n
-                by_topic[topic] = by_topic.get(topic, 0) + n
-                by_source[source] = by_source.get(source, 0) + n
-                counts = series.setdefault(bucket, {})
-                counts[sentiment] = counts.get(sentiment, 0) + n
+            def add(rows: Iterator[tuple[int, str, str, str, int]]) -> None:
+                nonlocal total
+                for bucket, sentiment, topic, source, n in rows:
+                    total += n
+                    by_sentiment[sentiment] = by_sentiment.get(sentiment, 0) + n
+                    by_topic[topic] = by_topic.get(topic, 0) + n
+                    by_source[source] = by_source.get(source, 0) + n
+                    counts = series.setdefault(bucket, {})
+                    counts[sentiment] = counts.get(sentiment, 0) + n
 
-        def add_districts(rows: Iterator[tuple[str, int]]) -> None:
-            for district, n in rows:
-                by_district[district] = by_district.get(district, 0) + n
+            def add_districts(rows: Iterator[tuple[str, int]]) -> None:
+                for district, n in rows:
+                    by_district[district] = by_district.get(district, 0) + n
 
-        # One read transaction: the rollups and the edge hours must come from the same snapshot.
-        own_snapshot = not conn.in_transaction
-        if own_snapshot:
-            conn.execute("BEGIN")
-        try:
-            whole = None if exact else self._whole_hours(query)
-            if whole is None:
-                add(self._exact_counts(conn, query, width))
-                add_districts(self._exact_districts(conn, query))
-            else:
-                first, end = whole
-                # Partial hours at either edge are counted exactly from posts; everything between from the rollups.
-                if query.since is not None and first is not None and to_ms(query.since) < first:
-                    add(self._exact_counts(conn, query, width, until_ms=first))
-                    add_districts(self._exact_districts(conn, query, until_ms=first))
-                if query.until is not None and end is not None and end < to_ms(query.until):
-                    add(self._exact_counts(conn, query, width, since_ms=end))
-                    add_districts(self._exact_districts(conn, query, since_ms=end))
-                add(self._rollup_counts(conn, query, width, first, end))
-                if query.district:
-                    # Which other districts the district's posts name needs the posts themselves.
-                    add_districts(self._exact_districts(conn, query, since_ms=first, until_ms=end))
-                else:
-                    add_districts(self._rollup_districts(conn, query, first, end))
-        finally:
+            # One read transaction: the rollups and the edge hours must come from the same snapshot.
+            own_snapshot = not conn.in_transaction
             if own_snapshot:
-                conn.execute("COMMIT")
-        buckets: list[Bucket] = []
-        if series:
-            first_bucket, last_bucket = min(series), max(series)
-            if last_bucket - first_bucket >= _MAX_BUCKETS:
-                raise ValueError(f"{last_bucket - first_bucket + 1} {interval} buckets:"
-                                 " narrow the time range or use interval=day")
-            for b in range(first_bucket, last_bucket + 1):
-                start = datetime.fromtimestamp((b * width - self._offset_ms) / 1000, tz=self._tz)
-                buckets.append(Bucket(start=start, counts=series.get(b, {})))
-        return Overview(total=total, by_sentiment=by_sentiment, by_topic=by_topic, by_source=by_source,
-                        by_district=by_district, series=buckets, interval=interval)
+                conn.execute("BEGIN")
+            try:
+                whole = None if exact else self._whole_hours(query)
+                if whole is None:
+                    add(self._exact_counts(conn, query, width))
+                    add_districts(self._exact_districts(conn, query))
+                else:
+                    first, end = whole
+                    # Partial hours at either edge are counted exactly from posts; everything between from the rollups.
+                    if query.since is not None and first is not None and to_ms(query.since) < first:
+                        add(self._exact_counts(conn, query, width, until_ms=first))
+                        add_districts(self._exact_districts(conn, query, until_ms=first))
+                    if query.until is not None and end is not None and end < to_ms(query.until):
+                        add(self._exact_counts(conn, query, width, since_ms=end))
+                        add_districts(self._exact_districts(conn, query, since_ms=end))
+                    add(self._rollup_counts(conn, query, width, first, end))
+                    if query.district:
+                        # Which other districts the district's posts name needs the posts themselves.
+                        add_districts(self._exact_districts(conn, query, since_ms=first, until_ms=end))
+                    else:
+                        add_districts(self._rollup_districts(conn, query, first, end))
+            finally:
+                if own_snapshot:
+                    conn.execute("COMMIT")
+            buckets: list[Bucket] = []
+            if series:
+                first_bucket, last_bucket = min(series), max(series)
+                if last_bucket - first_bucket >= _MAX_BUCKETS:
+                    raise ValueError(f"{last_bucket - first_bucket + 1} {interval} buckets:"
+                                     " narrow the time range or use interval=day")
+                for b in range(first_bucket, last_bucket + 1):
+                    start = datetime.fromtimestamp((b * width - self._offset_ms) / 1000, tz=self._tz)
+                    buckets.append(Bucket(start=start, counts=series.get(b, {})))
+            return Overview(total=total, by_sentiment=by_sentiment, by_topic=by_topic, by_source=by_source,
+                            by_district=by_district, series=buckets, interval=interval)
 
     @staticmethod
     def _whole_hours(query: PostQuery) -> tuple[int | None, int | None] | None:
@@ -637,22 +662,26 @@ class SqlitePostStore(PostStore):
 
     def recent_signatures(self, since: datetime) -> Iterator[SignatureRow]:
         """Posts with an event id published since ``since``, oldest first."""
-        cursor = self._r().execute(
-            "SELECT p.id, p.event_id, p.published_ms, d.signature, d.doc FROM posts p JOIN post_docs d ON d.rid = p.rid"
-            " WHERE p.published_ms >= ? AND p.event_id IS NOT NULL ORDER BY p.published_ms", (to_ms(since),))
-        for pid, event_id, published_ms, blob, doc_json in cursor:
-            doc = json.loads(doc_json)
-            # Anchors (places, orgs, tokens, title) let the clusterer keep long-running compound events whole.
-            yield SignatureRow(post_id=pid, event_id=event_id,
-                               published_at=datetime.fromtimestamp(published_ms / 1000, tz=UTC),
-                               signature=unpack_signature(blob), source=doc.get("source", ""),
-                               external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
-                               title=doc.get("title_masked") or doc.get("title") or "", tokens=doc.get("tokens") or [],
-                               entities=Entities.model_validate(doc.get("entities") or {}))
+        with self._reading() as conn:
+            cursor = conn.execute(
+                "SELECT p.id, p.event_id, p.published_ms, d.signature, d.doc"
+                " FROM posts p JOIN post_docs d ON d.rid = p.rid"
+                " WHERE p.published_ms >= ? AND p.event_id IS NOT NULL ORDER BY p.published_ms", (to_ms(since),))
+            for pid, event_id, published_ms, blob, doc_json in cursor:
+                doc = json.loads(doc_json)
+                # Anchors (places, orgs, tokens, title) let the clusterer keep long-running compound events whole.
+                yield SignatureRow(post_id=pid, event_id=event_id,
+                                   published_at=datetime.fromtimestamp(published_ms / 1000, tz=UTC),
+                                   signature=unpack_signature(blob), source=doc.get("source", ""),
+                                   external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
+                                   title=doc.get("title_masked") or doc.get("title") or "",
+                                   tokens=doc.get("tokens") or [],
+                                   entities=Entities.model_validate(doc.get("entities") or {}))
 
     def count(self) -> int:
         """How many posts are stored."""
-        return int(self._r().execute("SELECT COUNT(*) FROM posts").fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0])
 
     def delete_older_than(self, cutoff: datetime) -> int:
         """Delete posts published before ``cutoff`` in bounded transactions; return how many went."""

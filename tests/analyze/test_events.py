@@ -267,6 +267,24 @@ def test_garbage_collect_bounds_memory():
     assert after["long_bands"] <= 4 * 49 < before["long_bands"]
 
 
+def test_max_posts_caps_the_index_whatever_the_rate():
+    def text(i: int) -> str:  # unrelated texts: each post is its own event
+        return "".join(chr(0x4E00 + (i * 7919 + k * 104729) % 20000) for k in range(40))
+
+    # 300 posts inside one hour: no window expires them, the ceiling does (oldest first).
+    c = EventClusterer(max_posts=100)
+    first = c.assign(make_post(0, text(0), hours=0))
+    for i in range(1, 300):
+        c.assign(make_post(i, text(i), hours=i / 300))
+    stats = c.stats()
+    assert stats["signatures"] <= 100 and stats["posts"] <= 100
+    assert stats["long_bands"] <= 100 * 4
+    # The newest posts are still matched; the oldest were forgotten.
+    assert c.assign(make_post("r", text(299), hours=1)).reason == "near_dup"
+    again = c.assign(make_post("o", text(0), hours=1))
+    assert again.is_new_event and again.event_id != first.event_id
+
+
 def _stream() -> list[AnalyzedPost]:
     texts = [MIXER, BUS, TEACHER, PARKING, MIXER_EDIT, MIXER_OWN_WORDS]
     titles = ["丽发新城搅拌站", "地铁围挡", "老师推销", "丽发新城停车", "丽发新城搅拌站噪音", "丽发新城搅拌站"]

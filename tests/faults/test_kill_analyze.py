@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,17 +30,21 @@ def test_killed_analyze_worker_restarts_without_loss_or_double_counting(
     faulted.worker("alerts", "alerts-1")
     clean.worker("analyze", "analyze-1")
     clean.worker("alerts", "alerts-1")
-    faulted.replay(tmp_path / "demo.jsonl")
-    clean.replay(tmp_path / "demo.jsonl")
-    wait_for(lambda: faulted.topic_size("posts.analyzed") >= n // 3, timeout_s=300, every_s=0.3,
-             what="a third of the posts analyzed before the kill")
-    analyze.kill()
-    done_at_kill = faulted.topic_size("posts.analyzed")
+    # The replays run while the worker is killed: a crash in the middle of a stream, not after it.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        replays = [pool.submit(run.replay, tmp_path / "demo.jsonl", timeout_s=max(300.0, n / 20))
+                   for run in (faulted, clean)]
+        wait_for(lambda: faulted.topic_size("posts.analyzed") >= n // 3, timeout_s=max(300.0, n / 10),
+                 every_s=0.3, what="a third of the posts analyzed before the kill")
+        analyze.kill()
+        done_at_kill = faulted.topic_size("posts.analyzed")
+        for replay in replays:
+            replay.result()
     assert done_at_kill < n, "the worker finished before it could be killed: raise YUQING_FAULT_POSTS"
     faulted.evict_members("analyze")  # what the broker's session timeout does (noida-db does not)
     faulted.worker("analyze", "analyze-2")
-    faulted.wait_drained(n, timeout_s=600)
-    clean.wait_drained(n, timeout_s=300)
+    faulted.wait_drained(n, timeout_s=max(600.0, n / 10))
+    clean.wait_drained(n, timeout_s=max(300.0, n / 10))
 
     got, want = faulted.outcome(), clean.outcome()
     # Exactly once: every post is a member of one event, counted once, and stored once.

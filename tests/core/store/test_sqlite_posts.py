@@ -105,6 +105,36 @@ def test_readers_in_other_threads_see_committed_writes(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_many_reader_threads_share_a_bounded_pool_of_connections(tmp_path: Path) -> None:
+    from core.store.sqlite_posts import READERS
+
+    store = open_store(tmp_path)
+    store.upsert([make(k, f"测试 {k}") for k in range(30)])
+    counts: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def read() -> None:
+        try:
+            for _ in range(5):
+                n = store.search(PostQuery(q="测试")).total
+                with lock:
+                    counts.append(n)
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(40)]  # the API's thread pool is this wide
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert counts == [30] * 200
+    # Forty threads, but never more reader connections (each with its own page cache) than the pool holds.
+    assert 1 <= len(store._readers) <= READERS
+    store.close()
+
+
 def test_signature_packing_round_trips_all_ranges() -> None:
     for values in ([1, 2**32 - 1], [2**40, 3], [-5, 7], []):
         assert unpack_signature(pack_signature(values)) == values

@@ -1,0 +1,266 @@
+"""The soak in Kafka mode: the demo stream through worker processes on Kafka + Elasticsearch + PostgreSQL.
+
+Called by ``bench_soak.run`` (see its docstring for the figures). Every part is a real process configured
+by ``YUQING_*`` variables only, as an operator would run it: one ``yuqing worker`` per kind (analyze, alerts,
+scheduler, sender) and the API (``yuqing run --workers ""``) polled over HTTP by a dashboard client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.bench_soak import REPEAT_S, _Dashboard, _incident_rate, _pct, _report_incidents, _tickets_by_incident
+
+Report = Any
+
+CALIBRATION_POSTS = int(os.environ.get("YUQING_SOAK_KAFKA_CALIBRATION_POSTS", "600"))
+KINDS = ("analyze", "alerts", "scheduler", "sender")
+
+
+def _rss_mb(pid: int) -> float:
+    """VmRSS of a process in MiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _log_errors(path: Path, offset: int) -> tuple[int, list[str]]:
+    """ERROR records and tracebacks a process logged after byte ``offset`` (count, first few)."""
+    if not path.exists():
+        return 0, []
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    bad = [ln for ln in lines if " ERROR " in ln or '"level": "ERROR"' in ln or ln.startswith("Traceback")
+           or " CRITICAL " in ln]
+    return len(bad), [f"{path.stem}: {ln[:200]}" for ln in bad[:3]]
+
+
+class _Api:
+    """``yuqing run --workers ""`` on a free port: the API process of the scale deployment."""
+
+    def __init__(self, scale: Any, port: int) -> None:
+        data_dir = scale.workdir / "api"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = scale.workdir / "api.log"
+        self.base_url = f"http://127.0.0.1:{port}"
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                [sys.executable, "-m", "core.cli", "run", "--workers", "", "--port", str(port)],
+                env=scale.env(data_dir), cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until /health answers 200."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the API process exited ({self.proc.returncode}); see {self.log_path}")
+            try:
+                if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the API did not answer within {timeout_s:.0f}s")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _counted(conn: Any, ids: list[str]) -> set[str]:
+    """Which of these posts are in event_members."""
+    from sqlalchemy import select
+
+    from core.db.models import EventMemberRow
+
+    found: set[str] = set()
+    for k in range(0, len(ids), 500):
+        found.update(p for (p,) in conn.execute(
+            select(EventMemberRow.post_id).where(EventMemberRow.post_id.in_(ids[k:k + 500]))))
+    conn.commit()
+    return found
+
+
+def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None:
+    """Calibrate one analyze + one event-stage process on a burst, then soak at half that rate."""
+    from sqlalchemy import create_engine, func, select
+
+    from bench.bench_scale import _database, _deployment
+    from bench.bench_soak import _analyst_token, _free_port
+    from core.db.models import DeadLetterRow, EventMemberRow, TicketRow
+    from core.wiring import Container, build_bus
+    from ingest.demo import DemoStream, default_incidents
+    from ingest.validate import parse_record
+    from tests.faults.scale import demo_posts, raw_items, wait_for
+    from tests.faults.scale import publish as publish_chunks
+
+    prefix = "soak_kafka"
+    with _database(tmp) as db_url, _deployment(tmp, partitions=3, db_url=db_url) as scale:
+        # The product's defaults (shipped transformer sentiment, NER for citizen messages), not the fault
+        # tests' cheapest model: this is the service as it runs.
+        scale.extra_env.update({"YUQING_ANALYZE__SENTIMENT_MODEL": "transformer", "YUQING_LOG_LEVEL": "WARNING"})
+        workers = {kind: scale.worker(kind, kind) for kind in KINDS}
+        api = _Api(scale, _free_port())
+        engine = create_engine(db_url)
+        bus = build_bus(scale.settings())
+        probe = Container(scale.settings())
+        try:
+            api.wait_ready()
+            token = _analyst_token(probe)
+            warm = demo_posts(8, seed=41)
+            publish_chunks(scale, "posts.raw", raw_items(warm))
+            wait_for(lambda: scale.member_count() >= len(warm), timeout_s=600, every_s=0.5, what="warm-up")
+            burst = demo_posts(CALIBRATION_POSTS, seed=43)
+            started = time.perf_counter()
+            publish_chunks(scale, "posts.raw", raw_items(burst), chunk=200)
+            wait_for(lambda: scale.member_count() >= len(warm) + len(burst), timeout_s=3600, every_s=0.5,
+                     what="the calibration burst")
+            max_rate = len(burst) / (time.perf_counter() - started)
+            rate = max(1.0, max_rate / 2.0)
+            report(f"{prefix}.calibration_posts", len(burst))
+            report(f"{prefix}.calibration_max_posts_per_s", max_rate)
+
+            pids = {kind: w.pid for kind, w in workers.items()} | {"api": api.proc.pid}
+            rss_start = {kind: _rss_mb(pid) for kind, pid in pids.items()}
+            log_offsets = {w.log_path: w.log_path.stat().st_size for w in workers.values()}
+            log_offsets[api.log_path] = api.log_path.stat().st_size
+            dashboard = _Dashboard(api.base_url, poll_s, token)
+            dashboard.start()
+
+            incidents_per_s = _incident_rate(default_incidents(), seconds)
+            background_per_s = max(0.2 * rate, rate - incidents_per_s)
+            stream = DemoStream(seed=31, rate_per_min=background_per_s * 60.0, repeat_every_s=REPEAT_S)
+            salt = "yuqing-default-salt"  # what the workers use (Settings default), so ids agree
+            sent: dict[str, float] = {}
+            seen: dict[str, float] = {}
+            pending: list[str] = []
+            incident_posts: dict[str, set[str]] = defaultdict(set)
+            rss_timeline: list[str] = []
+            rejected = 0
+            t0 = time.perf_counter()
+            first_at: float | None = None
+            next_look = t0
+            next_rss = t0 + 300
+            with engine.connect() as conn:
+                def look() -> None:
+                    nonlocal pending
+                    if not pending:
+                        return
+                    now = time.perf_counter()
+                    found = _counted(conn, pending)
+                    for post_id in found:
+                        seen[post_id] = now
+                    pending = [p for p in pending if p not in found]
+
+                for record in stream:
+                    raw = json.dumps(record, ensure_ascii=False).encode()
+                    try:
+                        post = parse_record(raw, source_hint=None, salt=salt, max_text_chars=20_000)
+                    except Exception:  # the demo stream plants bad records: ingest dead-letters them
+                        rejected += 1
+                        continue
+                    at = post.published_at.timestamp()
+                    first_at = at if first_at is None else first_at
+                    offset = at - first_at
+                    if offset >= seconds:
+                        break
+                    while True:
+                        delay = offset - (time.perf_counter() - t0)
+                        if delay <= 0:
+                            break
+                        if time.perf_counter() >= next_look:
+                            bus.flush(timeout_s=10)
+                            look()
+                            next_look = time.perf_counter() + 0.5
+                        time.sleep(min(delay, 0.05))
+                    sent[post.id] = time.perf_counter()
+                    pending.append(post.id)
+                    bus.publish("posts.raw", post.model_dump_json().encode(), key=post.id)
+                    if record.get("incident"):
+                        incident_posts[str(record["incident"])].add(post.id)
+                    if time.perf_counter() >= next_rss:
+                        rss_timeline.append(f"{(time.perf_counter() - t0) / 60:.0f}min="
+                                            f"{sum(_rss_mb(p) for p in pids.values()):.0f}")
+                        next_rss += 300
+                bus.flush(timeout_s=10)
+                fed_s = time.perf_counter() - t0
+                deadline = time.perf_counter() + 900
+                while pending and time.perf_counter() < deadline:
+                    look()
+                    time.sleep(0.5)
+            drain_s = time.perf_counter() - t0 - fed_s
+            dashboard.stop_event.set()
+            dashboard.join(60)
+            rss_end = {kind: _rss_mb(pid) for kind, pid in pids.items()}
+            alive = {kind: w.alive() for kind, w in workers.items()}
+            errors_logged = 0
+            samples: list[str] = []
+            for path, offset in log_offsets.items():
+                count, first = _log_errors(path, offset)
+                errors_logged += count
+                samples.extend(first)
+            with probe.db.session() as session:
+                dead = session.query(DeadLetterRow).count()
+                tickets_by_incident = _tickets_by_incident(session, incident_posts)
+                total_tickets = session.query(TicketRow).count()
+                members = int(session.execute(select(func.count()).select_from(EventMemberRow)).scalar_one())
+        finally:
+            bus.close()
+            probe.close()
+            engine.dispose()
+            api.stop()
+
+    latencies = [seen[k] - sent[k] for k in seen]
+    lost = len(sent) - len(seen)
+    report(f"{prefix}.minutes", seconds / 60.0)
+    report(f"{prefix}.target_rate_posts_per_s", rate)
+    report(f"{prefix}.fed_rate_posts_per_s", len(sent) / fed_s if fed_s else 0.0)
+    report(f"{prefix}.posts_published", len(sent))
+    report(f"{prefix}.posts_counted", len(seen))
+    report(f"{prefix}.event_members_total", members)
+    report(f"{prefix}.throughput_posts_per_s", len(seen) / fed_s if fed_s else 0.0)
+    report(f"{prefix}.drain_after_feed_s", drain_s)
+    report(f"{prefix}.e2e_latency_p50_ms", _pct(latencies, 0.50) * 1000)
+    report(f"{prefix}.e2e_latency_p95_ms", _pct(latencies, 0.95) * 1000)
+    report(f"{prefix}.e2e_latency_p99_ms", _pct(latencies, 0.99) * 1000)
+    for kind in rss_start:
+        report(f"{prefix}.rss_{kind}_start_mb", rss_start[kind])
+        report(f"{prefix}.rss_{kind}_end_mb", rss_end[kind])
+    report(f"{prefix}.rss_total_start_mb", sum(rss_start.values()))
+    report(f"{prefix}.rss_total_end_mb", sum(rss_end.values()))
+    report(f"{prefix}.rss_total_timeline_mb", ", ".join(rss_timeline) or "n/a")
+    report(f"{prefix}.workers_alive_at_end", "yes" if all(alive.values()) else f"no ({alive})")
+    report(f"{prefix}.dashboard_polls", dashboard.polls)
+    report(f"{prefix}.dashboard_poll_p95_ms", _pct(dashboard.latencies, 0.95) * 1000)
+    report(f"{prefix}.errors", dashboard.errors + errors_logged + lost)
+    report(f"{prefix}.errors_polls", dashboard.errors)
+    report(f"{prefix}.errors_logged", errors_logged)
+    report(f"{prefix}.lost_posts", lost)
+    if dashboard.error_samples or samples:
+        report(f"{prefix}.error_samples", " | ".join(dashboard.error_samples + samples))
+    report(f"{prefix}.dead_letters", dead)
+    report(f"{prefix}.rejected_records", rejected)
+    report(f"{prefix}.tickets", total_tickets)
+    _report_incidents(report, prefix, stream.incidents, tickets_by_incident, fed_s)
