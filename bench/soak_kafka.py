@@ -105,6 +105,8 @@ def _counted(conn: Any, ids: list[str]) -> set[str]:
 
 def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None:
     """Calibrate one analyze + one event-stage process on a burst, then soak at half that rate."""
+    import logging
+
     from sqlalchemy import create_engine, func, select
 
     from bench.bench_scale import _database, _deployment
@@ -116,6 +118,8 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     from tests.faults.scale import demo_posts, raw_items, wait_for
     from tests.faults.scale import publish as publish_chunks
 
+    # kafka-python warns about its own event loop on a busy machine; the soak counts the workers' errors.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     prefix = "soak_kafka"
     with _database(tmp) as db_url, _deployment(tmp, partitions=3, db_url=db_url) as scale:
         # The product's defaults (shipped transformer sentiment, NER for citizen messages), not the fault
