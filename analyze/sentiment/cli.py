@@ -35,12 +35,21 @@ def train_sentiment(
     seed: int = typer.Option(_DEFAULTS.seed, help="seed for the split, init and batch order"),
     max_minutes: float = typer.Option(_DEFAULTS.max_minutes, help="wall-clock budget; LR decay fits it"),
     data: Path | None = typer.Option(None, "--data", help="directory with the *.dev.csv files"),
+    pretrain_minutes: float = typer.Option(_DEFAULTS.pretrain_minutes, help="MLM pre-training on the texts first"),
+    hidden: int = typer.Option(_DEFAULTS.hidden, help="hidden size"),
+    layers: int = typer.Option(_DEFAULTS.layers, help="encoder layers"),
+    distill: float = typer.Option(_DEFAULTS.distill, help="weight of the TF-IDF teacher's soft targets (0: off)"),
+    max_length: int = typer.Option(_DEFAULTS.max_length, help="tokens per text (longer: head + tail kept)"),
+    upsample: str = typer.Option(",".join(f"{k}={v}" for k, v in _DEFAULTS.upsample.items()),
+                                 help="copies of each corpus per epoch, e.g. waimai=2,hotel=2,shopping=1"),
 ) -> None:
     """Train the sentiment model from the dev corpora and write it (default: the shipped model dir)."""
     from analyze.sentiment.train import train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes)
+    config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes, pretrain_minutes=pretrain_minutes,
+                         hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill,
+                         max_length=max_length, upsample=_parse_upsample(upsample))
     try:
         info = train_model(out, data_dir=data or default_data_dir(), config=config)
     except DataError as exc:
@@ -51,6 +60,14 @@ def train_sentiment(
     for name, acc in info["best"]["val"].items():
         typer.echo(f"sentiment.train.{name}.val_accuracy: {acc:.4f}")
     typer.echo(f"sentiment.train.temperature: {info['temperature']:.4f}")
+
+
+def _parse_upsample(spec: str) -> dict[str, int]:
+    try:
+        pairs = [item.split("=", 1) for item in spec.split(",") if item.strip()]
+        return {name.strip(): int(copies) for name, copies in pairs}
+    except ValueError as exc:
+        raise typer.BadParameter(f"--upsample: expected name=copies[,name=copies], got {spec!r}") from exc
 
 
 def eval_sentiment(

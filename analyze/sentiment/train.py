@@ -9,8 +9,11 @@ trained on the train texts; a small BERT (hidden 128, 2 layers, 4 heads, interme
 ~2M parameters, most of them the embedding table) gets its word embeddings warm-started from the train
 split itself (PPMI-SVD co-occurrence vectors + a naive-Bayes log-odds column, see ``init_embeddings``) and
 is trained for sequence classification with AdamW, linear warm-up/decay (the decay is fitted into
-``max_minutes`` when the machine is slower than planned), length-bucketed batches, the two small corpora
-up-sampled 2x. The checkpoint with the best
+``max_minutes`` when the machine is slower than planned), length-bucketed batches, waimai up-sampled 2x and
+hotel 4x, texts longer than 160 pieces cut to head + tail, and knowledge distillation: the loss mixes the
+hard labels with the probabilities of TF-IDF models that never saw the text (4-fold cross-fitting,
+``teacher_probabilities``). Optional masked-LM pre-training on the train texts (``pretrain_minutes``) is
+available; it did not help within a 30-minute budget. The checkpoint with the best
 mean validation accuracy is kept, a temperature is fitted on the validation logits (calibration.json), and
 the directory is written as a normal ``transformers`` model dir: config.json (id2label 0=negative,
 1=positive), model.safetensors, tokenizer.json + tokenizer_config.json, calibration.json, train_info.json,
@@ -134,9 +137,14 @@ class TrainConfig:
     warmup: float = 0.06
     dropout: float = 0.1
     threads: int = 2
-    upsample: dict[str, int] = field(default_factory=lambda: {"waimai": 2, "hotel": 2, "shopping": 1})
+    # hotel is the smallest corpus and the longest texts: it is seen 4 times per epoch.
+    upsample: dict[str, int] = field(default_factory=lambda: {"waimai": 2, "hotel": 4, "shopping": 1})
     evals_per_epoch: int = 4
     warm_embeddings: bool = True
+    pretrain_minutes: float = 0.0
+    mask_rate: float = 0.15
+    distill: float = 0.5
+    distill_folds: int = 4
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
@@ -252,6 +260,72 @@ def _logits(model, encoded: Sequence[Sequence[int]], batch_size: int = 128):
     return out
 
 
+def pretrain_mlm(model, ids: Sequence[Sequence[int]], *, tokenizer, config: TrainConfig) -> dict:
+    """Masked-language-model pre-training of ``model``'s encoder on the unlabelled train texts, in place.
+
+    A ``BertForMaskedLM`` with the same config shares the encoder (and the tied word embeddings) with the
+    classifier, so after ``config.pretrain_minutes`` of MLM (15% of pieces: 80% [MASK], 10% random, 10%
+    kept; constant LR after warm-up, linear decay over the last fifth of the budget) the classifier starts
+    from an encoder that has read the whole corpus - our own small "pre-trained Chinese model".
+    """
+    import torch
+    from transformers import BertForMaskedLM
+
+    mlm = BertForMaskedLM(model.config)
+    mlm.bert.load_state_dict(model.bert.state_dict(), strict=False)
+    mlm.tie_weights()
+    g = torch.Generator().manual_seed(config.seed)
+    rng = random.Random(config.seed + 1)
+    lengths = [len(s) for s in ids]
+    specials = torch.tensor(sorted({tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id}))
+    vocab = model.config.vocab_size
+    opt = torch.optim.AdamW(mlm.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-6,
+                            weight_decay=config.weight_decay)
+    budget = config.pretrain_minutes * 60
+    started = time.monotonic()
+    warm = 300
+
+    def lr_factor(s: int) -> float:
+        left = 1.0 - (time.monotonic() - started) / budget
+        return min((s + 1) / warm, max(0.02, min(1.0, left * 5)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    mlm.train()
+    step, loss_avg, epochs = 0, 0.0, 0
+    while time.monotonic() - started < budget:
+        epochs += 1
+        for batch in _batches(lengths, config.batch_size * 2, rng):
+            input_ids, mask = _pad([ids[i] for i in batch])
+            labels = input_ids.clone()
+            candidates = (mask == 1) & ~torch.isin(input_ids, specials)
+            chosen = (torch.rand(input_ids.shape, generator=g) < config.mask_rate) & candidates
+            labels[~chosen] = -100
+            roll = torch.rand(input_ids.shape, generator=g)
+            input_ids = input_ids.masked_fill(chosen & (roll < 0.8), tokenizer.mask_token_id)
+            swap = chosen & (roll >= 0.8) & (roll < 0.9)
+            input_ids[swap] = torch.randint(len(SPECIAL_TOKENS), vocab, (int(swap.sum()),), generator=g)
+            # The vocabulary projection only for the masked positions (~15%): most of MLM's cost otherwise.
+            hidden = mlm.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            picked = labels != -100
+            logits = mlm.cls(hidden[picked])
+            loss = torch.nn.functional.cross_entropy(logits, labels[picked])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(mlm.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            loss_avg = 0.98 * loss_avg + 0.02 * loss.item()
+            if step % 200 == 0:
+                logger.info("pretrain step %d mlm loss %.3f %.1f min", step, loss_avg / (1 - 0.98 ** step),
+                            (time.monotonic() - started) / 60)
+            if time.monotonic() - started >= budget:
+                break
+    model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
+    return {"steps": step, "epochs": epochs, "mlm_loss": round(loss_avg / (1 - 0.98 ** max(step, 1)), 4),
+            "minutes": round((time.monotonic() - started) / 60, 2)}
+
+
 def fit_temperature(logits, labels) -> float:
     """Temperature T minimising validation NLL of softmax(logits / T) (temperature scaling)."""
     import torch
@@ -269,6 +343,31 @@ def fit_temperature(logits, labels) -> float:
     opt.step(closure)
     # Clamped to what TransformerSentiment accepts: an untrained model's best T tends to infinity.
     return min(50.0, max(0.05, float(log_t.exp().item())))
+
+
+def teacher_probabilities(rows: Sequence[LabelledText], *, folds: int, seed: int) -> dict[str, float]:
+    """P(positive) of each train text by a TF-IDF model that never saw it (``folds``-fold cross-fitting).
+
+    These soft targets are the knowledge-distillation teacher: a character n-gram model errs on other texts
+    than a small transformer does, so learning from both the hard labels and its probabilities gives the
+    student what the bag of n-grams knows plus what word order and context add.
+    """
+    from analyze.sentiment.tfidf import TfidfSentiment
+
+    labelled: dict[str, int] = {}
+    for row in rows:
+        labelled.setdefault(row.text, row.label)
+    texts = list(labelled)
+    fold_of = [int.from_bytes(hashlib.sha256(f"{seed}\x01{t}".encode()).digest()[:4], "big") % folds for t in texts]
+    out: dict[str, float] = {}
+    for k in range(folds):
+        fit_texts = [t for t, f in zip(texts, fold_of, strict=True) if f != k]
+        held = [t for t, f in zip(texts, fold_of, strict=True) if f == k]
+        model = TfidfSentiment().fit(fit_texts, [labelled[t] for t in fit_texts])
+        for text, p_negative in zip(held, model.predict_negative(held), strict=True):
+            out[text] = 1.0 - p_negative
+        logger.info("teacher fold %d/%d: %d texts", k + 1, folds, len(held))
+    return out
 
 
 def train_tfidf(splits: dict[str, dict[str, list[LabelledText]]]) -> TfidfSentiment:
@@ -299,11 +398,19 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     logger.info("tokenizer: %d pieces (%.1fs)", len(tokenizer), time.monotonic() - started)
 
     def encode(texts: Sequence[str]) -> list[list[int]]:
-        return tokenizer([t[: config.max_length * 4] for t in texts], truncation=True,
-                         max_length=config.max_length)["input_ids"]
+        from analyze.sentiment.transformer import head_tail
+
+        return [head_tail(seq, config.max_length)
+                for seq in tokenizer([t[: config.max_length * 8] for t in texts], truncation=False)["input_ids"]]
 
     train_ids = encode([r.text for r in train_rows])
     train_y = torch.tensor([r.label for r in train_rows], dtype=torch.long)
+    if config.distill > 0:
+        teacher = teacher_probabilities(train_rows, folds=config.distill_folds, seed=config.seed)
+        teacher_pos = torch.tensor([teacher[r.text] for r in train_rows], dtype=torch.float32)
+        soft_y = torch.stack([1.0 - teacher_pos, teacher_pos], dim=1)
+    else:
+        soft_y = None
     val_ids = {name: encode([r.text for r in splits[name]["val"]]) for name in DATASETS}
     val_y = {name: [r.label for r in splits[name]["val"]] for name in DATASETS}
 
@@ -324,6 +431,13 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     model = BertForSequenceClassification(bert_config)
     if config.warm_embeddings:
         init_embeddings(model, train_ids, [r.label for r in train_rows], seed=config.seed)
+    pretrain_info: dict = {}
+    if config.pretrain_minutes > 0:
+        unique_ids = encode(unique_train_texts)
+        pretrain_info = pretrain_mlm(model, unique_ids, tokenizer=tokenizer, config=config)
+        started_finetune = time.monotonic()
+    else:
+        started_finetune = started
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     opt = torch.optim.AdamW(
@@ -335,12 +449,13 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
     total = steps_per_epoch * config.epochs
     warm = max(1, int(total * config.warmup))
-    budget = config.max_minutes * 60
+    # The fine-tuning budget is what pre-training left of max_minutes.
+    budget = max(60.0, config.max_minutes * 60 - (started_finetune - started))
 
     def lr_factor(s: int) -> float:
         # Progress is the larger of step and wall-clock progress, so a run cut short by max_minutes still
         # finishes its decay (on an idle machine the step term always wins and the run is reproducible).
-        progress = max(s / total, (time.monotonic() - started) / budget)
+        progress = max(s / total, (time.monotonic() - started_finetune) / budget)
         return min((s + 1) / warm, max(0.0, (1.0 - progress) * total / max(1, total - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
@@ -350,7 +465,7 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     best: dict = {"val_accuracy": -1.0}
     best_state: dict | None = None
     step = 0
-    deadline = started + budget
+    deadline = started_finetune + budget
     history: list[dict] = []
     stopped_early = False
 
@@ -373,7 +488,11 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     for epoch in range(config.epochs):
         for batch in _batches(lengths, config.batch_size, rng):
             ids, mask = _pad([train_ids[i] for i in batch])
-            loss = model(input_ids=ids, attention_mask=mask, labels=train_y[batch]).loss
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = torch.nn.functional.cross_entropy(logits, train_y[batch])
+            if soft_y is not None:
+                soft = -(soft_y[batch] * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+                loss = (1.0 - config.distill) * loss + config.distill * soft
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -423,6 +542,7 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
         "history": history,
         "temperature": temperature,
         "train_rows": len(train_rows),
+        "pretrain": pretrain_info,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     baseline = train_tfidf(splits)

@@ -59,7 +59,7 @@ class TransformerSentiment(SentimentModel):
     name = "transformer"
 
     def __init__(self, model_dir: Path | None = None, *, threads: int = 2, batch_size: int = 64,
-                 max_length: int = 160) -> None:
+                 max_length: int | None = None) -> None:
         try:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -68,7 +68,7 @@ class TransformerSentiment(SentimentModel):
         self.model_dir = Path(model_dir) if model_dir is not None else SHIPPED_MODEL_DIR
         if not (self.model_dir / "config.json").is_file():
             raise RuntimeError(f"no transformers model in {self.model_dir} (config.json missing)")
-        if threads < 1 or batch_size < 1 or max_length < 8:
+        if threads < 1 or batch_size < 1 or (max_length is not None and max_length < 8):
             raise ValueError("threads and batch_size must be >= 1, max_length >= 8")
         torch.set_num_threads(threads)
         self._torch = torch
@@ -84,8 +84,9 @@ class TransformerSentiment(SentimentModel):
         self._negative = negative_index(self._model.config.id2label)
         limit = int(getattr(self._tokenizer, "model_max_length", 0) or 0)
         if not 0 < limit < 100_000:  # tokenizers without a limit report a huge sentinel
-            limit = int(getattr(self._model.config, "max_position_embeddings", max_length))
-        self.max_length = min(max_length, limit)
+            limit = int(getattr(self._model.config, "max_position_embeddings", 0) or 512)
+        # The model's own length (what it was trained on) unless asked for less; 512 at most, for speed.
+        self.max_length = min(max_length or limit, limit, 512)
         self.temperature = _read_temperature(self.model_dir)
         logger.info("sentiment model %s: negative=%d T=%.3f max_length=%d", self.model_dir, self._negative,
                     self.temperature, self.max_length)
@@ -101,10 +102,15 @@ class TransformerSentiment(SentimentModel):
         with torch.inference_mode():
             for start in range(0, len(todo), self.batch_size):
                 idx = todo[start : start + self.batch_size]
-                enc = self._tokenizer([cleaned[i] for i in idx], padding=True, truncation=True,
-                                      max_length=self.max_length, return_tensors="pt")
-                if self._drop_token_types:
-                    enc.pop("token_type_ids", None)
+                ids = [head_tail(seq, self.max_length)
+                       for seq in self._tokenizer([cleaned[i] for i in idx], truncation=False)["input_ids"]]
+                width = max(len(seq) for seq in ids)
+                pad_id = int(self._tokenizer.pad_token_id or 0)
+                input_ids = torch.tensor([seq + [pad_id] * (width - len(seq)) for seq in ids], dtype=torch.long)
+                mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in ids], dtype=torch.long)
+                enc = {"input_ids": input_ids, "attention_mask": mask}
+                if not self._drop_token_types:
+                    enc["token_type_ids"] = torch.zeros_like(input_ids)
                 logits = self._model(**enc).logits.float() / self.temperature
                 probs = torch.softmax(logits, dim=-1)[:, self._negative].tolist()
                 for i, p in zip(idx, probs, strict=True):
@@ -115,6 +121,19 @@ class TransformerSentiment(SentimentModel):
     def _drop_token_types(self) -> bool:
         # Models with a single token type (e.g. RoBERTa: type_vocab_size 1) must not get token_type_ids.
         return int(getattr(self._model.config, "type_vocab_size", 2) or 0) < 2
+
+
+def head_tail(ids: list[int], max_length: int) -> list[int]:
+    """Cut a too-long token sequence to its head and tail (the [CLS]... start and ...[SEP] end both kept).
+
+    Reviews and posts often put the verdict at the end ("...总之不会再来了"); keeping the first 5/8 and the
+    last 3/8 of the budget beats plain head truncation on long texts (Sun et al. 2019, "How to Fine-Tune
+    BERT for Text Classification").
+    """
+    if len(ids) <= max_length:
+        return list(ids)
+    head = max_length * 5 // 8
+    return list(ids[:head]) + list(ids[len(ids) - (max_length - head):])
 
 
 def _read_temperature(model_dir: Path) -> float:

@@ -55,3 +55,57 @@ def test_fit_temperature_recovers_a_known_temperature() -> None:
     labels = torch.multinomial(torch.softmax(true_logits, -1), 1, generator=gen).squeeze(1)
     # The model is over-confident by 3x; the fitted temperature must undo it.
     assert fit_temperature(true_logits * 3, labels.tolist()) == pytest.approx(3.0, rel=0.15)
+
+
+def test_head_tail_keeps_both_ends_of_a_long_sequence() -> None:
+    from analyze.sentiment.transformer import head_tail
+
+    ids = list(range(1000))
+    cut = head_tail(ids, 160)
+    assert len(cut) == 160
+    assert cut[:100] == ids[:100] and cut[100:] == ids[-60:]  # [CLS]… head, …[SEP] tail
+    assert head_tail(ids[:50], 160) == ids[:50]
+
+
+GOOD = ["很好吃，送得也快", "房间干净，服务热情", "质量不错，很满意", "味道很好，下次还点", "物流快，东西好"]
+BAD = ["太难吃了，还凉了", "房间很脏，隔音差", "质量太差，坏了", "等了两小时，再也不点", "客服不理人，退货"]
+
+
+def _write_corpora(directory: Path, copies: int = 6) -> None:
+    directory.mkdir()
+    for name in ("waimai", "hotel", "shopping"):
+        rows = [f"{1},{t}{i}{name}" for i in range(copies) for t in GOOD]
+        rows += [f"{0},{t}{i}{name}" for i in range(copies) for t in BAD]
+        (directory / f"{name}.dev.csv").write_text("label,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_teacher_probabilities_cover_every_text_and_follow_the_labels(tmp_path: Path) -> None:
+    from analyze.sentiment.train import LabelledText, teacher_probabilities
+
+    rows = [LabelledText(1, f"{t}{i}") for i in range(8) for t in GOOD]
+    rows += [LabelledText(0, f"{t}{i}") for i in range(8) for t in BAD]
+    probs = teacher_probabilities(rows + rows[:5], folds=4, seed=1)  # duplicates are one text
+    assert set(probs) == {r.text for r in rows}
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    mean_good = sum(probs[r.text] for r in rows if r.label == 1) / sum(r.label for r in rows)
+    mean_bad = sum(probs[r.text] for r in rows if r.label == 0) / sum(1 - r.label for r in rows)
+    assert mean_good > 0.5 > mean_bad
+
+
+def test_train_model_end_to_end_with_pretraining_and_distillation(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from analyze.sentiment.train import TrainConfig, train_model
+    from analyze.sentiment.transformer import TransformerSentiment
+
+    data = tmp_path / "data"
+    _write_corpora(data)
+    config = TrainConfig(epochs=2, vocab_size=300, hidden=32, layers=1, heads=2, intermediate=64, max_length=32,
+                         batch_size=8, threads=1, pretrain_minutes=0.05, distill=0.5, distill_folds=2,
+                         evals_per_epoch=2)
+    info = train_model(tmp_path / "model", data_dir=data, config=config)
+    assert info["pretrain"]["steps"] > 0 and info["steps"] > 0
+    assert set(info["best"]["val"]) == {"waimai", "hotel", "shopping"}
+    model = TransformerSentiment(tmp_path / "model", threads=1)
+    assert model.max_length == 32  # the trained length, read from the model directory
+    scores = model.predict_negative(["很好吃，送得也快", "太难吃了，还凉了" * 40])
+    assert all(0.0 <= s <= 1.0 for s in scores)
