@@ -50,6 +50,7 @@ EMPTY_SIGNATURE_VALUE = 0xFFFFFFFF
 _WS = re.compile(r"\s+")
 MAX_BUCKET = 64  # posts kept per LSH bucket
 FOCUS_CHARS = 120
+TOWN_EVENTS = 24  # most recently active events kept per town (or district/topic) for the hot-window rule
 LONG_ROWS = 16  # rows per band of the resubmission index: a band match means ~identical text (J ≥ ~0.9)
 
 
@@ -276,7 +277,7 @@ class Assignment:
     anchor: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Member:
     post_id: str
     ts: float
@@ -312,7 +313,7 @@ class EventClusterer:
         repost_window_days: float = 7.0,
         hot_window_hours: float = 12.0,
         town_similarity: float = 0.2,
-        max_posts: int = 200_000,
+        max_posts: int = 100_000,
         gc_every: int = 2000,
     ) -> None:
         if num_perm % bands:
@@ -329,19 +330,22 @@ class EventClusterer:
         self.hot_window = timedelta(hours=hot_window_hours).total_seconds()
         self.town_similarity = town_similarity
         # A ceiling on what the windows keep (a province's day can exceed any window): beyond it the oldest
-        # entries go first, so memory stays bounded at any input rate (~2.5 KiB per indexed post).
+        # entries go first, so memory stays bounded at any input rate (~5 KiB per indexed post).
         self.max_posts = max_posts
         self.gc_every = gc_every
-        self._buckets: dict[tuple[int, bytes], list[str]] = {}
+        # band key -> the post in it, or a list of posts once two share it (most buckets hold one post: a bare
+        # string saves a list object per band, a third of the index's memory).
+        self._buckets: dict[int, str | list[str]] = {}
         self._sigs: dict[str, tuple[np.ndarray, str, float]] = {}  # post -> (signature, event, ts)
         self._sig_heap: list[tuple[float, str]] = []
         self._post_event: dict[str, tuple[str, float]] = {}  # post -> (event, ts), for reposts
-        self._anchored: set[str] = set()  # events with an anchor: only their members' words are kept
+        self._anchored: set[str] = set()  # events with an anchor or a town: only their members' words are kept
+        self._with_anchor: set[str] = set()  # events with a specific anchor (words kept for the anchor window)
         self._post_heap: list[tuple[float, str]] = []
         # Resubmissions: the same text sent again days or weeks later (no answer yet) is matched on a few
         # long bands over the anchor window; only event ids are kept, not signatures, so it stays small.
-        self._long: dict[tuple[int, bytes], tuple[str, float, str]] = {}  # band -> (event, ts, post)
-        self._long_heap: list[tuple[float, tuple[int, bytes]]] = []
+        self._long: dict[int, tuple[str, float, str]] = {}  # band -> (event, ts, post)
+        self._long_heap: list[tuple[float, int]] = []
         self._members: dict[str, deque[_Member]] = {}  # event -> its most recent members
         self._event_last: dict[str, float] = {}
         self._anchors: dict[str, dict[str, float]] = {}  # anchor key -> event -> last ts
@@ -394,7 +398,13 @@ class EventClusterer:
             del self._event_last[event_id]
             self._members.pop(event_id, None)
             self._anchored.discard(event_id)
+            self._with_anchor.discard(event_id)
         hot_cutoff = t - self.hot_window
+        # Events kept only for the hot-window rule need their words for the hot window, not the anchor window.
+        for event_id in [e for e in self._anchored - self._with_anchor
+                         if self._event_last.get(e, float("-inf")) < hot_cutoff]:
+            self._members.pop(event_id, None)
+            self._anchored.discard(event_id)
         for town in list(self._towns):
             town_events = self._towns[town]
             for event_id in [e for e, last in town_events.items() if last < hot_cutoff]:
@@ -428,6 +438,10 @@ class EventClusterer:
             for key in self._band_keys(entry[0]):
                 bucket = self._buckets.get(key)
                 if bucket is None:
+                    continue
+                if isinstance(bucket, str):
+                    if bucket == pid:
+                        del self._buckets[key]
                     continue
                 with contextlib.suppress(ValueError):  # trimmed from a crowded bucket already
                     bucket.remove(pid)
@@ -534,7 +548,11 @@ class EventClusterer:
             return None
         candidates: set[str] = set()
         for key in self._band_keys(sig):
-            candidates.update(self._buckets.get(key, ()))
+            bucket = self._buckets.get(key)
+            if isinstance(bucket, str):
+                candidates.add(bucket)
+            elif bucket:
+                candidates.update(bucket)
         candidates.discard(pid)
         best: tuple[float, str] | None = None
         for cand in sorted(candidates):
@@ -640,14 +658,17 @@ class EventClusterer:
             return np.empty(0, dtype=np.int64)  # empty text: never a near-duplicate of anything
         return arr
 
-    def _long_keys(self, sig: np.ndarray) -> list[tuple[int, bytes]]:
+    def _long_keys(self, sig: np.ndarray) -> list[int]:
         n = self.num_perm // LONG_ROWS
-        return [(b, sig[b * LONG_ROWS : (b + 1) * LONG_ROWS].tobytes()) for b in range(n)]
+        return [hash((b, sig[b * LONG_ROWS : (b + 1) * LONG_ROWS].tobytes())) for b in range(n)]
 
-    def _band_keys(self, sig: np.ndarray) -> list[tuple[int, bytes]]:
+    def _band_keys(self, sig: np.ndarray) -> list[int]:
+        # One int per band (Python's hash of the band's bytes; the index lives in one process and is rebuilt
+        # at start-up, so a per-process hash seed is fine): a third of the memory of (band, bytes) keys. A
+        # collision only adds a candidate, which the similarity check then rejects.
         if sig.size == 0:
             return []
-        return [(b, sig[b * self.rows : (b + 1) * self.rows].tobytes()) for b in range(self.bands)]
+        return [hash((b, sig[b * self.rows : (b + 1) * self.rows].tobytes())) for b in range(self.bands)]
 
     def _index(
         self, pid: str, event_id: str, ts: float, sig: np.ndarray, tokens: frozenset[str], anchors: list[str],
@@ -658,7 +679,12 @@ class EventClusterer:
             self._sigs[pid] = (sig, event_id, ts)
             heapq.heappush(self._sig_heap, (ts, pid))
             for key in self._band_keys(sig):
-                bucket = self._buckets.setdefault(key, [])
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    self._buckets[key] = pid
+                    continue
+                if isinstance(bucket, str):
+                    bucket = self._buckets[key] = [bucket]
                 bucket.append(pid)
                 if len(bucket) > MAX_BUCKET:
                     # Boilerplate shared by very many posts: keep the newest, so lookups stay O(1).
@@ -679,8 +705,14 @@ class EventClusterer:
                     self._sub_index.setdefault(sub, set()).add(anchor)
             events[event_id] = max(events.get(event_id, float("-inf")), ts)
             self._anchored.add(event_id)
+            self._with_anchor.add(event_id)
         for town in towns:
-            self._towns.setdefault(town, {})[event_id] = max(self._towns.get(town, {}).get(event_id, ts), ts)
+            town_events = self._towns.setdefault(town, {})
+            town_events[event_id] = max(town_events.get(event_id, ts), ts)
+            if len(town_events) > TOWN_EVENTS:
+                # A busy district sees many events a day: only the most recently active ones are candidates,
+                # so a post costs O(TOWN_EVENTS) comparisons, never O(events in the window).
+                del town_events[min(town_events, key=town_events.__getitem__)]
             self._anchored.add(event_id)
         # Words are kept only where an anchor or town match can use them: most events never get one.
         if tokens and event_id in self._anchored:

@@ -132,8 +132,8 @@ class AnalyzeSettings(BaseModel):
     # A breaking matter told in other words joins its event when it names the same town (or district and
     # topic) within this many hours.
     event_hot_window_hours: float = Field(default=12.0, gt=0)
-    # Ceiling of the event stage's in-memory index (~2.5 KiB per post): the oldest entries go first.
-    event_index_max_posts: int = Field(default=200_000, ge=1000)
+    # Ceiling of the event stage's in-memory index (~5 KiB per post, so ~0.5 GB): the oldest entries go first.
+    event_index_max_posts: int = Field(default=100_000, ge=1000)
     batch_size: int = Field(default=128, ge=1)
 
 
