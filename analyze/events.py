@@ -185,15 +185,19 @@ def anchor_key(name: str) -> str | None:
     return name
 
 
-_TOWN = re.compile(r"([\u4e00-\u9fff]{2,4}(?:街道|镇|乡))$")
+_ABOVE_TOWN = re.compile(
+    r"^(?:[\u4e00-\u9fffA-Za-z]{2,4}省)?(?:[\u4e00-\u9fffA-Za-z0-9]{1,4}市)?(?:[\u4e00-\u9fffA-Za-z0-9]{1,4}[区县])?"
+)
+_TOWN_FIRST = re.compile(r"^([\u4e00-\u9fff]{2,4}?(?:街道|镇|乡))")
 
 
 def town_keys(entities: Entities, topic: str | None = None) -> list[str]:
-    """Locality keys of a post for the hot-window rule: its towns (…镇/…乡/…街道, without any district or
-    city prefix) and, when the topic is known, ``district/topic`` for each of its districts."""
+    """Locality keys of a post for the hot-window rule: its towns (…镇/…乡/…街道, also inside a longer name
+    such as "青石镇工业园", without any district or city prefix) and, when the topic is known,
+    ``district/topic`` for each of its districts."""
     out: list[str] = []
     for name in entities.places:
-        m = _TOWN.search(_WS.sub("", name))
+        m = _TOWN_FIRST.match(_ABOVE_TOWN.sub("", _WS.sub("", name), count=1))
         if m and m.group(1) not in out:
             out.append(m.group(1))
     if topic:
@@ -350,7 +354,7 @@ class EventClusterer:
         self._event_last: dict[str, float] = {}
         self._anchors: dict[str, dict[str, float]] = {}  # anchor key -> event -> last ts
         self._sub_index: dict[str, set[str]] = {}  # substring (2+ chars) -> anchor keys containing it
-        self._towns: dict[str, dict[str, float]] = {}  # town -> event -> last ts (hot window only)
+        self._towns: dict[str, dict[str, tuple[float, int]]] = {}  # town -> event -> (last ts, posts) in window
         self._since_gc = 0
         self._latest = float("-inf")
 
@@ -407,7 +411,7 @@ class EventClusterer:
             self._anchored.discard(event_id)
         for town in list(self._towns):
             town_events = self._towns[town]
-            for event_id in [e for e, last in town_events.items() if last < hot_cutoff]:
+            for event_id in [e for e, (last, _) in town_events.items() if last < hot_cutoff]:
                 del town_events[event_id]
             if not town_events:
                 del self._towns[town]
@@ -631,18 +635,20 @@ class EventClusterer:
     def _match_town(self, towns: list[str], tokens: frozenset[str], ts: float) -> Assignment | None:
         if not towns or not tokens:
             return None
-        best: tuple[float, str, str] | None = None
+        # Among the events that pass the word-overlap gate, the one the town talks about most wins: a breaking
+        # matter draws most of a town's posts in those hours, an everyday one a few.
+        best: tuple[int, float, str, str] | None = None
         for town in towns:
-            for event_id, last in sorted(self._towns.get(town, {}).items()):
+            for event_id, (last, count) in sorted(self._towns.get(town, {}).items()):
                 if abs(ts - last) > self.hot_window:
                     continue
                 sim = max((dice(tokens, m.tokens) for m in self._members.get(event_id, ())
                            if abs(ts - m.ts) <= self.hot_window), default=0.0)
-                if sim >= self.town_similarity and (best is None or sim > best[0]):
-                    best = (sim, event_id, town)
+                if sim >= self.town_similarity and (best is None or (count, sim) > best[:2]):
+                    best = (count, sim, event_id, town)
         if best is None:
             return None
-        sim, event_id, town = best
+        _, sim, event_id, town = best
         return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
                           reason="town", anchor=town)
 
@@ -708,11 +714,12 @@ class EventClusterer:
             self._with_anchor.add(event_id)
         for town in towns:
             town_events = self._towns.setdefault(town, {})
-            town_events[event_id] = max(town_events.get(event_id, ts), ts)
+            last, count = town_events.get(event_id, (ts, 0))
+            town_events[event_id] = (max(last, ts), count + 1)
             if len(town_events) > TOWN_EVENTS:
                 # A busy district sees many events a day: only the most recently active ones are candidates,
                 # so a post costs O(TOWN_EVENTS) comparisons, never O(events in the window).
-                del town_events[min(town_events, key=town_events.__getitem__)]
+                del town_events[min(town_events, key=lambda e: town_events[e][0])]
             self._anchored.add(event_id)
         # Words are kept only where an anchor or town match can use them: most events never get one.
         if tokens and event_id in self._anchored:

@@ -208,6 +208,28 @@ def test_hot_window_joins_an_incident_told_in_other_words_in_the_same_town():
     assert later.is_new_event
 
 
+def test_town_keys_find_the_town_inside_longer_names():
+    from analyze.events import town_keys
+
+    ents = Entities(places=["A7县青石镇工业园", "星沙街道", "A市A3区", "丽发新城"], districts=["A7县"])
+    assert town_keys(ents) == ["青石镇", "星沙街道"]
+    assert town_keys(ents, "安全生产") == ["青石镇", "星沙街道", "A7县/安全生产"]
+
+
+def test_hot_window_prefers_the_event_the_town_talks_about_most():
+    c = EventClusterer(hot_window_hours=12)
+    # An everyday post in the town, then a breaking matter with many posts.
+    drill = c.assign(make_post("d", "青石镇这边今天搞消防演练，孩子一直在看，有没有人去", places=("青石镇",),
+                               source="weibo"))
+    blast = c.assign(make_post(1, BLAST, hours=0.1, places=("青石镇工业园",), source="weibo"))
+    for k in range(5):
+        c.assign(make_post(f"r{k}", BLAST, hours=0.1 + k / 100, places=("青石镇工业园",), source="weibo"))
+    # Shares more words with the drill (这边, 孩子, 一直…) but enough with the matter everyone is talking about.
+    smell = c.assign(make_post(2, SMELL, hours=0.3, places=("A7县", "青石镇"), source="weibo"))
+    assert blast.event_id != drill.event_id
+    assert (smell.event_id, smell.reason) == (blast.event_id, "town")
+
+
 def test_hot_window_district_needs_the_same_topic():
     c = EventClusterer(hot_window_hours=12)
     a = c.assign(make_post(1, "A3区明德小学好多孩子吃完学校配餐后上吐下泻，孩子都送医院了", districts=("A3区",),
