@@ -398,7 +398,12 @@ class EventClusterer:
         cutoff = t - self.anchor_window
         self._expire_long_bands(cutoff)
         self._expire_posts(t - self.repost_window)
-        for event_id in [e for e, last in self._event_last.items() if last < cutoff]:
+        stale = [e for e, last in self._event_last.items() if last < cutoff]
+        excess = len(self._event_last) - len(stale) - self.max_posts
+        if excess > 0:  # one new event per post, all inside the window: the least recently active go
+            stale += heapq.nsmallest(excess, (e for e, last in self._event_last.items() if last >= cutoff),
+                                     key=self._event_last.__getitem__)
+        for event_id in stale:
             del self._event_last[event_id]
             self._members.pop(event_id, None)
             self._anchored.discard(event_id)
