@@ -135,7 +135,14 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             token = _analyst_token(probe)
             warm = demo_posts(8, seed=41)
             publish_chunks(scale, "posts.raw", raw_items(warm))
-            wait_for(lambda: scale.member_count() >= len(warm), timeout_s=600, every_s=0.5, what="warm-up")
+
+            def warmed_up() -> bool:
+                dead = [kind for kind, w in workers.items() if not w.alive()]
+                if dead:  # fail at once, naming the log, rather than time out
+                    raise RuntimeError(f"worker(s) {dead} exited; see {scale.workdir}")
+                return scale.member_count() >= len(warm)
+
+            wait_for(warmed_up, timeout_s=600, every_s=0.5, what="warm-up")
             burst = demo_posts(CALIBRATION_POSTS, seed=43)
             started = time.perf_counter()
             publish_chunks(scale, "posts.raw", raw_items(burst), chunk=200)

@@ -8,7 +8,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +46,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+MIGRATION_LOCK_KEY = 0x79757169_6E67  # "yuqing": one advisory lock id for schema migrations
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent)."""
     from alembic import command
@@ -54,6 +57,11 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Workers and the API start together against a fresh database: one process migrates, the others
+            # wait on this lock (released at commit) and then find the schema at head. Without it they race
+            # on CREATE TABLE and all but one crash at start-up.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database schema at head (%s)", engine.url.render_as_string(hide_password=True))
