@@ -136,13 +136,14 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             warm = demo_posts(8, seed=41)
             publish_chunks(scale, "posts.raw", raw_items(warm))
 
-            def warmed_up() -> bool:
-                dead = [kind for kind, w in workers.items() if not w.alive()]
-                if dead:  # fail at once, naming the log, rather than time out
-                    raise RuntimeError(f"worker(s) {dead} exited; see {scale.workdir}")
-                return scale.member_count() >= len(warm)
+            def dead_workers() -> list[str]:
+                return [kind for kind, w in workers.items() if not w.alive()]
 
-            wait_for(warmed_up, timeout_s=600, every_s=0.5, what="warm-up")
+            # Stop waiting at once when a worker has exited (naming its log) rather than time out.
+            wait_for(lambda: dead_workers() or scale.member_count() >= len(warm), timeout_s=600, every_s=0.5,
+                     what="warm-up")
+            if dead_workers():
+                raise RuntimeError(f"worker(s) {dead_workers()} exited at start-up; logs in {scale.workdir}")
             burst = demo_posts(CALIBRATION_POSTS, seed=43)
             started = time.perf_counter()
             publish_chunks(scale, "posts.raw", raw_items(burst), chunk=200)
