@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,66 @@ def _incident_rate(incidents: list[Any], seconds: float) -> float:
             for k in range(int(seconds // REPEAT_S) + 1):
                 total += inc.rate_per_s(t - k * REPEAT_S)
     return total / max(1.0, seconds)
+
+
+class PacedFeed:
+    """The soak's input: the demo stream at ``rate_per_s`` in total, each post released at its own offset.
+
+    Iterating yields parsed posts in real time for ``seconds``. Incidents come on top of the background, so
+    the background gets the rest of the rate (never less than a fifth of it, so the dashboard always has
+    everyday traffic to show). Records that fail validation (the demo stream plants some) go to
+    ``on_reject`` and are counted; ``while_waiting`` runs at most every 0.5 s while the feed sleeps.
+    After the loop: ``started`` (perf_counter at the first post), ``rejected``, ``incident_posts``.
+    """
+
+    def __init__(self, *, rate_per_s: float, seconds: float, salt: str, max_text_chars: int,
+                 on_reject: Callable[[bytes, str | None, Exception], None] | None = None,
+                 while_waiting: Callable[[], None] | None = None) -> None:
+        from ingest.demo import DemoStream, default_incidents
+
+        self.incidents_per_s = _incident_rate(default_incidents(), seconds)
+        self.background_per_s = max(0.2 * rate_per_s, rate_per_s - self.incidents_per_s)
+        self._stream = DemoStream(seed=31, rate_per_min=self.background_per_s * 60.0, repeat_every_s=REPEAT_S)
+        self.seconds, self.salt, self.max_text_chars = seconds, salt, max_text_chars
+        self.on_reject, self.while_waiting = on_reject, while_waiting
+        self.started = time.perf_counter()
+        self.rejected = 0
+        self.incident_posts: dict[str, set[str]] = defaultdict(set)
+
+    @property
+    def incidents(self) -> list[Any]:
+        """The injected incidents (for matching posts to tickets afterwards)."""
+        return list(self._stream.incidents)
+
+    def __iter__(self) -> Iterator[Any]:
+        from core.errors import RecordError
+        from ingest.validate import parse_record
+
+        self.started = t0 = time.perf_counter()
+        first_at: float | None = None
+        next_wait_call = t0
+        for record in self._stream:
+            raw = json.dumps(record, ensure_ascii=False).encode()
+            try:
+                post = parse_record(raw, source_hint=None, salt=self.salt, max_text_chars=self.max_text_chars)
+            except RecordError as exc:
+                self.rejected += 1
+                if self.on_reject is not None:
+                    self.on_reject(raw, record.get("source"), exc)
+                continue
+            at = post.published_at.timestamp()
+            first_at = at if first_at is None else first_at
+            offset = at - first_at
+            if offset >= self.seconds:
+                return
+            while (delay := offset - (time.perf_counter() - t0)) > 0:
+                if self.while_waiting is not None and time.perf_counter() >= next_wait_call:
+                    self.while_waiting()
+                    next_wait_call = time.perf_counter() + 0.5
+                time.sleep(min(delay, 0.05) if self.while_waiting is not None else delay)
+            if record.get("incident"):
+                self.incident_posts[str(record["incident"])].add(post.id)
+            yield post
 
 
 def _rss_mb() -> float:
@@ -162,9 +223,6 @@ def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
 def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp: Path) -> None:
     from api.app import create_app
     from core.db.models import DeadLetterRow, TicketRow
-    from core.errors import RecordError
-    from ingest.demo import DemoStream
-    from ingest.validate import parse_record
 
     container, pipeline = _pipeline(tmp / "soak")
     container.sync_units()
@@ -199,48 +257,24 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     rss_start = _rss_mb()
     dashboard.start()
 
-    # The target is the total rate: incidents come on top of the background, so the background gets the rest
-    # (never less than a fifth of the target, so the dashboard always has everyday traffic to show).
-    from ingest.demo import default_incidents
+    def dead_letter(raw: bytes, source: str | None, exc: Exception) -> None:
+        pipeline.dead_letter(stage="ingest", source=str(source), origin="soak", reason=str(exc), raw=raw)
 
-    incidents_per_s = _incident_rate(default_incidents(), seconds)
-    background_per_s = max(0.2 * rate_per_s, rate_per_s - incidents_per_s)
-    stream = DemoStream(seed=31, rate_per_min=background_per_s * 60.0, repeat_every_s=REPEAT_S)
-    incident_posts: dict[str, set[str]] = defaultdict(set)
-    salt = container.settings.author_salt.get_secret_value()
-    rejected = 0
-    t0 = time.perf_counter()
-    first_at: float | None = None
+    feed = PacedFeed(rate_per_s=rate_per_s, seconds=seconds, salt=container.settings.author_salt.get_secret_value(),
+                     max_text_chars=container.settings.max_text_chars, on_reject=dead_letter)
     rss_max = rss_start
     rss_timeline: list[str] = []
-    next_rss = t0 + 30
-    for record in stream:
-        raw = json.dumps(record, ensure_ascii=False).encode()
-        try:
-            post = parse_record(raw, source_hint=None, salt=salt, max_text_chars=container.settings.max_text_chars)
-        except RecordError as exc:
-            rejected += 1
-            pipeline.dead_letter(stage="ingest", source=str(record.get("source")), origin="soak", reason=str(exc),
-                                 raw=raw)
-            continue
-        at = post.published_at.timestamp()
-        first_at = at if first_at is None else first_at
-        offset = at - first_at
-        if offset >= seconds:
-            break
-        delay = offset - (time.perf_counter() - t0)
-        if delay > 0:
-            time.sleep(delay)
+    next_rss = time.perf_counter() + 30  # the feed starts its clock on the first post, within milliseconds
+    for post in feed:
         ingested_at[post.id] = time.perf_counter()
         pipeline.publish_post(post)
-        if record.get("incident"):
-            incident_posts[str(record["incident"])].add(post.id)
         if time.perf_counter() >= next_rss:
             rss_now = _rss_mb()
             rss_max = max(rss_max, rss_now)
-            if int((next_rss - t0) // 30) % 10 == 0:  # every 5 minutes
-                rss_timeline.append(f"{(next_rss - t0) / 60:.0f}min={rss_now:.0f}")
+            if int((next_rss - feed.started) // 30) % 10 == 0:  # every 5 minutes
+                rss_timeline.append(f"{(next_rss - feed.started) / 60:.0f}min={rss_now:.0f}")
             next_rss += 30
+    t0 = feed.started
     fed_s = time.perf_counter() - t0
     drained = pipeline.wait_idle(timeout_s=900)
     drain_s = time.perf_counter() - t0 - fed_s
@@ -252,7 +286,7 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
 
     with container.db.session() as s:
         dead = s.query(DeadLetterRow).count()
-        tickets_by_incident = _tickets_by_incident(s, incident_posts)
+        tickets_by_incident = _tickets_by_incident(s, feed.incident_posts)
         total_tickets = s.query(TicketRow).count()
     latencies = [stored_at[i] - ingested_at[i] for i in stored_at]
     server.should_exit = True
@@ -264,8 +298,8 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     stored = len(stored_at)
     report("soak.minutes", seconds / 60.0)
     report("soak.target_rate_posts_per_s", rate_per_s)
-    report("soak.background_rate_posts_per_s", background_per_s)
-    report("soak.incident_rate_posts_per_s", incidents_per_s)
+    report("soak.background_rate_posts_per_s", feed.background_per_s)
+    report("soak.incident_rate_posts_per_s", feed.incidents_per_s)
     report("soak.fed_rate_posts_per_s", len(ingested_at) / fed_s if fed_s else 0.0)
     report("soak.posts_ingested", len(ingested_at))
     report("soak.posts_stored", stored)
@@ -289,9 +323,9 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     if dashboard.error_samples or errors.first:
         report("soak.error_samples", " | ".join(dashboard.error_samples + errors.first))
     report("soak.dead_letters", dead)
-    report("soak.rejected_records", rejected)
+    report("soak.rejected_records", feed.rejected)
     report("soak.tickets", total_tickets)
-    _report_incidents(report, "soak", stream.incidents, tickets_by_incident, fed_s)
+    _report_incidents(report, "soak", feed.incidents, tickets_by_incident, fed_s)
 
 
 def _tickets_by_incident(session: Any, incident_posts: dict[str, set[str]]) -> dict[str, set[str]]:

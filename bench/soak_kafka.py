@@ -7,16 +7,14 @@ scheduler, sender) and the API (``yuqing run --workers ""``) polled over HTTP by
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.bench_soak import REPEAT_S, _Dashboard, _incident_rate, _pct, _report_incidents, _tickets_by_incident
+from bench.bench_soak import PacedFeed, _Dashboard, _pct, _report_incidents, _tickets_by_incident
 
 Report = Any
 
@@ -113,8 +111,6 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     from bench.bench_soak import _analyst_token, _free_port
     from core.db.models import DeadLetterRow, EventMemberRow, TicketRow
     from core.wiring import Container, build_bus
-    from ingest.demo import DemoStream, default_incidents
-    from ingest.validate import parse_record
     from tests.faults.scale import demo_posts, raw_items, wait_for
     from tests.faults.scale import publish as publish_chunks
 
@@ -161,20 +157,10 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             dashboard = _Dashboard(api.base_url, poll_s, token)
             dashboard.start()
 
-            incidents_per_s = _incident_rate(default_incidents(), seconds)
-            background_per_s = max(0.2 * rate, rate - incidents_per_s)
-            stream = DemoStream(seed=31, rate_per_min=background_per_s * 60.0, repeat_every_s=REPEAT_S)
-            salt = "yuqing-default-salt"  # what the workers use (Settings default), so ids agree
             sent: dict[str, float] = {}
             seen: dict[str, float] = {}
             pending: list[str] = []
-            incident_posts: dict[str, set[str]] = defaultdict(set)
             rss_timeline: list[str] = []
-            rejected = 0
-            t0 = time.perf_counter()
-            first_at: float | None = None
-            next_look = t0
-            next_rss = t0 + 300
             with engine.connect() as conn:
                 def look() -> None:
                     nonlocal pending
@@ -186,37 +172,25 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
                         seen[post_id] = now
                     pending = [p for p in pending if p not in found]
 
-                for record in stream:
-                    raw = json.dumps(record, ensure_ascii=False).encode()
-                    try:
-                        post = parse_record(raw, source_hint=None, salt=salt, max_text_chars=20_000)
-                    except Exception:  # the demo stream plants bad records: ingest dead-letters them
-                        rejected += 1
-                        continue
-                    at = post.published_at.timestamp()
-                    first_at = at if first_at is None else first_at
-                    offset = at - first_at
-                    if offset >= seconds:
-                        break
-                    while True:
-                        delay = offset - (time.perf_counter() - t0)
-                        if delay <= 0:
-                            break
-                        if time.perf_counter() >= next_look:
-                            bus.flush(timeout_s=10)
-                            look()
-                            next_look = time.perf_counter() + 0.5
-                        time.sleep(min(delay, 0.05))
+                def look_while_waiting() -> None:
+                    bus.flush(timeout_s=10)
+                    look()
+
+                # The salt the workers use (Settings default), so post ids agree; rejected records are only
+                # counted here (the ingest dead-letter path has its own tests).
+                feed = PacedFeed(rate_per_s=rate, seconds=seconds, salt="yuqing-default-salt",
+                                 max_text_chars=20_000, while_waiting=look_while_waiting)
+                next_rss = time.perf_counter() + 300
+                for post in feed:
                     sent[post.id] = time.perf_counter()
                     pending.append(post.id)
                     bus.publish("posts.raw", post.model_dump_json().encode(), key=post.id)
-                    if record.get("incident"):
-                        incident_posts[str(record["incident"])].add(post.id)
                     if time.perf_counter() >= next_rss:
-                        rss_timeline.append(f"{(time.perf_counter() - t0) / 60:.0f}min="
+                        rss_timeline.append(f"{(time.perf_counter() - feed.started) / 60:.0f}min="
                                             f"{sum(_rss_mb(p) for p in pids.values()):.0f}")
                         next_rss += 300
                 bus.flush(timeout_s=10)
+                t0 = feed.started
                 fed_s = time.perf_counter() - t0
                 deadline = time.perf_counter() + 900
                 while pending and time.perf_counter() < deadline:
@@ -235,7 +209,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
                 samples.extend(first)
             with probe.db.session() as session:
                 dead = session.query(DeadLetterRow).count()
-                tickets_by_incident = _tickets_by_incident(session, incident_posts)
+                tickets_by_incident = _tickets_by_incident(session, feed.incident_posts)
                 total_tickets = session.query(TicketRow).count()
                 members = int(session.execute(select(func.count()).select_from(EventMemberRow)).scalar_one())
         finally:
@@ -273,6 +247,6 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     if dashboard.error_samples or samples:
         report(f"{prefix}.error_samples", " | ".join(dashboard.error_samples + samples))
     report(f"{prefix}.dead_letters", dead)
-    report(f"{prefix}.rejected_records", rejected)
+    report(f"{prefix}.rejected_records", feed.rejected)
     report(f"{prefix}.tickets", total_tickets)
-    _report_incidents(report, prefix, stream.incidents, tickets_by_incident, fed_s)
+    _report_incidents(report, prefix, feed.incidents, tickets_by_incident, fed_s)

@@ -40,6 +40,7 @@ def train_sentiment(
     layers: int = typer.Option(_DEFAULTS.layers, help="encoder layers"),
     distill: float = typer.Option(_DEFAULTS.distill, help="weight of the TF-IDF teacher's soft targets (0: off)"),
     max_length: int = typer.Option(_DEFAULTS.max_length, help="tokens per text (longer: head + tail kept)"),
+    ema: float = typer.Option(_DEFAULTS.ema, help="decay of the evaluated weight average (0: raw weights)"),
     upsample: str = typer.Option(",".join(f"{k}={v}" for k, v in _DEFAULTS.upsample.items()),
                                  help="copies of each corpus per epoch, e.g. waimai=2,hotel=2,shopping=1"),
 ) -> None:
@@ -49,7 +50,7 @@ def train_sentiment(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes, pretrain_minutes=pretrain_minutes,
                          hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill,
-                         max_length=max_length, upsample=_parse_upsample(upsample))
+                         max_length=max_length, upsample=_parse_upsample(upsample), ema=ema)
     try:
         info = train_model(out, data_dir=data or default_data_dir(), config=config)
     except DataError as exc:

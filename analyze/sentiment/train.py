@@ -145,6 +145,8 @@ class TrainConfig:
     mask_rate: float = 0.15
     distill: float = 0.5
     distill_folds: int = 4
+    # Decay of the weight moving average that is evaluated and saved (0: the raw weights).
+    ema: float = 0.999
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
@@ -260,6 +262,67 @@ def _logits(model, encoded: Sequence[Sequence[int]], batch_size: int = 128):
     return out
 
 
+class _Stepper:
+    """One optimiser step (backward, clip to norm 1, step, schedule, zero) and a smoothed loss for logging.
+
+    Shared by MLM pre-training and fine-tuning so both follow the same update rule. With ``ema`` > 0 it
+    also keeps an exponential moving average of the weights (Polyak averaging), which evaluation uses:
+    on these small, noisy corpora the averaged weights generalise better than the last step's.
+    """
+
+    def __init__(self, params, opt, sched, *, ema: float = 0.0) -> None:
+        self.params = list(params)
+        self.opt, self.sched, self.ema = opt, sched, ema
+        self.step_count = 0
+        self._loss_avg = 0.0
+        self.shadow = [p.detach().clone() for p in self.params] if ema > 0 else None
+
+    def __call__(self, loss) -> None:
+        import torch
+
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step_count += 1
+        self._loss_avg = 0.98 * self._loss_avg + 0.02 * loss.item()
+        if self.shadow is not None:
+            # Warm-up of the decay (as in TF's ExponentialMovingAverage) so early steps are not frozen in.
+            decay = min(self.ema, (1 + self.step_count) / (10 + self.step_count))
+            with torch.no_grad():
+                torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - decay)
+
+    @property
+    def loss(self) -> float:
+        """Bias-corrected running mean of the loss."""
+        return self._loss_avg / (1 - 0.98 ** max(self.step_count, 1))
+
+    def swapped(self):
+        """Context manager: the EMA weights are in the model inside it (no-op without EMA)."""
+        import contextlib
+
+        import torch
+
+        @contextlib.contextmanager
+        def swap():
+            if self.shadow is None:
+                yield
+                return
+            with torch.no_grad():
+                live = [p.detach().clone() for p in self.params]
+                for p, s in zip(self.params, self.shadow, strict=True):
+                    p.copy_(s)
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    for p, v in zip(self.params, live, strict=True):
+                        p.copy_(v)
+
+        return swap()
+
+
 def pretrain_mlm(model, ids: Sequence[Sequence[int]], *, tokenizer, config: TrainConfig) -> dict:
     """Masked-language-model pre-training of ``model``'s encoder on the unlabelled train texts, in place.
 
@@ -290,8 +353,9 @@ def pretrain_mlm(model, ids: Sequence[Sequence[int]], *, tokenizer, config: Trai
         return min((s + 1) / warm, max(0.02, min(1.0, left * 5)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    stepper = _Stepper(mlm.parameters(), opt, sched)
     mlm.train()
-    step, loss_avg, epochs = 0, 0.0, 0
+    epochs = 0
     while time.monotonic() - started < budget:
         epochs += 1
         for batch in _batches(lengths, config.batch_size * 2, rng):
@@ -308,21 +372,14 @@ def pretrain_mlm(model, ids: Sequence[Sequence[int]], *, tokenizer, config: Trai
             hidden = mlm.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
             picked = labels != -100
             logits = mlm.cls(hidden[picked])
-            loss = torch.nn.functional.cross_entropy(logits, labels[picked])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(mlm.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            loss_avg = 0.98 * loss_avg + 0.02 * loss.item()
-            if step % 200 == 0:
-                logger.info("pretrain step %d mlm loss %.3f %.1f min", step, loss_avg / (1 - 0.98 ** step),
+            stepper(torch.nn.functional.cross_entropy(logits, labels[picked]))
+            if stepper.step_count % 200 == 0:
+                logger.info("pretrain step %d mlm loss %.3f %.1f min", stepper.step_count, stepper.loss,
                             (time.monotonic() - started) / 60)
             if time.monotonic() - started >= budget:
                 break
     model.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
-    return {"steps": step, "epochs": epochs, "mlm_loss": round(loss_avg / (1 - 0.98 ** max(step, 1)), 4),
+    return {"steps": stepper.step_count, "epochs": epochs, "mlm_loss": round(stepper.loss, 4),
             "minutes": round((time.monotonic() - started) / 60, 2)}
 
 
@@ -401,7 +458,8 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
         from analyze.sentiment.transformer import head_tail
 
         return [head_tail(seq, config.max_length)
-                for seq in tokenizer([t[: config.max_length * 8] for t in texts], truncation=False)["input_ids"]]
+                for seq in tokenizer([t[: config.max_length * 8] for t in texts], truncation=False,
+                                    verbose=False)["input_ids"]]
 
     train_ids = encode([r.text for r in train_rows])
     train_y = torch.tensor([r.label for r in train_rows], dtype=torch.long)
@@ -459,6 +517,7 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
         return min((s + 1) / warm, max(0.0, (1.0 - progress) * total / max(1, total - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    stepper = _Stepper(model.parameters(), opt, sched, ema=config.ema)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     lengths = [len(s) for s in train_ids]
     rng = random.Random(config.seed)
@@ -472,19 +531,19 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     def evaluate() -> None:
         nonlocal best, best_state
         accs = {}
-        for name in DATASETS:
-            pred = _logits(model, val_ids[name]).argmax(-1)
-            accs[name] = float((pred == torch.tensor(val_y[name])).float().mean())
-        mean = sum(accs.values()) / len(accs)
+        with stepper.swapped():
+            for name in DATASETS:
+                pred = _logits(model, val_ids[name]).argmax(-1)
+                accs[name] = float((pred == torch.tensor(val_y[name])).float().mean())
+            mean = sum(accs.values()) / len(accs)
+            if mean > best["val_accuracy"]:
+                best = {"val_accuracy": mean, "val": accs, "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append({"step": step, "minutes": (time.monotonic() - started) / 60, "val": accs})
         logger.info("step %d/%d val %s mean %.4f", step, total, {k: round(v, 4) for k, v in accs.items()}, mean)
-        if mean > best["val_accuracy"]:
-            best = {"val_accuracy": mean, "val": accs, "step": step}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.train()
 
     model.train()
-    loss_avg = 0.0
     for epoch in range(config.epochs):
         for batch in _batches(lengths, config.batch_size, rng):
             ids, mask = _pad([train_ids[i] for i in batch])
@@ -493,17 +552,12 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
             if soft_y is not None:
                 soft = -(soft_y[batch] * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
                 loss = (1.0 - config.distill) * loss + config.distill * soft
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            loss_avg = 0.98 * loss_avg + 0.02 * loss.item()
+            stepper(loss)
+            step = stepper.step_count
             if step % 100 == 0:
                 el = time.monotonic() - started
                 logger.info("epoch %d step %d/%d loss %.4f %.1f min %.2f steps/s", epoch, step, total,
-                            loss_avg / (1 - 0.98 ** step), el / 60, step / el)
+                            stepper.loss, el / 60, step / el)
             if step % eval_every == 0:
                 evaluate()
             if time.monotonic() > deadline:

@@ -102,8 +102,9 @@ class TransformerSentiment(SentimentModel):
         with torch.inference_mode():
             for start in range(0, len(todo), self.batch_size):
                 idx = todo[start : start + self.batch_size]
-                ids = [head_tail(seq, self.max_length)
-                       for seq in self._tokenizer([cleaned[i] for i in idx], truncation=False)["input_ids"]]
+                # verbose=False: over-long texts are expected here (head_tail cuts them), so no warning.
+                pieces = self._tokenizer([cleaned[i] for i in idx], truncation=False, verbose=False)
+                ids = [head_tail(seq, self.max_length) for seq in pieces["input_ids"]]
                 width = max(len(seq) for seq in ids)
                 pad_id = int(self._tokenizer.pad_token_id or 0)
                 input_ids = torch.tensor([seq + [pad_id] * (width - len(seq)) for seq in ids], dtype=torch.long)

@@ -109,3 +109,33 @@ def test_train_model_end_to_end_with_pretraining_and_distillation(tmp_path: Path
     assert model.max_length == 32  # the trained length, read from the model directory
     scores = model.predict_negative(["很好吃，送得也快", "太难吃了，还凉了" * 40])
     assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_stepper_averages_weights_and_swaps_them_in_only_inside_the_context() -> None:
+    import torch
+
+    from analyze.sentiment.train import _Stepper
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    stepper = _Stepper(layer.parameters(), opt, sched, ema=0.9)
+    start = layer.weight.detach().clone()
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    for _ in range(30):
+        stepper(torch.nn.functional.mse_loss(layer(x), y))
+    live = layer.weight.detach().clone()
+    assert stepper.step_count == 30 and stepper.loss > 0
+    assert not torch.equal(live, start)
+    with stepper.swapped():
+        averaged = layer.weight.detach().clone()
+    # The average trails the live weights (it lies between start and now) and the live ones come back.
+    assert not torch.allclose(averaged, live)
+    assert torch.equal(layer.weight.detach(), live)
+    assert torch.all((averaged - start).abs() <= (live - start).abs() + 1e-6)
+
+    plain = _Stepper(layer.parameters(), opt, sched)
+    plain(torch.nn.functional.mse_loss(layer(x), y))
+    with plain.swapped():
+        assert torch.equal(layer.weight.detach(), next(iter(layer.parameters())).detach())
