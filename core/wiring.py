@@ -57,9 +57,11 @@ def build_bus(settings: Settings) -> Bus:
         )
         bus.ensure_topics()  # create every topic with the configured partitions up front
         return bus
+    from core.bus.base import TOPIC_TICKETS
     from core.bus.memory import MemoryBus
 
-    return MemoryBus()
+    # Embedded dashboards get ticket changes in-process, so nobody may consume this stream: keep a window.
+    return MemoryBus(retention={TOPIC_TICKETS: 10_000})
 
 
 def build_post_store(settings: Settings, *, tokenize: Callable[[str], list[str]]) -> PostStore:

@@ -5,6 +5,11 @@ the same partition (crc32, stable across processes), one partition is read by on
 at a time, each group keeps committed offsets, and what a member polled but did not commit is read
 again by whoever owns the partition next. Memory is bounded: ``publish`` waits while a topic's
 unconsumed backlog exceeds ``max_backlog`` and the log is trimmed once every group committed past it.
+
+Announcement streams that nobody may read (``tickets.changed`` in embedded mode, where live dashboards
+get ticket changes in-process) are named in ``retention``: such a topic keeps its newest N messages (and
+fewer than 2N), like a Kafka topic's retention, and publishing to it never waits. Without this a topic no
+group subscribes to would pin every message and, after ``max_backlog`` of them, block its publisher.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.bus.base import Bus, Consumer, Message
@@ -62,11 +67,14 @@ class MemoryBus(Bus):
     """Thread-safe in-process bus; one lock and one condition variable for all state."""
 
     def __init__(self, *, partitions: int = 4, max_backlog: int = 100_000,
-                 publish_timeout_s: float = 30.0) -> None:
+                 publish_timeout_s: float = 30.0, retention: Mapping[str, int] | None = None) -> None:
         if partitions < 1 or max_backlog < 1:
             raise ValueError("partitions and max_backlog must be >= 1")
+        if any(n < 1 for n in (retention or {}).values()):
+            raise ValueError("retention must keep at least 1 message per topic")
         self.partitions = partitions
         self.max_backlog = max_backlog
+        self.retention = dict(retention or {})
         self.publish_timeout_s = publish_timeout_s
         self._cond = threading.Condition(threading.Lock())
         self._topics: dict[str, _Topic] = {}
@@ -158,6 +166,10 @@ class MemoryBus(Bus):
         deadline = time.monotonic() + self.publish_timeout_s
         with self._cond:
             topic = self._topic(topic_name)
+            keep = self.retention.get(topic_name)
+            if keep is not None:
+                self._append_retained(topic, items, headers, keep)
+                return
             # Only commits shrink the backlog and they need this lock: count it once, then add.
             backlog = self._backlog(topic)
             try:
@@ -182,6 +194,26 @@ class MemoryBus(Bus):
                     backlog += 1
             finally:
                 self._cond.notify_all()
+
+    def _append_retained(self, topic: _Topic, items: Sequence[tuple[str | None, bytes]],
+                         headers: dict[str, str] | None, keep: int) -> None:
+        """Append to a retention topic and drop its oldest messages beyond ``keep`` (never waits)."""
+        if self._closed:
+            raise BackendUnavailable("bus is closed")
+        per_partition = max(1, -(-keep // self.partitions))
+        for key, value in items:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise TypeError(f"message value must be bytes, not {type(value).__name__}")
+            p = partition_for(key, self.partitions, next(topic.round_robin))
+            part = topic.partitions[p]
+            part.log.append(Message(topic=topic.name, key=key, value=bytes(value), partition=p,
+                                    offset=part.end, headers=dict(headers or {})))
+            # Drop in chunks (a list-prefix delete is O(n)); a reader behind the cut resumes at the base.
+            drop = len(part.log) - per_partition
+            if drop >= min(_TRIM_CHUNK, per_partition):
+                del part.log[:drop]
+                part.base += drop
+        self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Nothing to do: an appended message is already visible to consumers."""

@@ -81,3 +81,31 @@ def test_partition_of_a_key_does_not_depend_on_the_process() -> None:
                            check=True, timeout=60).stdout.strip()
     assert there == repr(here)
     assert len(set(here)) > 1
+
+
+def test_retention_topic_keeps_its_newest_messages_and_never_blocks_the_publisher() -> None:
+    # An announcement stream nobody subscribes to (tickets.changed in embedded mode) must not pin memory
+    # or, once max_backlog messages piled up, block the event stage that publishes to it.
+    bus = MemoryBus(partitions=2, max_backlog=5, publish_timeout_s=0.2, retention={"news": 100})
+    for i in range(5000):
+        bus.publish("news", f"{i}".encode(), key=f"k{i % 7}")
+    kept = sum(len(p.log) for p in bus._topics["news"].partitions)
+    assert 100 <= kept <= 100 + 2 * 50
+    # A late subscriber reads from what is left: the newest messages, in order within a partition.
+    late = bus.consumer(["news"], group="late")
+    got = late.poll(max_records=10_000, timeout_s=1)
+    values = [int(m.value) for m in got]
+    assert len(values) == kept and max(values) == 4999 and min(values) >= 5000 - kept - 100
+    for part in {m.partition for m in got}:
+        offsets = [m.offset for m in got if m.partition == part]
+        assert offsets == sorted(offsets)
+    # Other topics keep the back-pressure contract.
+    bus.consumer(["t"], group="slow")
+    bus.publish_many("t", [(None, b"x")] * 5)
+    with pytest.raises(BackendUnavailable, match="backlog is full"):
+        bus.publish("t", b"one too many")
+
+
+def test_retention_must_keep_something() -> None:
+    with pytest.raises(ValueError, match="retention"):
+        MemoryBus(retention={"news": 0})
