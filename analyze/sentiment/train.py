@@ -24,6 +24,7 @@ and the TF-IDF baseline fitted on the same train split in ``tfidf/``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -300,29 +301,24 @@ class _Stepper:
         """Bias-corrected running mean of the loss."""
         return self._loss_avg / (1 - 0.98 ** max(self.step_count, 1))
 
-    def swapped(self):
-        """Context manager: the EMA weights are in the model inside it (no-op without EMA)."""
-        import contextlib
-
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        """The EMA weights are in the model inside this context (a no-op without EMA)."""
         import torch
 
-        @contextlib.contextmanager
-        def swap():
-            if self.shadow is None:
-                yield
-                return
+        if self.shadow is None:
+            yield
+            return
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            for p, s in zip(self.params, self.shadow, strict=True):
+                p.copy_(s)
+        try:
+            yield
+        finally:
             with torch.no_grad():
-                live = [p.detach().clone() for p in self.params]
-                for p, s in zip(self.params, self.shadow, strict=True):
-                    p.copy_(s)
-            try:
-                yield
-            finally:
-                with torch.no_grad():
-                    for p, v in zip(self.params, live, strict=True):
-                        p.copy_(v)
-
-        return swap()
+                for p, v in zip(self.params, live, strict=True):
+                    p.copy_(v)
 
 
 def pretrain_mlm(model, ids: Sequence[Sequence[int]], *, tokenizer, config: TrainConfig) -> dict:

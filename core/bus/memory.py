@@ -38,6 +38,11 @@ def partition_for(key: str | None, partitions: int, fallback: int) -> int:
     return zlib.crc32(key.encode("utf-8")) % partitions
 
 
+def _check_value(value: object) -> None:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"message value must be bytes, not {type(value).__name__}")
+
+
 @dataclass
 class _Partition:
     base: int = 0  # offset of log[0]
@@ -174,8 +179,7 @@ class MemoryBus(Bus):
             backlog = self._backlog(topic)
             try:
                 for key, value in items:
-                    if not isinstance(value, bytes | bytearray | memoryview):
-                        raise TypeError(f"message value must be bytes, not {type(value).__name__}")
+                    _check_value(value)
                     while backlog >= self.max_backlog and not self._closed:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:
@@ -187,13 +191,19 @@ class MemoryBus(Bus):
                         backlog = self._backlog(topic)
                     if self._closed:
                         raise BackendUnavailable("bus is closed")
-                    p = partition_for(key, self.partitions, next(topic.round_robin))
-                    part = topic.partitions[p]
-                    part.log.append(Message(topic=topic_name, key=key, value=bytes(value), partition=p,
-                                            offset=part.end, headers=dict(headers or {})))
+                    self._append(topic, key, value, headers)
                     backlog += 1
             finally:
                 self._cond.notify_all()
+
+    def _append(self, topic: _Topic, key: str | None, value: bytes,
+                headers: dict[str, str] | None) -> _Partition:
+        """Append one message to its key's partition (caller holds the lock); returns the partition."""
+        p = partition_for(key, self.partitions, next(topic.round_robin))
+        part = topic.partitions[p]
+        part.log.append(Message(topic=topic.name, key=key, value=bytes(value), partition=p, offset=part.end,
+                                headers=dict(headers or {})))
+        return part
 
     def _append_retained(self, topic: _Topic, items: Sequence[tuple[str | None, bytes]],
                          headers: dict[str, str] | None, keep: int) -> None:
@@ -202,12 +212,8 @@ class MemoryBus(Bus):
             raise BackendUnavailable("bus is closed")
         per_partition = max(1, -(-keep // self.partitions))
         for key, value in items:
-            if not isinstance(value, bytes | bytearray | memoryview):
-                raise TypeError(f"message value must be bytes, not {type(value).__name__}")
-            p = partition_for(key, self.partitions, next(topic.round_robin))
-            part = topic.partitions[p]
-            part.log.append(Message(topic=topic.name, key=key, value=bytes(value), partition=p,
-                                    offset=part.end, headers=dict(headers or {})))
+            _check_value(value)
+            part = self._append(topic, key, value, headers)
             # Drop in chunks (a list-prefix delete is O(n)); a reader behind the cut resumes at the base.
             drop = len(part.log) - per_partition
             if drop >= min(_TRIM_CHUNK, per_partition):
