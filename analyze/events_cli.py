@@ -1,8 +1,8 @@
 """``yuqing eval events FILE``: replay mailbox-shaped JSONL through the clusterer and report the events.
 
 Each line needs ``id, subject, body, time`` (``user``, ``likes`` optional). Messages are replayed in time
-order through the same normalisation, segmentation, entity extraction and MinHash signature as the
-analyze stage, then ``EventClusterer.assign``. Figures, one ``name: value`` line each:
+order through the same normalisation, segmentation, topic classifier, entity extraction and MinHash
+signature as the analyze stage, then ``EventClusterer.assign``. Figures, one ``name: value`` line each:
 
 * the top events by size with one sample subject each (PII masked), and a label-free check of each: its
   commonest anchor (compound, village, company), the share of members naming it (``anchor_purity``) and
@@ -75,6 +75,8 @@ def eval_events(
     merge_labelled: bool = typer.Option(True, "--merge-labelled/--no-merge-labelled",
                                         help="replay labelled messages missing from FILE along with it"),
     lac: bool = typer.Option(False, "--lac/--no-lac", help="use the LAC model for entities (slower)"),
+    topics: bool = typer.Option(True, "--topics/--no-topics",
+                                help="classify topics as the analyze stage does (hot-window keys use them)"),
 ) -> None:
     """Replay messages through the event clusterer; print top events, purity and duplicate recall."""
     from analyze.entities import EntityExtractor
@@ -82,6 +84,7 @@ def eval_events(
     from analyze.normalize import normalize, text_for_scoring
     from analyze.privacy import mask_pii
     from analyze.segment import tokenize
+    from analyze.topics import TopicClassifier
     from core.records import AnalyzedPost, Engagement, Sentiment, SentimentLabel, Source, Topic, post_id
 
     logging.basicConfig(level=logging.WARNING)
@@ -103,6 +106,7 @@ def eval_events(
     rows.sort(key=lambda r: (r["_at"], r["id"]))
 
     extractor = EntityExtractor.load(use_lac=lac)
+    classifier = TopicClassifier.load() if topics else None
     clusterer = EventClusterer()
     event_of: dict[str, str] = {}
     started = time.perf_counter()
@@ -115,7 +119,8 @@ def eval_events(
             text=r["body"], published_at=r["_at"], author_hash=str(r.get("user") or "") or None,
             engagement=Engagement(likes=likes if isinstance(likes, int) and likes >= 0 else 0),
             text_norm=normalize(text), tokens=tokenize(scoring),
-            sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5), topic=Topic(l1="unknown"),
+            sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5),
+            topic=classifier.classify(scoring) if classifier is not None else Topic(l1="unknown"),
             entities=extractor.extract(text), signature=minhash_signature(scoring),
         )
         event_of[r["id"]] = clusterer.assign(post).event_id
@@ -129,6 +134,7 @@ def eval_events(
     typer.echo(f"events.posts: {len(rows)}")
     typer.echo(f"events.skipped_lines: {skipped}")
     typer.echo(f"events.entities_backend: {extractor.backend}")
+    typer.echo(f"events.topics: {'classifier' if classifier is not None else 'off'}")
     typer.echo(f"events.posts_per_s: {len(rows) / elapsed:.1f}")
     typer.echo(f"events.events: {len(members)}")
     typer.echo(f"events.multi_post_events: {sum(1 for _, m in ranked if len(m) > 1)}")

@@ -68,6 +68,10 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from core.memory import tune_process
+
+        # Before the thread pool grows: the API is a long-running process too (scale mode runs it alone).
+        tune_process(arenas=settings.malloc_arenas, trim_interval_s=settings.heap_trim_interval_s)
         broadcaster.bind(asyncio.get_running_loop())
         yield
 

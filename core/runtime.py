@@ -142,6 +142,9 @@ class Pipeline:
     # -- embedded runner ----------------------------------------------------------------------
     def start(self, *, kinds: Iterable[str] = ("analyze", "alerts", "scheduler", "sender")) -> None:
         """Start the chosen worker kinds as threads of this process."""
+        from core.memory import tune_process
+
+        tune_process(arenas=self.settings.malloc_arenas, trim_interval_s=self.settings.heap_trim_interval_s)
         kinds = set(kinds)
         if "analyze" in kinds:
             self.workers.append(self.analyze_worker())

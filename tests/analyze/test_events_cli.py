@@ -43,6 +43,12 @@ def test_replay_reports_events_purity_and_duplicate_recall(tmp_path):
     assert fig["events.labelled_merged"] == "0" and fig["events.labelled_in_replay"] == "3"
     assert fig["events.labelled_purity_multi"] == "1.000"
     assert fig["events.duplicate_pairs"] == "3" and fig["events.duplicate_recall"] == "1.000"
+    assert fig["events.topics"] == "classifier"  # as the analyze stage does
+
+    plain = CliRunner().invoke(app, [str(data), "--top", "2", "--labels", str(labels), "--no-topics"])
+    assert plain.exit_code == 0, plain.output
+    assert _figures(plain.output)["events.topics"] == "off"
+    assert _figures(plain.output)["events.events"] == "2"
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
