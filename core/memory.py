@@ -2,8 +2,8 @@
 
 A service process frees nearly everything a batch allocates, but glibc keeps freed pages inside its malloc
 arenas (one per thread that allocated, up to eight per core) instead of returning them. Under load RSS then
-ratchets up although live memory is flat: in the embedded soak RSS was 1,142 MB while one ``malloc_trim``
-brought it to 773 MB. Two remedies, both harmless where they do not apply (musl, macOS: no-ops):
+ratchets up although live memory is flat: six minutes into an embedded soak RSS was 1,142 MB, and one
+``malloc_trim`` brought it to 773 MB. Two remedies, both harmless where they do not apply (musl, macOS: no-ops):
 
 * ``limit_arenas`` caps the number of arenas, so the API's thread pool does not fan allocations out over
   16 heaps that each keep their own high-water mark (must run before those threads start);
@@ -98,15 +98,17 @@ class HeapTrimmer:
 
 
 _process_trimmer: HeapTrimmer | None = None
+_process_tuned = False
 _process_lock = threading.Lock()
 
 
 def tune_process(*, arenas: int, trim_interval_s: float) -> HeapTrimmer | None:
     """Once per process: cap the arenas and start the periodic trim (0 turns either off)."""
-    global _process_trimmer
+    global _process_trimmer, _process_tuned
     with _process_lock:
-        if _process_trimmer is not None:
+        if _process_tuned:
             return _process_trimmer
+        _process_tuned = True
         if arenas > 0 and limit_arenas(arenas):
             log.info("malloc arenas capped at %d", arenas)
         if trim_interval_s > 0:
