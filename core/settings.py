@@ -196,9 +196,10 @@ class Settings(BaseSettings):
     retention_tickets_years: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
-    # Long-running processes (workers, API) on glibc: cap malloc arenas and return freed heap pages to the
-    # OS every so often, so RSS follows live memory (see core/memory.py). 0 turns either off.
-    malloc_arenas: int = Field(default=2, ge=0)
+    # Long-running processes (workers, API) on glibc: return freed heap pages to the OS every so often, so
+    # RSS follows live memory, and optionally cap malloc arenas (see core/memory.py). 0 turns either off.
+    # The cap is off by default: in a short A/B it may have cost ~10% pipeline throughput.
+    malloc_arenas: int = Field(default=0, ge=0)
     heap_trim_interval_s: float = Field(default=60.0, ge=0)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
