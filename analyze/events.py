@@ -10,13 +10,23 @@ Three ways a post joins an existing event, tried in this order:
 3. **anchor** — citizens who write about one residential compound's or one company's problem rarely
    copy each other, so a post that names a *specific* anchor (a 小区/村/company from its entities, never a
    bare district or a government body) joins a recent event (``anchor_window_days``) with the same anchor
-   whose members share enough content words (Dice of content-word sets ≥ ``anchor_similarity``).
+   whose members share enough **matter words** (Dice ≥ ``anchor_similarity``);
 
-4. **same place, same hours** — a breaking matter is talked about in many different words ("闷响", "冒黑烟",
-   "要不要疏散") that share neither text nor a specific anchor; a post naming a town/street (镇/乡/街道), or
-   a district together with its topic, joins an event with the same town (or district and topic) within
-   ``hot_window_hours`` if their content words overlap (Dice ≥ ``town_similarity``). The short window keeps
-   a town's unrelated matters of other days apart.
+4. **same place, same hours** — a post naming a town/street (镇/乡/街道), or a district together with its
+   topic, joins an event with the same town (or district and topic) within ``hot_window_hours`` if their
+   matter words overlap (Dice ≥ ``town_similarity``). The short window keeps a town's unrelated matters of
+   other days apart;
+
+5. **place only, while it is breaking** — a breaking matter is told in many different words ("闷响",
+   "冒黑烟", "要不要疏散") that share nothing but the place. A post that shares only a specific anchor or a
+   town with an event joins it when that event is *about* the place (at least ``place_focus`` of its posts
+   name it) and was talked about there within ``place_join_minutes``: the signal is time, not text.
+
+**Matter words** are the content words minus the words of the post's own place and organisation names
+(districts, towns, anchors, entities): the key already says "same place", so sharing "星港", "街道" and
+"A5区" again says nothing about sharing a matter. Without that, a breaking matter at a school or street
+slid into the everyday event about the same place (school-district complaints, job fairs) and every
+follow-up chained in after it.
 
 Otherwise the post opens a new event whose id is derived from its own post id, so replaying the same
 input in the same order yields the same event ids. Memory is bounded by time: ``garbage_collect`` drops
@@ -26,6 +36,7 @@ LSH entries older than the near-dup window and anchor entries older than the anc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import logging
 import re
@@ -37,7 +48,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from core.records import AnalyzedPost, Entities, post_id
+from core.records import AnalyzedPost, Entities, SentimentLabel, post_id
 from core.store.base import SignatureRow
 
 log = logging.getLogger(__name__)
@@ -205,6 +216,24 @@ def town_keys(entities: Entities, topic: str | None = None) -> list[str]:
     return out
 
 
+def district_keys(entities: Entities) -> list[str]:
+    """``district/*`` keys of a post (any topic), for joining a breaking matter in its district on words."""
+    return [f"{district}/*" for district in dict.fromkeys(entities.districts)]
+
+
+# Work orders are requests for help whatever their wording: a "positive" score on one says nothing.
+_REQUEST_SOURCES = frozenset({"hotline", "mailbox"})
+
+
+def _mood(post: object) -> SentimentLabel | None:
+    """The post's sentiment label where it means something (social posts); a work order counts as negative."""
+    if str(getattr(getattr(post, "source", None), "value", getattr(post, "source", ""))) in _REQUEST_SOURCES:
+        return SentimentLabel.negative
+    sentiment = getattr(post, "sentiment", None)
+    label = getattr(sentiment, "label", None)
+    return label if isinstance(label, SentimentLabel) else None
+
+
 def _topic_of(post: object) -> str | None:
     topic = getattr(post, "topic", None)
     return getattr(topic, "l1", None) if topic is not None else None
@@ -240,8 +269,20 @@ _COMMON_WORDS = frozenset(
         "小区", "业主", "居民", "我们", "问题", "反映", "投诉", "举报", "领导", "部门", "相关", "政府",
         "严重", "希望", "请求", "要求", "生活", "影响", "情况", "解决", "处理", "目前", "现在", "已经", "没有",
         "进行", "工作", "你好", "您好", "尊敬", "谢谢", "请问", "市民", "群众", "有关", "时间", "一直", "至今",
+        # The hotline's and the mailbox's own formulas: every work order has them.
+        "来电", "来电人", "市民来电", "热线", "诉求", "尽快", "出现", "联系", "电话", "联系电话", "联系人", "告知",
+        "各位", "恳请", "给予", "答复", "望", "盼复", "本人",
+        # What a work order asks of a department ("请应急管理部门立即核查"): the same in every matter.
+        "立即", "管理", "核查", "调查", "依法", "查处", "督促", "整改", "监管", "加强", "协调", "部门介入",
     }
 )  # fmt: skip
+# A number (a phone, an amount, a count) says nothing about which matter a post is about.
+_NUMBER = re.compile(r"^[0-9０-９.,:%-]+$")
+
+
+def content_words(tokens: Iterable[str]) -> frozenset[str]:
+    """Tokens of 2+ characters minus complaint boilerplate and bare numbers."""
+    return frozenset(t for t in tokens if len(t) >= 2 and t not in _COMMON_WORDS and not _NUMBER.match(t))
 
 
 def content_tokens(post: AnalyzedPost) -> frozenset[str]:
@@ -250,11 +291,31 @@ def content_tokens(post: AnalyzedPost) -> frozenset[str]:
     Without tokens (an analyze stage without a segmenter) character bigrams of the text stand in.
     """
     # The segmenter already dropped punctuation-only tokens and lower-cased ASCII.
-    tokens = {t for t in post.tokens if len(t) >= 2} - _COMMON_WORDS
+    tokens = content_words(post.tokens)
     if tokens:
-        return frozenset(tokens)
+        return tokens
     text = "".join(ch for ch in (post.text_norm or post.full_text) if _CJK_OR_WORD.match(ch))
     return frozenset(text[i : i + 2] for i in range(len(text) - 1))
+
+
+MAX_NAME_CHARS = 8
+
+
+def place_names(entities: Entities, anchors: Sequence[str] = (), towns: Sequence[str] = ()) -> list[str]:
+    """Every place and organisation name of a post: entities, districts, anchor keys and towns (not the
+    ``district/topic`` keys, whose topic part is not a name)."""
+    names = [*entities.places, *entities.orgs, *entities.districts, *anchors]
+    names.extend(t for t in towns if "/" not in t)
+    # Longer "names" are extraction slips that swallowed a clause ("好多孩子中午吃完学校"): their words are
+    # what happened, not where.
+    return [n for n in (_WS.sub("", n) for n in names) if 0 < len(n) <= MAX_NAME_CHARS]
+
+
+def matter_tokens(tokens: frozenset[str], names: Sequence[str]) -> frozenset[str]:
+    """The content words that are not part of a place or organisation name: what a post says happened."""
+    if not names:
+        return tokens
+    return frozenset(t for t in tokens if not any(t in name for name in names))
 
 
 def dice(a: frozenset[str], b: frozenset[str]) -> float:
@@ -264,6 +325,20 @@ def dice(a: frozenset[str], b: frozenset[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b))
 
 
+DISTRICT_CONTAINMENT = 0.4  # share of a post's matter words a district's breaking matter must already use
+PLACE_BURST_POSTS = 2  # posts naming a place within place_join_minutes that make an event "breaking" there
+ORPHAN_MAX_POSTS = 3  # an event this small, opened by a place-naming post, may hand its copies to the place's matter
+STRONG_MATTER_OVERLAP = 0.5  # word overlap that ties a post to an event even while its place has another
+MIN_SHARED_WORDS = 2  # one shared word ("门口", "物业费") is chance in short posts, not a shared matter
+
+
+def matter_overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """Dice of two posts' matter words, or 0 when they share fewer than ``MIN_SHARED_WORDS``."""
+    if len(a & b) < MIN_SHARED_WORDS:
+        return 0.0
+    return dice(a, b)
+
+
 def event_id_for(first_post_id: str) -> str:
     """The id of the event a post opens: derived from its id so replays agree."""
     return "ev-" + first_post_id[:16]
@@ -271,7 +346,8 @@ def event_id_for(first_post_id: str) -> str:
 
 @dataclass(frozen=True)
 class Assignment:
-    """Where the clusterer put a post and why (``reason``: repost, near_dup, anchor or new)."""
+    """Where the clusterer put a post and why (``reason``: repost, near_dup, resubmission, anchor, town,
+    place, district or new)."""
 
     event_id: str
     near_dup_of: str | None
@@ -286,6 +362,43 @@ class _Member:
     post_id: str
     ts: float
     tokens: frozenset[str]
+    anchors: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _PlaceStat:
+    """One event at one place key: when it was last named there, how often, and its latest few times."""
+
+    last: float
+    count: int = 0
+    recent: tuple[float, ...] = ()
+
+    def add(self, ts: float) -> None:
+        self.last = max(self.last, ts)
+        self.count += 1
+        self.recent = tuple(sorted((*self.recent, ts))[-PLACE_BURST_POSTS:])
+
+    def breaking(self, ts: float, window: float) -> bool:
+        """Named at the place ``PLACE_BURST_POSTS`` times within ``window`` seconds before ``ts`` (or after)."""
+        return len(self.recent) >= PLACE_BURST_POSTS and abs(ts - self.recent[0]) <= window
+
+
+def _same_thing(a: str, b: str) -> bool:
+    """Do two anchor keys name one thing (equal, one inside the other, or a 4+ char common ending)?"""
+    if a in b or b in a:
+        return True
+    if a.endswith(_ORG_ENDINGS) or b.endswith(_ORG_ENDINGS):
+        return False
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n >= 4
+
+
+def _compatible(anchors: Sequence[str], other: Sequence[str]) -> bool:
+    """False when both name specific anchors and none is the same thing: two compounds' or two companies'
+    problems of one kind ("拖欠工资" at 城兴花园 and at 博远科技) are two matters, however alike the words."""
+    return not anchors or not other or any(_same_thing(a, b) for a in anchors for b in other)
 
 
 def _substrings(key: str) -> set[str]:
@@ -317,6 +430,8 @@ class EventClusterer:
         repost_window_days: float = 7.0,
         hot_window_hours: float = 12.0,
         town_similarity: float = 0.2,
+        place_focus: float = 0.5,
+        place_join_minutes: float = 15.0,
         max_posts: int = 100_000,
         gc_every: int = 2000,
     ) -> None:
@@ -333,6 +448,8 @@ class EventClusterer:
         self.repost_window = timedelta(days=repost_window_days).total_seconds()
         self.hot_window = timedelta(hours=hot_window_hours).total_seconds()
         self.town_similarity = town_similarity
+        self.place_focus = place_focus
+        self.place_join = place_join_minutes * 60.0
         # A ceiling on what the windows keep (a province's day can exceed any window): beyond it the oldest
         # entries go first, so memory stays bounded at any input rate (~5 KiB per indexed post).
         self.max_posts = max_posts
@@ -352,35 +469,44 @@ class EventClusterer:
         self._long_heap: list[tuple[float, int]] = []
         self._members: dict[str, deque[_Member]] = {}  # event -> its most recent members
         self._event_last: dict[str, float] = {}
-        self._anchors: dict[str, dict[str, float]] = {}  # anchor key -> event -> last ts
+        self._event_posts: dict[str, int] = {}  # event -> posts indexed into it (the share naming a place)
+        self._event_negative: dict[str, int] = {}  # event -> its negative posts (a breaking matter's mood)
+        self._anchors: dict[str, dict[str, _PlaceStat]] = {}  # anchor key -> event -> its use of the anchor
         self._sub_index: dict[str, set[str]] = {}  # substring (2+ chars) -> anchor keys containing it
-        self._towns: dict[str, dict[str, tuple[float, int]]] = {}  # town -> event -> (last ts, posts) in window
+        self._towns: dict[str, dict[str, _PlaceStat]] = {}  # town (or district key) -> event -> stats in window
+        # Young events opened by a post naming a place: opened (or last re-homed) at, anchors, towns.
+        self._orphans: dict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = {}
         self._since_gc = 0
         self._latest = float("-inf")
 
     # ---- public API -------------------------------------------------------------------------------
 
     def assign(self, post: AnalyzedPost) -> Assignment:
-        """Choose the post's event (repost > near-duplicate > resubmission > anchor > new); index the post."""
+        """Choose the post's event (repost > near-duplicate > resubmission > specific place (anchor, town, or
+        the place's breaking matter) > district's breaking matter > district and topic > new); index the post."""
         ts = _ts(post.published_at)
         sig = self._signature(post)
-        tokens = content_tokens(post)
         anchors = anchor_keys(post.entities, focus_text(post))
         towns = town_keys(post.entities, _topic_of(post))
+        tokens = matter_tokens(content_tokens(post), place_names(post.entities, anchors, towns))
+        mood = _mood(post)
         assignment = self._match_seen(post.id)
         if assignment is None:
             by_content = (
                 self._match_near_dup(post.id, sig, ts)
                 or self._match_resubmission(post.id, sig, ts)
-                or self._match_anchor(anchors, tokens, ts)
-                or self._match_town(towns, tokens, ts)
+                or self._match_specific_place(anchors, towns, tokens, ts, mood)
+                or self._match_district(post.entities, tokens, anchors, ts, mood)
+                or self._match_town([t for t in towns if "/" in t], tokens, anchors, ts)
             )
             assignment = (
                 self._match_repost(post, ts, by_content)
                 or by_content
                 or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
             )
-        self._index(post.id, assignment.event_id, ts, sig, tokens, anchors, towns)
+            assignment = self._rehome(assignment, anchors, [t for t in towns if "/" not in t], ts, mood)
+        self._index(post.id, assignment.event_id, ts, sig, tokens, anchors, towns + district_keys(post.entities),
+                    negative=mood == SentimentLabel.negative)
         if len(self._sigs) > self.max_posts or len(self._post_event) > self.max_posts:
             self._expire_signatures(float("-inf"))
             self._expire_posts(float("-inf"))
@@ -405,10 +531,14 @@ class EventClusterer:
                                      key=self._event_last.__getitem__)
         for event_id in stale:
             del self._event_last[event_id]
+            self._event_posts.pop(event_id, None)
+            self._event_negative.pop(event_id, None)
             self._members.pop(event_id, None)
             self._anchored.discard(event_id)
             self._with_anchor.discard(event_id)
         hot_cutoff = t - self.hot_window
+        for event_id in [e for e, (at, _, _) in self._orphans.items() if at < t - self.place_join]:
+            del self._orphans[event_id]
         # Events kept only for the hot-window rule need their words for the hot window, not the anchor window.
         for event_id in [e for e in self._anchored - self._with_anchor
                          if self._event_last.get(e, float("-inf")) < hot_cutoff]:
@@ -416,13 +546,13 @@ class EventClusterer:
             self._anchored.discard(event_id)
         for town in list(self._towns):
             town_events = self._towns[town]
-            for event_id in [e for e, (last, _) in town_events.items() if last < hot_cutoff]:
+            for event_id in [e for e, stat in town_events.items() if stat.last < hot_cutoff]:
                 del town_events[event_id]
             if not town_events:
                 del self._towns[town]
         for anchor in list(self._anchors):
             events = self._anchors[anchor]
-            for event_id in [e for e, last in events.items() if last < cutoff]:
+            for event_id in [e for e, stat in events.items() if stat.last < cutoff]:
                 del events[event_id]
             if not events:
                 del self._anchors[anchor]
@@ -491,17 +621,22 @@ class EventClusterer:
                 # Rows may carry what anchors need (entities, title, tokens) if the store provides them.
                 entities = getattr(row, "entities", None)
                 focus = _WS.sub("", getattr(row, "title", "") or getattr(row, "text_norm", "")[:FOCUS_CHARS])
-                tokens = frozenset(t for t in getattr(row, "tokens", None) or () if len(t) >= 2) - _COMMON_WORDS
+                tokens = content_words(getattr(row, "tokens", None) or ())
                 anchors = anchor_keys(entities, focus) if isinstance(entities, Entities) else []
                 towns = town_keys(entities, _topic_of(row)) if isinstance(entities, Entities) else []
-                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, tokens, anchors, towns)
+                if isinstance(entities, Entities):
+                    tokens = matter_tokens(tokens, place_names(entities, anchors, towns))
+                    towns += district_keys(entities)
+                self._index(row.post_id, row.event_id, _ts(row.published_at), sig, tokens, anchors, towns,
+                            negative=_mood(row) == SentimentLabel.negative)
             else:
                 if not row.event_id:
                     continue
-                self._index(
-                    row.id, row.event_id, _ts(row.published_at), self._signature(row), content_tokens(row),
-                    anchor_keys(row.entities, focus_text(row)), town_keys(row.entities, _topic_of(row)),
-                )
+                anchors = anchor_keys(row.entities, focus_text(row))
+                towns = town_keys(row.entities, _topic_of(row))
+                tokens = matter_tokens(content_tokens(row), place_names(row.entities, anchors, towns))
+                self._index(row.id, row.event_id, _ts(row.published_at), self._signature(row), tokens, anchors,
+                            towns + district_keys(row.entities), negative=_mood(row) == SentimentLabel.negative)
             n += 1
         if items:
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
@@ -625,7 +760,7 @@ class EventClusterer:
                     if ts - self._event_last.get(event_id, float("-inf")) > self.anchor_window:
                         continue
                     sim = max(
-                        (dice(tokens, m.tokens) for m in self._members.get(event_id, ())
+                        (matter_overlap(tokens, m.tokens) for m in self._members.get(event_id, ())
                          if abs(ts - m.ts) <= self.anchor_window),
                         default=0.0,
                     )
@@ -637,18 +772,20 @@ class EventClusterer:
         return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
                           reason="anchor", anchor=anchor)
 
-    def _match_town(self, towns: list[str], tokens: frozenset[str], ts: float) -> Assignment | None:
+    def _match_town(self, towns: list[str], tokens: frozenset[str], anchors: list[str], ts: float
+                    ) -> Assignment | None:
         if not towns or not tokens:
             return None
         # Among the events that pass the word-overlap gate, the one the town talks about most wins: a breaking
         # matter draws most of a town's posts in those hours, an everyday one a few.
         best: tuple[int, float, str, str] | None = None
         for town in towns:
-            for event_id, (last, count) in sorted(self._towns.get(town, {}).items()):
-                if abs(ts - last) > self.hot_window:
+            for event_id, stat in sorted(self._towns.get(town, {}).items()):
+                count = stat.count
+                if abs(ts - stat.last) > self.hot_window:
                     continue
-                sim = max((dice(tokens, m.tokens) for m in self._members.get(event_id, ())
-                           if abs(ts - m.ts) <= self.hot_window), default=0.0)
+                sim = max((matter_overlap(tokens, m.tokens) for m in self._members.get(event_id, ())
+                           if abs(ts - m.ts) <= self.hot_window and _compatible(anchors, m.anchors)), default=0.0)
                 if sim >= self.town_similarity and (best is None or (count, sim) > best[:2]):
                     best = (count, sim, event_id, town)
         if best is None:
@@ -656,6 +793,114 @@ class EventClusterer:
         _, sim, event_id, town = best
         return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
                           reason="town", anchor=town)
+
+    def _match_specific_place(self, anchors: list[str], towns: list[str], tokens: frozenset[str], ts: float,
+                              mood: SentimentLabel | None = None) -> Assignment | None:
+        """Rules 3-5 for the post's specific places: a word match, unless the place has a breaking matter.
+
+        While a place has a breaking matter, a post about the place belongs to it unless its words tie it
+        clearly (``STRONG_MATTER_OVERLAP``) to another of the place's events: two shared everyday words
+        ("家长", "门口") with a routine event must not pull an eyewitness post away from the incident.
+        """
+        by_words = self._match_anchor(anchors, tokens, ts) or self._match_town(
+            [t for t in towns if "/" not in t], tokens, anchors, ts)
+        breaking = self._match_place(anchors, towns, ts, mood)
+        if breaking is None or (by_words is not None and (by_words.event_id == breaking.event_id
+                                                          or by_words.similarity >= STRONG_MATTER_OVERLAP)):
+            return by_words
+        return breaking
+
+    def _mood_clash(self, event_id: str, mood: SentimentLabel | None) -> bool:
+        """A positive post is no eyewitness of a mostly negative matter ("菜很新鲜" beside "冒黑烟")."""
+        if mood != SentimentLabel.positive:
+            return False
+        return 2 * self._event_negative.get(event_id, 0) >= self._event_posts.get(event_id, 0)
+
+    def _rehome(self, assignment: Assignment, anchors: list[str], towns: list[str], ts: float,
+                mood: SentimentLabel | None = None) -> Assignment:
+        """Send copies of a stray's text to the breaking matter at the stray's place.
+
+        An eyewitness post that arrives before the matter's event has a second post at the place opens an
+        event of its own (an *orphan*), and its copies would then pile up there as a second event about the
+        same incident. While the orphan is young and small, a copy joins the place's breaking event instead.
+        """
+        if assignment.is_new_event:
+            if anchors or towns:
+                self._orphans[assignment.event_id] = (ts, tuple(anchors), tuple(towns))
+            return assignment
+        orphan = self._orphans.get(assignment.event_id)
+        if (orphan is None or assignment.reason not in ("near_dup", "resubmission")
+                or abs(ts - orphan[0]) > self.place_join
+                or self._event_posts.get(assignment.event_id, 0) >= ORPHAN_MAX_POSTS):
+            return assignment
+        # Only a copy that itself names the orphan's place: templates that differ in the place are other matters.
+        home = self._match_place([a for a in anchors if a in orphan[1]], [t for t in towns if t in orphan[2]], ts,
+                                 mood)
+        if home is None or home.event_id == assignment.event_id:
+            return assignment
+        self._orphans[assignment.event_id] = (max(orphan[0], ts), orphan[1], orphan[2])
+        return dataclasses.replace(home, near_dup_of=assignment.near_dup_of)
+
+    def _match_place(self, anchors: list[str], towns: list[str], ts: float, mood: SentimentLabel | None = None
+                     ) -> Assignment | None:
+        """Join on a shared place alone: only an event that is about the place and active there right now.
+
+        ``district/topic`` keys never qualify: a district is too broad for its name alone to say "the same
+        matter". ``similarity`` is the event's share of posts naming the place.
+        """
+        keyed: list[tuple[str, dict[str, _PlaceStat]]] = [
+            (key, self._anchors.get(key, {})) for anchor in anchors for key in sorted(self._related_keys(anchor))
+        ]
+        keyed += [(town, self._towns.get(town, {})) for town in towns if "/" not in town]
+        # The event the place talks about most wins: during a breaking matter that is the matter's event.
+        best: tuple[int, float, str, str] | None = None
+        for key, events in keyed:
+            for event_id, stat in sorted(events.items()):
+                if not stat.breaking(ts, self.place_join) or self._mood_clash(event_id, mood):
+                    continue
+                count = stat.count
+                focus = count / max(1, self._event_posts.get(event_id, 0))
+                if focus >= self.place_focus and (best is None or (count, focus) > best[:2]):
+                    best = (count, focus, event_id, key)
+        if best is None:
+            return None
+        _, focus, event_id, key = best
+        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=round(focus, 4),
+                          reason="place", anchor=key)
+
+    def _match_district(self, entities: Entities, tokens: frozenset[str], anchors: list[str], ts: float,
+                        mood: SentimentLabel | None = None) -> Assignment | None:
+        """Join a breaking matter of the post's district on shared matter words, whatever the topics say.
+
+        A follow-up often names only the district ("我们班八个孩子没来上课，A3区要彻查") and the topic
+        classifier may file it elsewhere than the first posts; an event about the district and active there
+        within ``place_join_minutes`` takes it when most of the post's matter words are in the event's recent
+        vocabulary (at least ``MIN_SHARED_WORDS`` and ``DISTRICT_CONTAINMENT`` of them): eyewitnesses each
+        say a part of what the event as a whole says, so no single member need share much with them.
+        """
+        if len(tokens) < MIN_SHARED_WORDS:
+            return None
+        best: tuple[int, float, str, str] | None = None
+        for key in district_keys(entities):
+            for event_id, stat in sorted(self._towns.get(key, {}).items()):
+                count = stat.count
+                if (not stat.breaking(ts, self.place_join) or self._mood_clash(event_id, mood)
+                        or count / max(1, self._event_posts.get(event_id, 0)) < self.place_focus):
+                    continue
+                found: set[str] = set()  # the post's words that the event's recent members use
+                for m in self._members.get(event_id, ()):
+                    if abs(ts - m.ts) <= self.hot_window and _compatible(anchors, m.anchors):
+                        found |= tokens & m.tokens
+                shared = len(found)
+                sim = shared / len(tokens)
+                if shared >= MIN_SHARED_WORDS and sim >= DISTRICT_CONTAINMENT and (
+                        best is None or (count, sim) > best[:2]):
+                    best = (count, sim, event_id, key)
+        if best is None:
+            return None
+        _, sim, event_id, key = best
+        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
+                          reason="district", anchor=key)
 
     # ---- indexing ---------------------------------------------------------------------------------
 
@@ -683,7 +928,7 @@ class EventClusterer:
 
     def _index(
         self, pid: str, event_id: str, ts: float, sig: np.ndarray, tokens: frozenset[str], anchors: list[str],
-        towns: Sequence[str] = (),
+        towns: Sequence[str] = (), negative: bool = False,
     ) -> None:
         self._latest = max(self._latest, ts)
         if sig.size and pid not in self._sigs:
@@ -708,23 +953,25 @@ class EventClusterer:
         self._post_event[pid] = (event_id, ts)
         heapq.heappush(self._post_heap, (ts, pid))
         self._event_last[event_id] = max(self._event_last.get(event_id, float("-inf")), ts)
+        self._event_posts[event_id] = self._event_posts.get(event_id, 0) + 1
+        if negative:
+            self._event_negative[event_id] = self._event_negative.get(event_id, 0) + 1
         for anchor in anchors:
             events = self._anchors.get(anchor)
             if events is None:
                 events = self._anchors[anchor] = {}
                 for sub in _substrings(anchor):
                     self._sub_index.setdefault(sub, set()).add(anchor)
-            events[event_id] = max(events.get(event_id, float("-inf")), ts)
+            events.setdefault(event_id, _PlaceStat(ts)).add(ts)
             self._anchored.add(event_id)
             self._with_anchor.add(event_id)
         for town in towns:
             town_events = self._towns.setdefault(town, {})
-            last, count = town_events.get(event_id, (ts, 0))
-            town_events[event_id] = (max(last, ts), count + 1)
+            town_events.setdefault(event_id, _PlaceStat(ts)).add(ts)
             if len(town_events) > TOWN_EVENTS:
                 # A busy district sees many events a day: only the most recently active ones are candidates,
                 # so a post costs O(TOWN_EVENTS) comparisons, never O(events in the window).
-                del town_events[min(town_events, key=lambda e: town_events[e][0])]
+                del town_events[min(town_events, key=lambda e: town_events[e].last)]
             self._anchored.add(event_id)
         # Words are kept only where an anchor or town match can use them: most events never get one.
         if tokens and event_id in self._anchored:
@@ -734,6 +981,6 @@ class EventClusterer:
             # Reposts and copies repeat one text: keeping each wording once keeps the event's range of words.
             same = next((m for m in members if m.tokens == tokens), None)
             if same is None:
-                members.append(_Member(pid, ts, tokens))
+                members.append(_Member(pid, ts, tokens, tuple(anchors)))
             else:
                 same.ts = max(same.ts, ts)

@@ -132,6 +132,9 @@ class AnalyzeSettings(BaseModel):
     # A breaking matter told in other words joins its event when it names the same town (or district and
     # topic) within this many hours.
     event_hot_window_hours: float = Field(default=12.0, gt=0)
+    # A post sharing only a place with an event joins it while that event is breaking there: named at the
+    # place at least twice within this many minutes, and by at least half of its posts.
+    event_place_join_minutes: float = Field(default=15.0, gt=0)
     # Ceiling of the event stage's in-memory index (~5 KiB per post, so ~0.5 GB): the oldest entries go first.
     event_index_max_posts: int = Field(default=100_000, ge=1000)
     batch_size: int = Field(default=128, ge=1)

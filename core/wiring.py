@@ -181,7 +181,8 @@ class Container:
         clusterer = EventClusterer(
             num_perm=a.minhash_perms, bands=a.minhash_bands, threshold=a.near_dup_threshold,
             window_hours=a.event_window_hours, anchor_window_days=a.event_anchor_window_days,
-            hot_window_hours=a.event_hot_window_hours, max_posts=a.event_index_max_posts,
+            hot_window_hours=a.event_hot_window_hours, place_join_minutes=a.event_place_join_minutes,
+            max_posts=a.event_index_max_posts,
         )
         since = utcnow() - timedelta(days=max(a.event_anchor_window_days, a.event_window_hours / 24.0))
         clusterer.rebuild(self.post_store.recent_signatures(since))

@@ -63,13 +63,15 @@ def make_post(
     source: str = "mailbox",
     districts: tuple[str, ...] = (),
     topic: str = "城乡建设",
+    sentiment: SentimentLabel = SentimentLabel.negative,
 ) -> AnalyzedPost:
     scoring = text_for_scoring(f"{title}\n{text}" if title else text)
     return AnalyzedPost(
         id=post_id(source, str(n)), source=source, external_id=str(n), title=title, text=text,
         published_at=T0 + timedelta(hours=hours), repost_of=repost_of,
         text_norm=normalize(text), tokens=tokenize(scoring),
-        sentiment=Sentiment(label=SentimentLabel.negative, score=0.8), topic=Topic(l1=topic),
+        sentiment=Sentiment(label=sentiment, score=0.8 if sentiment == SentimentLabel.negative else 0.2),
+        topic=Topic(l1=topic),
         entities=Entities(places=list(places), orgs=list(orgs), districts=list(districts)),
         signature=minhash_signature(scoring),
     )
@@ -191,21 +193,62 @@ WORRY = "有没有青石镇的朋友，现在空气检测结果出来没有？�
 MARKET = "青石镇农贸市场周末新开了几个摊位，蔬菜水果都很新鲜，价格也实惠。"
 
 
-def test_hot_window_joins_an_incident_told_in_other_words_in_the_same_town():
+def test_a_breaking_matter_takes_posts_that_share_only_its_place():
     c = EventClusterer(hot_window_hours=12, window_hours=12)
     a = c.assign(make_post(1, BLAST, places=("A7县", "青石镇"), source="weibo"))
-    b = c.assign(make_post(2, SMELL, hours=0.2, places=("A7县", "青石镇"), source="weibo"))
-    w = c.assign(make_post(3, WORRY, hours=0.4, places=("青石镇",), source="weibo"))
-    m = c.assign(make_post(4, MARKET, hours=0.5, places=("青石镇",), source="weibo"))
-    assert (b.event_id, b.reason, b.anchor) == (a.event_id, "town", "青石镇")
+    c.assign(make_post("copy", "转发：" + BLAST, hours=0.02, places=("A7县", "青石镇"), source="weibo"))
+    # Shares one word (味道) with the first posts: only the place and the time tie it to them.
+    b = c.assign(make_post(2, SMELL, hours=0.1, places=("A7县", "青石镇"), source="weibo"))
+    w = c.assign(make_post(3, WORRY, hours=0.15, places=("青石镇",), source="weibo"))
+    # Same town, same minutes, but a cheerful everyday post: no eyewitness of the matter.
+    m = c.assign(make_post(4, MARKET, hours=0.2, places=("青石镇",), source="weibo", sentiment=SentimentLabel.positive))
+    assert (b.event_id, b.reason, b.anchor) == (a.event_id, "place", "青石镇")
     assert (w.event_id, w.reason) == (a.event_id, "town")  # matched on the reworded follow-up's words
-    assert m.is_new_event  # same town, unrelated words
-    # The next day the town's (and the near-duplicate) window has passed: the same words open a new event.
+    assert m.is_new_event
+    # An hour on the matter is no longer breaking, but shared words still join within the hot window ...
     again = "青石镇今天空气检测结果出来了吗？孩子还在咳嗽"
-    assert c.assign(make_post(5, again, hours=1, places=("青石镇",), source="weibo")).event_id == a.event_id
-    later = c.assign(make_post(6, "青石镇的空气好点了吗，孩子咳嗽有没有好转？", hours=30, places=("青石镇",),
+    joined = c.assign(make_post(5, again, hours=1, places=("青石镇",), source="weibo"))
+    assert (joined.event_id, joined.reason) == (a.event_id, "town")
+    # ... while a post sharing only the town opens its own event.
+    quiet = c.assign(make_post(6, "青石镇路口的红绿灯坏了，早上堵了半小时", hours=1.2, places=("青石镇",),
+                               source="weibo"))
+    assert quiet.is_new_event
+    # The next day the town's (and the near-duplicate) window has passed: the same words open a new event.
+    later = c.assign(make_post(7, "青石镇的空气好点了吗，孩子咳嗽有没有好转？", hours=30, places=("青石镇",),
                                source="weibo"))
     assert later.is_new_event
+
+
+def test_a_breaking_matter_does_not_join_an_everyday_event_on_place_words():
+    """The soak's failure: an incident's first post slid into the routine event about the same street."""
+    c = EventClusterer(hot_window_hours=12)
+    fair = "A5区星港街道这周末有招聘会，8家企业，岗位挺多，找工作的朋友去看看。"
+    for k in range(6):
+        c.assign(make_post(f"fair{k}", fair.replace("8家", f"{k + 3}家"), hours=k / 10,
+                           places=("A5区", "星港街道"), districts=("A5区",), source="weibo"))
+    wages = "A5区星港街道城兴花园工地，城兴建设拖欠我们一百多个农民工半年工资，过年都回不了家。"
+    first = c.assign(make_post("w", wages, hours=0.7, places=("A5区", "星港街道", "城兴花园"), districts=("A5区",),
+                               source="weibo"))
+    assert first.is_new_event  # "A5区", "星港", "街道" in common say nothing about the matter
+    # Two companies' wage arrears in one district are two matters, however alike the words.
+    other = c.assign(make_post("o", "A5区博远科技有限公司拖欠员工半年工资，农民工过年回不了家", hours=0.8,
+                               orgs=("博远科技有限公司",), districts=("A5区",), source="hotline",
+                               topic="劳动和社会保障"))
+    assert other.event_id != first.event_id
+
+
+def test_a_copy_of_an_early_eyewitness_post_joins_the_breaking_matter():
+    c = EventClusterer(hot_window_hours=12)
+    eyewitness = "青石镇工业园门口拉了警戒线，消防车一辆接一辆往里开。"
+    # Arrives before the matter has a second post at the place: it opens an event of its own ...
+    a = c.assign(make_post(1, BLAST, places=("青石镇",), source="weibo"))
+    stray = c.assign(make_post("e", eyewitness, hours=0.01, places=("青石镇工业园",), source="weibo"))
+    assert stray.is_new_event
+    for k in range(3):
+        c.assign(make_post(f"r{k}", "扩散！" + BLAST, hours=0.02 + k / 100, places=("青石镇",), source="weibo"))
+    # ... but its copies go to the matter, so the incident does not become two events (and two tickets).
+    copy = c.assign(make_post("e2", eyewitness + "#鑫源化工#", hours=0.1, places=("青石镇工业园",), source="weibo"))
+    assert (copy.event_id, copy.reason) == (a.event_id, "place")
 
 
 def test_town_keys_find_the_town_inside_longer_names():
@@ -224,10 +267,11 @@ def test_hot_window_prefers_the_event_the_town_talks_about_most():
     blast = c.assign(make_post(1, BLAST, hours=0.1, places=("青石镇工业园",), source="weibo"))
     for k in range(5):
         c.assign(make_post(f"r{k}", BLAST, hours=0.1 + k / 100, places=("青石镇工业园",), source="weibo"))
-    # Shares more words with the drill (这边, 孩子, 一直…) but enough with the matter everyone is talking about.
-    smell = c.assign(make_post(2, SMELL, hours=0.3, places=("A7县", "青石镇"), source="weibo"))
+    # Shares more words with the drill (这边, 孩子, 有没有) than with the blast (味道), but the blast is what
+    # the town is talking about right now.
+    smell = c.assign(make_post(2, SMELL, hours=0.2, places=("A7县", "青石镇"), source="weibo"))
     assert blast.event_id != drill.event_id
-    assert (smell.event_id, smell.reason) == (blast.event_id, "town")
+    assert (smell.event_id, smell.reason) == (blast.event_id, "place")
 
 
 def test_hot_window_district_needs_the_same_topic():
@@ -276,9 +320,11 @@ def test_resubmission_weeks_later_joins_without_an_anchor():
 
 def test_garbage_collect_bounds_memory():
     c = EventClusterer(window_hours=24, anchor_window_days=2, repost_window_days=1, gc_every=10_000)
+    words = ("春天", "夏日", "秋风", "冬雪", "江河", "山川", "星辰", "云朵", "花草", "树木")
     for i in range(200):
-        c.assign(make_post(i, f"第{i}号通知：{TEACHER[i % 40:]}{i * 7919}", hours=i, title=f"红星{i}花园",
-                           places=(f"红星{i}花园",)))
+        # Each post in other words (numbers are not words the clusterer keeps).
+        text = f"第{i}号通知：{words[i % 10]}{words[i // 10 % 10]}，{TEACHER[i % 40:]}{i * 7919}"
+        c.assign(make_post(i, text, hours=i, title=f"红星{i}花园", places=(f"红星{i}花园",)))
     before = c.stats()
     c.garbage_collect(T0 + timedelta(hours=200))
     after = c.stats()
@@ -415,3 +461,19 @@ def test_mailbox_replay_gathers_the_recurring_compound_problem():
     about = sum("丽发新城" in r["subject"] + r["body"] or "搅拌" in r["subject"] for r in members)
     assert about >= 0.9 * size
     assert size >= 3 * sizes.most_common(2)[1][1]
+
+
+def test_a_district_breaking_matter_takes_a_follow_up_filed_under_another_topic():
+    c = EventClusterer(hot_window_hours=12)
+    first = "A3区明德小学好多孩子吃了学校午餐后上吐下泻，孩子都送医院了，学校一句解释都没有"
+    a = c.assign(make_post(1, first, places=("明德小学",), districts=("A3区",), topic="食品药品", source="weibo"))
+    c.assign(make_post(2, "转发：" + first, hours=0.02, places=("明德小学",), districts=("A3区",),
+                       topic="食品药品", source="weibo"))
+    # Names only the district; the classifier filed it under education; most of its words are the matter's.
+    follow = c.assign(make_post(3, "我们班有八个孩子没来上课，都是吃了学校午餐的，A3区要彻查", hours=0.1,
+                                districts=("A3区",), topic="教育文体", source="weibo"))
+    assert (follow.event_id, follow.reason, follow.anchor) == (a.event_id, "district", "A3区/*")
+    # The same district, a post with one word in common, is another matter.
+    other = c.assign(make_post(4, "A3区的孩子课后托管什么时候开始报名？", hours=0.12, districts=("A3区",),
+                               topic="教育文体", source="weibo"))
+    assert other.is_new_event
