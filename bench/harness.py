@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 
 MODULES = [
-    "bench_ingest", "bench_analyze", "bench_sentiment", "bench_events", "bench_rules", "bench_backends",
+    "bench_ingest", "bench_analyze", "bench_sentiment", "bench_events", "bench_incidents", "bench_rules",
+    "bench_backends",
     "bench_pipeline", "bench_dashboard", "bench_scale", "bench_soak",
 ]
 
