@@ -1,6 +1,6 @@
 """Near-duplicate and same-matter clustering of posts into events (the event stage's in-memory index).
 
-Three ways a post joins an existing event, tried in this order:
+The ways a post joins an existing event, tried in this order:
 
 1. **repost** — ``repost_of`` names an original on the same source: join the original's event;
 2. **near-duplicate** — MinHash/LSH: a recent post (within ``window_hours``) whose estimated Jaccard
@@ -11,22 +11,30 @@ Three ways a post joins an existing event, tried in this order:
    copy each other, so a post that names a *specific* anchor (a 小区/村/company from its entities, never a
    bare district or a government body) joins a recent event (``anchor_window_days``) with the same anchor
    whose members share enough **matter words** (Dice ≥ ``anchor_similarity``);
-
-4. **same place, same hours** — a post naming a town/street (镇/乡/街道), or a district together with its
-   topic, joins an event with the same town (or district and topic) within ``hot_window_hours`` if their
-   matter words overlap (Dice ≥ ``town_similarity``). The short window keeps a town's unrelated matters of
-   other days apart;
-
+4. **same town, same hours** — a post naming a town/street (镇/乡/街道) joins an event with the same town
+   within ``hot_window_hours`` if their matter words overlap (Dice ≥ ``town_similarity``). The short window
+   keeps a town's unrelated matters of other days apart;
 5. **place only, while it is breaking** — a breaking matter is told in many different words ("闷响",
    "冒黑烟", "要不要疏散") that share nothing but the place. A post that shares only a specific anchor or a
-   town with an event joins it when that event is *about* the place (at least ``place_focus`` of its posts
-   name it) and was talked about there within ``place_join_minutes``: the signal is time, not text.
+   town with an event joins it when that event is *breaking* there: named at the place at least
+   ``PLACE_BURST_POSTS`` times within ``place_join_minutes``, and by at least ``place_focus`` of its posts.
+   The signal is time, not text. While a place has a breaking matter it wins over a word match (3, 4) to
+   another of the place's events unless the words tie the post clearly (``STRONG_MATTER_OVERLAP``);
+6. **the district's breaking matter** — a follow-up that names only the district ("A3区要彻查"), perhaps
+   filed under another topic, joins an event breaking in the district when most of its matter words are
+   already the event's (``DISTRICT_CONTAINMENT``);
+7. **same district and topic, same hours** — as rule 4 with ``district/topic`` as the key.
 
 **Matter words** are the content words minus the words of the post's own place and organisation names
-(districts, towns, anchors, entities): the key already says "same place", so sharing "星港", "街道" and
-"A5区" again says nothing about sharing a matter. Without that, a breaking matter at a school or street
-slid into the everyday event about the same place (school-district complaints, job fairs) and every
-follow-up chained in after it.
+(districts, towns, anchors, entities of at most ``MAX_NAME_CHARS``), hotline formulas and numbers: the key
+already says "same place", so sharing "星港", "街道" and "A5区" again says nothing about sharing a matter.
+Without that, a breaking matter at a school or street slid into the everyday event about the same place
+(school-district complaints, job fairs) and every follow-up chained in after it. Word joins also need
+``MIN_SHARED_WORDS`` in common, and never join two posts that name different specific anchors (wage arrears
+at two companies are two matters). A positive social post never joins a mostly negative matter on place
+alone. An eyewitness post that arrives before its matter is breaking at the place opens an *orphan* event;
+while the orphan is young and small its copies go to the place's breaking matter (``_rehome``), so one
+incident does not become two events and two tickets.
 
 Otherwise the post opens a new event whose id is derived from its own post id, so replaying the same
 input in the same order yields the same event ids. Memory is bounded by time: ``garbage_collect`` drops
@@ -230,12 +238,17 @@ def _mood(post: object) -> SentimentLabel | None:
     if str(getattr(getattr(post, "source", None), "value", getattr(post, "source", ""))) in _REQUEST_SOURCES:
         return SentimentLabel.negative
     sentiment = getattr(post, "sentiment", None)
-    label = getattr(sentiment, "label", None)
-    return label if isinstance(label, SentimentLabel) else None
+    label = sentiment if isinstance(sentiment, str) else getattr(sentiment, "label", None)  # a stored row: a str
+    try:
+        return SentimentLabel(label) if label else None
+    except ValueError:
+        return None
 
 
 def _topic_of(post: object) -> str | None:
     topic = getattr(post, "topic", None)
+    if isinstance(topic, str):  # a stored row carries the level-1 topic itself
+        return topic or None
     return getattr(topic, "l1", None) if topic is not None else None
 
 

@@ -16,8 +16,9 @@ that ran its whole course inside the window produced exactly one ticket.
 does with noida-db; PostgreSQL from YUQING_TEST_DATABASE_URL): the same stream through real processes -
 ``yuqing worker analyze|alerts|scheduler|sender`` and the API (``yuqing run --workers ""``) - configured
 only by ``YUQING_*`` variables, with the shipped sentiment model. Calibration drains a burst of
-``YUQING_SOAK_KAFKA_CALIBRATION_POSTS`` (default 600) posts through one analyze and one event-stage process;
-the soak then publishes to ``posts.raw`` at half that rate. Latency is publish → counted into its event
+``YUQING_SOAK_KAFKA_CALIBRATION_POSTS`` (default 3,000: long enough that the Elasticsearch bulk path, not the
+first batches, sets the pace) posts through one analyze and one event-stage process; the soak then publishes
+to ``posts.raw`` at half that rate. Latency is publish → counted into its event
 (``event_members``); RSS is each process's VmRSS after calibration and at the end; errors are failed polls,
 ERROR/Traceback lines in the processes' logs and posts never counted. ``YUQING_SOAK_MODES`` (default
 ``embedded,kafka``) chooses the modes.

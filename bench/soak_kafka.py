@@ -18,7 +18,7 @@ from bench.bench_soak import PacedFeed, _Dashboard, _pct, _report_incidents, _ti
 
 Report = Any
 
-CALIBRATION_POSTS = int(os.environ.get("YUQING_SOAK_KAFKA_CALIBRATION_POSTS", "600"))
+CALIBRATION_POSTS = int(os.environ.get("YUQING_SOAK_KAFKA_CALIBRATION_POSTS", "3000"))
 KINDS = ("analyze", "alerts", "scheduler", "sender")
 
 

@@ -74,6 +74,8 @@ class SignatureRow(BaseModel):
     title: str = ""
     tokens: list[str] = Field(default_factory=list)
     entities: Entities = Field(default_factory=Entities)
+    topic: str = ""  # level-1 topic (the district/topic keys of the hot-window rule)
+    sentiment: str = ""  # 负面/中性/正面 (a breaking matter's mood)
 
 
 class PostStore(ABC):

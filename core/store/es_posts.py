@@ -354,7 +354,8 @@ class ElasticsearchPostStore(PostStore):
                                           {"exists": {"field": "event_id"}}]}},
             "sort": [{"published_at": "asc"}, {"id": "asc"}], "size": 1000,
             "_source": ["id", "event_id", "doc.published_at", "doc.signature", "doc.source", "doc.external_id",
-                        "doc.repost_of", "doc.title", "doc.title_masked", "doc.tokens", "doc.entities"]}
+                        "doc.repost_of", "doc.title", "doc.title_masked", "doc.tokens", "doc.entities",
+                        "doc.topic.l1", "doc.sentiment.label"]}
         while True:
             hits = self._search(body)["hits"]["hits"]
             for h in hits:
@@ -365,7 +366,9 @@ class ElasticsearchPostStore(PostStore):
                                    external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
                                    title=doc.get("title_masked") or doc.get("title") or "",
                                    tokens=doc.get("tokens") or [],
-                                   entities=Entities.model_validate(doc.get("entities") or {}))
+                                   entities=Entities.model_validate(doc.get("entities") or {}),
+                                   topic=(doc.get("topic") or {}).get("l1") or "",
+                                   sentiment=(doc.get("sentiment") or {}).get("label") or "")
             if len(hits) < body["size"]:
                 return
             body["search_after"] = hits[-1]["sort"]

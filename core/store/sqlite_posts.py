@@ -676,7 +676,9 @@ class SqlitePostStore(PostStore):
                                    external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
                                    title=doc.get("title_masked") or doc.get("title") or "",
                                    tokens=doc.get("tokens") or [],
-                                   entities=Entities.model_validate(doc.get("entities") or {}))
+                                   entities=Entities.model_validate(doc.get("entities") or {}),
+                                   topic=(doc.get("topic") or {}).get("l1") or "",
+                                   sentiment=(doc.get("sentiment") or {}).get("label") or "")
 
     def count(self) -> int:
         """How many posts are stored."""

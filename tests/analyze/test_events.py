@@ -477,3 +477,33 @@ def test_a_district_breaking_matter_takes_a_follow_up_filed_under_another_topic(
     other = c.assign(make_post(4, "A3区的孩子课后托管什么时候开始报名？", hours=0.12, districts=("A3区",),
                                topic="教育文体", source="weibo"))
     assert other.is_new_event
+
+
+def test_rebuild_from_signature_rows_keeps_a_breaking_matter_and_its_mood():
+    """After a restart (rows as the post stores return them) the place rules decide as before it."""
+    stream = [
+        make_post(1, BLAST, places=("青石镇",), source="weibo"),
+        make_post(2, "转发：" + BLAST, hours=0.02, places=("青石镇",), source="weibo"),
+        make_post(3, "A7县青石镇有人在直播，说消防车都来了", hours=0.03, places=("青石镇",), districts=("A7县",),
+                  topic="安全生产", source="weibo"),
+    ]
+    after = [
+        make_post(4, SMELL, hours=0.1, places=("青石镇",), source="weibo"),
+        make_post(5, MARKET, hours=0.11, places=("青石镇",), source="weibo", sentiment=SentimentLabel.positive),
+        make_post(6, "A7县的安全生产检查什么时候公布结果", hours=0.12, districts=("A7县",), topic="安全生产",
+                  source="weibo"),
+    ]
+    live = EventClusterer()
+    rows = []
+    for post in stream:
+        a = live.assign(post)
+        rows.append(SignatureRow(post_id=post.id, event_id=a.event_id, published_at=post.published_at,
+                                 signature=post.signature, source=post.source.value, external_id=post.external_id,
+                                 tokens=post.tokens, entities=post.entities, topic=post.topic.l1,
+                                 sentiment=post.sentiment.label.value))
+    restarted = EventClusterer()
+    assert restarted.rebuild(rows) == len(stream)
+    expected = [live.assign(p) for p in after]
+    assert [restarted.assign(p) for p in after] == expected
+    assert expected[0].event_id == rows[0].event_id
+    assert expected[1].is_new_event  # the mood guard survived the restart

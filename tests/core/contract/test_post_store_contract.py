@@ -154,6 +154,8 @@ def test_recent_signatures_round_trip(filled: PostStore, posts: list[AnalyzedPos
         assert by_id[post.id].entities == post.entities
         assert by_id[post.id].tokens == post.tokens
         assert (by_id[post.id].source, by_id[post.id].external_id) == (post.source.value, post.external_id)
+        # ... and so do the topic and the mood the place rules read.
+        assert (by_id[post.id].topic, by_id[post.id].sentiment) == (post.topic.l1, post.sentiment.label.value)
 
 
 def test_delete_older_than(filled: PostStore, posts: list[AnalyzedPost]) -> None:
