@@ -33,7 +33,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -288,6 +288,7 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     with container.db.session() as s:
         dead = s.query(DeadLetterRow).count()
         tickets_by_incident = _tickets_by_incident(s, feed.incident_posts)
+        incident_events = _incident_events(s, feed.incident_posts)
         total_tickets = s.query(TicketRow).count()
     latencies = [stored_at[i] - ingested_at[i] for i in stored_at]
     server.should_exit = True
@@ -326,23 +327,53 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     report("soak.dead_letters", dead)
     report("soak.rejected_records", feed.rejected)
     report("soak.tickets", total_tickets)
+    # Incident posts in each event they landed in / the event's size, [T] when the event has a ticket.
+    report("soak.incident_events", incident_events)
     _report_incidents(report, "soak", feed.incidents, tickets_by_incident, fed_s)
+
+
+def _events_of(session: Any, post_ids: set[str]) -> Counter[str]:
+    """Event id -> how many of these posts were counted into it."""
+    from core.db.models import EventMemberRow
+
+    counts: Counter[str] = Counter()
+    id_list = list(post_ids)
+    for k in range(0, len(id_list), 500):
+        counts.update(e for (e,) in session.query(EventMemberRow.event_id)
+                      .filter(EventMemberRow.post_id.in_(id_list[k: k + 500])))
+    return counts
 
 
 def _tickets_by_incident(session: Any, incident_posts: dict[str, set[str]]) -> dict[str, set[str]]:
     """Incident name -> ids of the tickets on the events its posts were counted into."""
-    from core.db.models import EventMemberRow, TicketRow
+    from core.db.models import TicketRow
 
     out: dict[str, set[str]] = {}
     for name, ids in incident_posts.items():
-        events: set[str] = set()
-        id_list = list(ids)
-        for k in range(0, len(id_list), 500):
-            events.update(e for (e,) in session.query(EventMemberRow.event_id)
-                          .filter(EventMemberRow.post_id.in_(id_list[k: k + 500])).distinct())
-        out[name] = ({t for (t,) in session.query(TicketRow.id).filter(TicketRow.event_id.in_(list(events)))}
+        events = list(_events_of(session, ids))
+        out[name] = ({t for (t,) in session.query(TicketRow.id).filter(TicketRow.event_id.in_(events))}
                      if events else set())
     return out
+
+
+def _incident_events(session: Any, incident_posts: dict[str, set[str]]) -> str:
+    """Where each incident's posts went, for the report: "name=n/size[T] ..." per event (T: it has a ticket)."""
+    from sqlalchemy import func
+
+    from core.db.models import EventMemberRow, TicketRow
+
+    parts = []
+    for name in sorted(incident_posts):
+        events = _events_of(session, incident_posts[name])
+        shown = []
+        for event_id, n in events.most_common(4):
+            size = session.query(func.count()).select_from(EventMemberRow).filter(
+                EventMemberRow.event_id == event_id).scalar()
+            ticket = session.query(TicketRow.id).filter(TicketRow.event_id == event_id).first() is not None
+            shown.append(f"{n}/{size}{'[T]' if ticket else ''}")
+        more = f" +{len(events) - 4} more" if len(events) > 4 else ""
+        parts.append(f"{name}={' '.join(shown)}{more}")
+    return ", ".join(parts) or "none"
 
 
 def _report_incidents(report: Report, prefix: str, incidents: list[Any], tickets_by_incident: dict[str, set[str]],

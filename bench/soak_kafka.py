@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_soak import PacedFeed, _Dashboard, _pct, _report_incidents, _tickets_by_incident
+from bench.bench_soak import (
+    PacedFeed,
+    _Dashboard,
+    _incident_events,
+    _pct,
+    _report_incidents,
+    _tickets_by_incident,
+)
 
 Report = Any
 
@@ -210,6 +217,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             with probe.db.session() as session:
                 dead = session.query(DeadLetterRow).count()
                 tickets_by_incident = _tickets_by_incident(session, feed.incident_posts)
+                incident_events = _incident_events(session, feed.incident_posts)
                 total_tickets = session.query(TicketRow).count()
                 members = int(session.execute(select(func.count()).select_from(EventMemberRow)).scalar_one())
         finally:
@@ -249,4 +257,5 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     report(f"{prefix}.dead_letters", dead)
     report(f"{prefix}.rejected_records", feed.rejected)
     report(f"{prefix}.tickets", total_tickets)
+    report(f"{prefix}.incident_events", incident_events)
     _report_incidents(report, prefix, feed.incidents, tickets_by_incident, fed_s)
