@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 
 from core.records import utcnow
 
@@ -145,6 +145,12 @@ def _timed(stage: str, handle: Callable[[list[Any]], None], inst: PipelineInstru
     return timed
 
 
+def _prefix(column: Any, chars: int) -> Any:
+    """``substr(column, 1, chars)`` with the numbers inlined: PostgreSQL matches a GROUP BY expression to the
+    select list only when both are the same text, and bound parameters ($1, $2 vs $3, $4) are not."""
+    return func.substr(column, literal_column("1"), literal_column(str(int(chars))))
+
+
 class YuqingCollector(Collector):
     """Reads workers, bus and database when scraped; database figures are cached ``cache_s`` seconds."""
 
@@ -255,9 +261,9 @@ class YuqingCollector(Collector):
                 labels=["channel", "state", "errcode"])
             counts: dict[tuple[str, str, str], int] = {}
             for channel, state, error, n in s.execute(
-                select(OutboxRow.channel, OutboxRow.state, func.substr(OutboxRow.last_error, 1, 160), func.count())
+                select(OutboxRow.channel, OutboxRow.state, _prefix(OutboxRow.last_error, 160), func.count())
                 .where(OutboxRow.state != "sent", OutboxRow.last_error.is_not(None))
-                .group_by(OutboxRow.channel, OutboxRow.state, func.substr(OutboxRow.last_error, 1, 160))
+                .group_by(OutboxRow.channel, OutboxRow.state, _prefix(OutboxRow.last_error, 160))
             ):
                 key = (channel, state, send_error_kind(error))
                 counts[key] = counts.get(key, 0) + int(n)
@@ -281,7 +287,7 @@ class YuqingCollector(Collector):
             dead = GaugeMetricFamily("yuqing_dead_letters_stored", "Dead letters kept, by stage and reason kind",
                                      labels=["stage", "kind"])
             dead_counts: dict[tuple[str, str], int] = {}
-            prefix = func.substr(DeadLetterRow.reason, 1, 24)
+            prefix = _prefix(DeadLetterRow.reason, 24)
             for stage, reason, n in s.execute(
                 select(DeadLetterRow.stage, prefix, func.count()).group_by(DeadLetterRow.stage, prefix)
             ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,6 +20,7 @@ from core.runtime import Pipeline
 from core.wiring import Container
 from core.worker import StageWorker
 from ingest.base import RawRecord
+from tests.faults.scale import fresh_database
 from tests.support import embedded_settings, post_record
 
 
@@ -29,6 +31,21 @@ def stack(tmp_path: Path) -> Iterator[tuple[Container, Pipeline]]:
     yield container, pipeline
     pipeline.stop()
     container.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Container, Pipeline]]:
+    """The embedded stack on SQLite, and again with its tickets database on PostgreSQL (scale mode's)."""
+    with contextlib.ExitStack() as stack:
+        overrides = {}
+        if request.param == "postgres":
+            overrides["database_url"] = stack.enter_context(fresh_database(request.getfixturevalue("pg_url"),
+                                                                           prefix="yq_metrics"))
+        container = Container(embedded_settings(tmp_path, **overrides))
+        pipeline = Pipeline(container)
+        yield container, pipeline
+        pipeline.stop()
+        container.close()
 
 
 def scrape(registry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -44,8 +61,8 @@ def value(samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def test_database_figures_at_scrape_time(stack) -> None:
-    container, _ = stack
+def test_database_figures_at_scrape_time(any_db_stack) -> None:
+    container, _ = any_db_stack
     now = utcnow()
     with container.db.transaction() as s:
         from core.db.models import EventRow
