@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -97,8 +98,30 @@ def _bootstrap_users(container: Any, settings: Settings) -> None:
     with container.db.transaction() as session:
         created = auth_service.ensure_bootstrap_admin(session, password=password, now=utcnow())
     if created and configured is None:
-        # Printed once to the operator's terminal so they can log in; never logged, never stored in clear.
+        _hand_over_admin_password(password, settings.data_dir)
+
+
+ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name, not a password
+
+
+def _hand_over_admin_password(password: str, data_dir: Path) -> None:
+    """Show the generated first password to the operator, never to a log.
+
+    On a terminal it is printed once. When stderr goes elsewhere (a service manager, a container runtime,
+    a log file) it is written to ``<data_dir>/initial-admin-password``, readable by this user only, and only
+    that path is printed.
+    """
+    if sys.stderr.isatty():
         typer.echo(f"created user 'admin' with password: {password}", err=True)
+        return
+    path = Path(data_dir) / ADMIN_PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    os.chmod(path, 0o600)  # an existing file keeps its mode on O_CREAT: make sure
+    typer.echo(f"created user 'admin'; its password is in {path} (readable by this user only; delete it "
+               f"after the first login)", err=True)
 
 
 class DemoFeeder:

@@ -146,3 +146,35 @@ def test_scrub_never_leaks_a_planted_secret(secret: str, before: str, after: str
     assert secret not in cleaned
     assert "***" in cleaned
     assert scrub(cleaned) == cleaned  # idempotent: scrubbing twice changes nothing more
+
+
+def test_first_admin_password_goes_to_a_private_file_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    """A service manager or container runtime turns stderr into a log: the password must not be in it."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    env = {**os.environ, "YUQING_DATA_DIR": str(tmp_path), "YUQING_MODE": "embedded", "YUQING_DATABASE_URL": ""}
+    env.pop("YUQING_API__BOOTSTRAP_ADMIN_PASSWORD", None)
+    code = ("from core.cli import _bootstrap_users; from core.settings import Settings; from core.wiring import "
+            "Container; s = Settings(); c = Container(s); _bootstrap_users(c, s); c.close()")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2], check=True)
+    secret_file = tmp_path / "initial-admin-password"
+    password = secret_file.read_text(encoding="utf-8").strip()
+    assert len(password) >= 12
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert password not in out.stderr and password not in out.stdout
+    assert str(secret_file) in out.stderr
+    # The file holds the password that logs in.
+    from core.auth.service import authenticate
+    from core.settings import Settings
+    from core.wiring import Container
+
+    container = Container(Settings(mode="embedded", data_dir=tmp_path, database_url=""))
+    try:
+        with container.db.transaction() as session:
+            assert authenticate(session, username="admin", password=password, now=utcnow()) is not None
+    finally:
+        container.close()
