@@ -396,6 +396,15 @@ class _PlaceStat:
         return len(self.recent) >= PLACE_BURST_POSTS and abs(ts - self.recent[0]) <= window
 
 
+def _place_assignment(best: tuple[int, float, str, str] | None, reason: str) -> Assignment | None:
+    """The assignment for a place rule's best (posts at the place, similarity, event, key) candidate."""
+    if best is None:
+        return None
+    _, similarity, event_id, key = best
+    return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=round(similarity, 4),
+                      reason=reason, anchor=key)
+
+
 def _same_thing(a: str, b: str) -> bool:
     """Do two anchor keys name one thing (equal, one inside the other, or a 4+ char common ending)?"""
     if a in b or b in a:
@@ -801,11 +810,7 @@ class EventClusterer:
                            if abs(ts - m.ts) <= self.hot_window and _compatible(anchors, m.anchors)), default=0.0)
                 if sim >= self.town_similarity and (best is None or (count, sim) > best[:2]):
                     best = (count, sim, event_id, town)
-        if best is None:
-            return None
-        _, sim, event_id, town = best
-        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
-                          reason="town", anchor=town)
+        return _place_assignment(best, "town")
 
     def _match_specific_place(self, anchors: list[str], towns: list[str], tokens: frozenset[str], ts: float,
                               mood: SentimentLabel | None = None) -> Assignment | None:
@@ -875,11 +880,7 @@ class EventClusterer:
                 focus = count / max(1, self._event_posts.get(event_id, 0))
                 if focus >= self.place_focus and (best is None or (count, focus) > best[:2]):
                     best = (count, focus, event_id, key)
-        if best is None:
-            return None
-        _, focus, event_id, key = best
-        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=round(focus, 4),
-                          reason="place", anchor=key)
+        return _place_assignment(best, "place")
 
     def _match_district(self, entities: Entities, tokens: frozenset[str], anchors: list[str], ts: float,
                         mood: SentimentLabel | None = None) -> Assignment | None:
@@ -909,11 +910,7 @@ class EventClusterer:
                 if shared >= MIN_SHARED_WORDS and sim >= DISTRICT_CONTAINMENT and (
                         best is None or (count, sim) > best[:2]):
                     best = (count, sim, event_id, key)
-        if best is None:
-            return None
-        _, sim, event_id, key = best
-        return Assignment(event_id=event_id, near_dup_of=None, is_new_event=False, similarity=sim,
-                          reason="district", anchor=key)
+        return _place_assignment(best, "district")
 
     # ---- indexing ---------------------------------------------------------------------------------
 
