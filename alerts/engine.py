@@ -16,6 +16,7 @@ which the ticket service absorbs as an update. Time is the match's own (data) ti
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from alerts.rules.watchlist import WatchlistRule
 from core.records import AnalyzedPost, Event, WarningLevel
 
 log = logging.getLogger(__name__)
+REPLAY_MEMORY = 10_000  # answers remembered for retried batches (far more than one batch)
 
 
 @dataclass
@@ -54,6 +56,9 @@ class RuleEngine:
         self.refire_after = refire_after
         self.forget_after = forget_after
         self._fired: dict[str, _Fired] = {}
+        # The latest answers by post id: a batch retried after a failed database write presents the same posts
+        # again; the rules must not count them twice, and the retry must open the tickets the failed try would have.
+        self._answered: OrderedDict[tuple[str, str], Match | None] = OrderedDict()
         self.suppressed = 0
         self.rule_errors = 0
 
@@ -82,6 +87,16 @@ class RuleEngine:
 
     def evaluate(self, post: AnalyzedPost, event: Event) -> Match | None:
         """The strongest new match for ``event`` after this post, or None (nothing fired, or suppressed)."""
+        key = (post.id, event.id)
+        if key in self._answered:
+            return self._answered[key]
+        answer = self._evaluate(post, event)
+        self._answered[key] = answer
+        if len(self._answered) > REPLAY_MEMORY:
+            self._answered.popitem(last=False)
+        return answer
+
+    def _evaluate(self, post: AnalyzedPost, event: Event) -> Match | None:
         best = self.strongest(self.matches(post, event))
         if best is None:
             return None

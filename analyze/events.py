@@ -48,7 +48,7 @@ import dataclasses
 import heapq
 import logging
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -340,6 +340,7 @@ def dice(a: frozenset[str], b: frozenset[str]) -> float:
 
 DISTRICT_CONTAINMENT = 0.4  # share of a post's matter words a district's breaking matter must already use
 PLACE_BURST_POSTS = 2  # posts naming a place within place_join_minutes that make an event "breaking" there
+REPLAY_MEMORY = 10_000  # assignments remembered for retried batches (far more than one batch)
 ORPHAN_MAX_POSTS = 3  # an event this small, opened by a place-naming post, may hand its copies to the place's matter
 STRONG_MATTER_OVERLAP = 0.5  # word overlap that ties a post to an event even while its place has another
 MIN_SHARED_WORDS = 2  # one shared word ("门口", "物业费") is chance in short posts, not a shared matter
@@ -499,6 +500,9 @@ class EventClusterer:
         # Young events opened by a post naming a place: opened (or last re-homed) at, anchors, towns.
         self._orphans: dict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = {}
         self._since_gc = 0
+        # The latest assignments by post id: a batch that failed after assignment (its database write was cut)
+        # is retried with the same posts, which must get the same answer and not be counted twice.
+        self._assigned: OrderedDict[str, Assignment] = OrderedDict()
         self._latest = float("-inf")
 
     # ---- public API -------------------------------------------------------------------------------
@@ -506,6 +510,9 @@ class EventClusterer:
     def assign(self, post: AnalyzedPost) -> Assignment:
         """Choose the post's event (repost > near-duplicate > resubmission > specific place (anchor, town, or
         the place's breaking matter) > district's breaking matter > district and topic > new); index the post."""
+        replayed = self._assigned.get(post.id)
+        if replayed is not None:
+            return replayed
         ts = _ts(post.published_at)
         sig = self._signature(post)
         anchors = anchor_keys(post.entities, focus_text(post))
@@ -533,6 +540,9 @@ class EventClusterer:
             self._expire_signatures(float("-inf"))
             self._expire_posts(float("-inf"))
             self._expire_long_bands(float("-inf"))
+        self._assigned[post.id] = assignment
+        if len(self._assigned) > REPLAY_MEMORY:
+            self._assigned.popitem(last=False)
         self._since_gc += 1
         if self._since_gc >= self.gc_every:
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))

@@ -66,11 +66,11 @@ def test_escalation_across_thresholds_fires_once_per_new_level() -> None:
 def test_same_level_refires_after_refire_after_as_a_reminder() -> None:
     engine = RuleEngine([heat_rule()], refire_after=timedelta(hours=6))
     assert engine.evaluate(post("x", minutes=0), event(heat=60)) is not None
-    assert engine.evaluate(post("x", minutes=5 * 60), event(heat=60)) is None
-    assert engine.evaluate(post("x", minutes=6 * 60 + 1), event(heat=60)) is not None
+    assert engine.evaluate(post("x", 1, minutes=5 * 60), event(heat=60)) is None
+    assert engine.evaluate(post("x", 2, minutes=6 * 60 + 1), event(heat=60)) is not None
     never = RuleEngine([heat_rule()], refire_after=None)
     assert never.evaluate(post("x", minutes=0), event(heat=60)) is not None
-    assert never.evaluate(post("x", minutes=60 * 24 * 30), event(heat=60)) is None
+    assert never.evaluate(post("x", 1, minutes=60 * 24 * 30), event(heat=60)) is None
 
 
 def test_events_are_independent() -> None:
@@ -106,6 +106,34 @@ def test_a_raising_rule_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) 
     engine.garbage_collect(T0)
     assert engine.rule_errors == 2
     assert "rule broken failed on post p0" in caplog.text
+
+
+class _Counting(Rule):
+    """Fires orange on the third post it is fed (a count, like the spike and crowd rules keep)."""
+
+    def __init__(self, name: str, config: dict) -> None:
+        super().__init__(name, config)
+        self.fed = 0
+
+    def add_data(self, post: AnalyzedPost, event: Event) -> list[Match]:
+        self.fed += 1
+        if self.fed < 3:
+            return []
+        return [Match(rule=self.name, event_id=event.id, level=WarningLevel.orange, reason="3", at=post.published_at)]
+
+
+def test_a_retried_post_gets_the_same_answer_and_is_not_counted_twice() -> None:
+    # A batch whose database write failed is retried with the same posts: the rules must not count them again,
+    # and the retry must get the match the failed try got (else the ticket it would have opened is lost).
+    counting = _Counting("count", {})
+    engine = RuleEngine([counting])
+    first_try = [engine.evaluate(post("x", n), event()) for n in range(3)]
+    retry = [engine.evaluate(post("x", n), event()) for n in range(3)]
+    assert [m.level if m else None for m in first_try] == [None, None, WarningLevel.orange]
+    assert retry == first_try
+    assert counting.fed == 3
+    # A new post is judged afresh (the same level is not fired again).
+    assert engine.evaluate(post("x", 3), event()) is None and counting.fed == 4
 
 
 def test_garbage_collect_forgets_quiet_events_so_they_can_warn_again() -> None:

@@ -219,6 +219,28 @@ def test_a_breaking_matter_takes_posts_that_share_only_its_place():
     assert later.is_new_event
 
 
+def test_a_retried_batch_gets_the_same_events_and_is_not_counted_twice():
+    # The event stage's database write can fail after the clusterer assigned a batch; the retry presents the
+    # same posts again. Counting them twice would make a place look "breaking" twice as fast.
+    posts = [make_post(1, BLAST, places=("A7县", "青石镇"), source="weibo"),
+             make_post(2, SMELL, hours=0.01, places=("A7县", "青石镇"), source="weibo"),
+             make_post(3, WORRY, hours=0.02, places=("青石镇",), source="weibo"),
+             make_post(4, "青石镇路口的红绿灯坏了，早上堵了半小时", hours=0.03, places=("青石镇",), source="weibo"),
+             make_post(5, "青石镇菜市场今天的菜很新鲜", hours=0.04, places=("青石镇",), source="weibo"),
+             make_post(6, "青石镇是不是出事了，好多消防车开过去", hours=0.05, places=("青石镇",), source="weibo")]
+    once = EventClusterer(hot_window_hours=12, window_hours=12)
+    want = [once.assign(p) for p in posts]
+    retried = EventClusterer(hot_window_hours=12, window_hours=12)
+    got = []
+    for k in range(0, len(posts), 2):
+        batch = posts[k:k + 2]
+        first_try = [retried.assign(p) for p in batch]
+        got += [retried.assign(p) for p in batch]  # the retry
+        assert got[-len(batch):] == first_try
+    assert got == want
+    assert retried._event_posts == once._event_posts
+
+
 def test_a_breaking_matter_does_not_join_an_everyday_event_on_place_words():
     """The soak's failure: an incident's first post slid into the routine event about the same street."""
     c = EventClusterer(hot_window_hours=12)

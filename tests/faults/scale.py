@@ -646,9 +646,9 @@ def demo_records(count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> 
     return out
 
 
-def demo_posts(count: int, *, seed: int = 11) -> list[Any]:
+def demo_posts(count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> list[Any]:
     """Validated Posts of the demo stream (what ingest publishes)."""
-    return parse_all(demo_records(count, seed=seed))
+    return parse_all(demo_records(count, seed=seed, rate_per_min=rate_per_min))
 
 
 def parse_all(records: list[dict[str, Any]]) -> list[Any]:
