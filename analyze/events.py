@@ -17,7 +17,8 @@ The ways a post joins an existing event, tried in this order:
 5. **place only, while it is breaking** — a breaking matter is told in many different words ("闷响",
    "冒黑烟", "要不要疏散") that share nothing but the place. A post that shares only a specific anchor or a
    town with an event joins it when that event is *breaking* there: named at the place at least
-   ``PLACE_BURST_POSTS`` times within ``place_join_minutes``, and by at least ``place_focus`` of its posts.
+   ``PLACE_BURST_POSTS`` times within ``place_join_minutes`` and by at least ``place_focus`` of its posts, and
+   moving (``VELOCITY_POSTS`` posts within ``VELOCITY_SECONDS``).
    The signal is time, not text. While a place has a breaking matter it wins over a word match (3, 4) to
    another of the place's events unless the words tie the post clearly (``STRONG_MATTER_OVERLAP``);
 6. **the district's breaking matter** — a follow-up that names only the district ("A3区要彻查"), perhaps
@@ -340,6 +341,11 @@ def dice(a: frozenset[str], b: frozenset[str]) -> float:
 
 DISTRICT_CONTAINMENT = 0.4  # share of a post's matter words a district's breaking matter must already use
 PLACE_BURST_POSTS = 2  # posts naming a place within place_join_minutes that make an event "breaking" there
+# ... and the event itself must be moving: this many posts (any wording, any place) within VELOCITY_SECONDS.
+# A place named all day (a big compound, a school) always has a few small everyday events that name it twice;
+# a breaking matter draws reposts and copies by the minute. (5 posts let a matter's first minutes scatter.)
+VELOCITY_POSTS = 3
+VELOCITY_SECONDS = 300.0
 REPLAY_MEMORY = 10_000  # assignments remembered for retried batches (far more than one batch)
 ORPHAN_MAX_POSTS = 3  # an event this small, opened by a place-naming post, may hand its copies to the place's matter
 STRONG_MATTER_OVERLAP = 0.5  # word overlap that ties a post to an event even while its place has another
@@ -494,6 +500,7 @@ class EventClusterer:
         self._event_last: dict[str, float] = {}
         self._event_posts: dict[str, int] = {}  # event -> posts indexed into it (the share naming a place)
         self._event_negative: dict[str, int] = {}  # event -> its negative posts (a breaking matter's mood)
+        self._event_recent: dict[str, tuple[float, ...]] = {}  # event -> its latest VELOCITY_POSTS times
         self._anchors: dict[str, dict[str, _PlaceStat]] = {}  # anchor key -> event -> its use of the anchor
         self._sub_index: dict[str, set[str]] = {}  # substring (2+ chars) -> anchor keys containing it
         self._towns: dict[str, dict[str, _PlaceStat]] = {}  # town (or district key) -> event -> stats in window
@@ -565,6 +572,7 @@ class EventClusterer:
             del self._event_last[event_id]
             self._event_posts.pop(event_id, None)
             self._event_negative.pop(event_id, None)
+            self._event_recent.pop(event_id, None)
             self._members.pop(event_id, None)
             self._anchored.discard(event_id)
             self._with_anchor.discard(event_id)
@@ -838,6 +846,11 @@ class EventClusterer:
             return by_words
         return breaking
 
+    def _moving(self, event_id: str, ts: float) -> bool:
+        """Did the event take ``VELOCITY_POSTS`` posts within ``VELOCITY_SECONDS`` before ``ts`` (or after)?"""
+        recent = self._event_recent.get(event_id, ())
+        return len(recent) >= VELOCITY_POSTS and abs(ts - recent[0]) <= VELOCITY_SECONDS
+
     def _mood_clash(self, event_id: str, mood: SentimentLabel | None) -> bool:
         """A positive post is no eyewitness of a mostly negative matter ("菜很新鲜" beside "冒黑烟")."""
         if mood != SentimentLabel.positive:
@@ -884,7 +897,8 @@ class EventClusterer:
         best: tuple[int, float, str, str] | None = None
         for key, events in keyed:
             for event_id, stat in sorted(events.items()):
-                if not stat.breaking(ts, self.place_join) or self._mood_clash(event_id, mood):
+                if (not stat.breaking(ts, self.place_join) or not self._moving(event_id, ts)
+                        or self._mood_clash(event_id, mood)):
                     continue
                 count = stat.count
                 focus = count / max(1, self._event_posts.get(event_id, 0))
@@ -908,7 +922,8 @@ class EventClusterer:
         for key in district_keys(entities):
             for event_id, stat in sorted(self._towns.get(key, {}).items()):
                 count = stat.count
-                if (not stat.breaking(ts, self.place_join) or self._mood_clash(event_id, mood)
+                if (not stat.breaking(ts, self.place_join) or not self._moving(event_id, ts)
+                        or self._mood_clash(event_id, mood)
                         or count / max(1, self._event_posts.get(event_id, 0)) < self.place_focus):
                     continue
                 found: set[str] = set()  # the post's words that the event's recent members use
@@ -974,6 +989,7 @@ class EventClusterer:
         heapq.heappush(self._post_heap, (ts, pid))
         self._event_last[event_id] = max(self._event_last.get(event_id, float("-inf")), ts)
         self._event_posts[event_id] = self._event_posts.get(event_id, 0) + 1
+        self._event_recent[event_id] = tuple(sorted((*self._event_recent.get(event_id, ()), ts))[-VELOCITY_POSTS:])
         if negative:
             self._event_negative[event_id] = self._event_negative.get(event_id, 0) + 1
         for anchor in anchors:

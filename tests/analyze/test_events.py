@@ -196,7 +196,9 @@ MARKET = "青石镇农贸市场周末新开了几个摊位，蔬菜水果都很�
 def test_a_breaking_matter_takes_posts_that_share_only_its_place():
     c = EventClusterer(hot_window_hours=12, window_hours=12)
     a = c.assign(make_post(1, BLAST, places=("A7县", "青石镇"), source="weibo"))
-    c.assign(make_post("copy", "转发：" + BLAST, hours=0.02, places=("A7县", "青石镇"), source="weibo"))
+    for k in range(3):  # a breaking matter moves: copies by the minute
+        c.assign(make_post(f"copy{k}", "转发：" + BLAST, hours=0.04 + k / 100, places=("A7县", "青石镇"),
+                           source="weibo"))
     # Shares one word (味道) with the first posts: only the place and the time tie it to them.
     b = c.assign(make_post(2, SMELL, hours=0.1, places=("A7县", "青石镇"), source="weibo"))
     w = c.assign(make_post(3, WORRY, hours=0.15, places=("青石镇",), source="weibo"))
@@ -239,6 +241,18 @@ def test_a_retried_batch_gets_the_same_events_and_is_not_counted_twice():
         assert got[-len(batch):] == first_try
     assert got == want
     assert retried._event_posts == once._event_posts
+
+
+def test_a_slow_everyday_event_at_a_busy_place_does_not_take_place_only_posts():
+    # A big compound is named all day: two posts about its parking within minutes are not a breaking matter,
+    # so an eyewitness post that shares only the compound's name opens its own event (the incident's).
+    c = EventClusterer(hot_window_hours=12)
+    parking = c.assign(make_post(1, "翠湖湾小区地下车库车位又涨价了，物业也不给个说法", places=("翠湖湾",),
+                                 source="weibo"))
+    c.assign(make_post(2, "翠湖湾车库涨价这事有人管吗？物业太霸道", hours=0.1, places=("翠湖湾",), source="weibo"))
+    water = c.assign(make_post(3, "翠湖湾突然停水了，一点通知都没有，老人孩子在家怎么办", hours=0.15,
+                               places=("翠湖湾",), source="weibo"))
+    assert water.event_id != parking.event_id and water.is_new_event
 
 
 def test_a_breaking_matter_does_not_join_an_everyday_event_on_place_words():
@@ -489,8 +503,9 @@ def test_a_district_breaking_matter_takes_a_follow_up_filed_under_another_topic(
     c = EventClusterer(hot_window_hours=12)
     first = "A3区明德小学好多孩子吃了学校午餐后上吐下泻，孩子都送医院了，学校一句解释都没有"
     a = c.assign(make_post(1, first, places=("明德小学",), districts=("A3区",), topic="食品药品", source="weibo"))
-    c.assign(make_post(2, "转发：" + first, hours=0.02, places=("明德小学",), districts=("A3区",),
-                       topic="食品药品", source="weibo"))
+    for k in range(3):  # a breaking matter moves: copies by the minute
+        c.assign(make_post(f"copy{k}", "转发：" + first, hours=0.04 + k / 100, places=("明德小学",),
+                           districts=("A3区",), topic="食品药品", source="weibo"))
     # Names only the district; the classifier filed it under education; most of its words are the matter's.
     follow = c.assign(make_post(3, "我们班有八个孩子没来上课，都是吃了学校午餐的，A3区要彻查", hours=0.1,
                                 districts=("A3区",), topic="教育文体", source="weibo"))
