@@ -363,7 +363,8 @@ class Scale:
 
     def es_count(self) -> int:
         """Documents behind the alias (after a refresh); 0 before the first index exists."""
-        with httpx.Client(base_url=self.es_url, timeout=10) as http:
+        # 30 s as for es_ids: noida-db's refresh stalls for seconds under a loaded CI machine.
+        with httpx.Client(base_url=self.es_url, timeout=30) as http:
             http.post(f"/{self.index_prefix}/_refresh")
             resp = http.get(f"/{self.index_prefix}/_count")
             if resp.status_code == 404:
