@@ -332,6 +332,9 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     _report_incidents(report, "soak", feed.incidents, tickets_by_incident, fed_s)
 
 
+STRAY_TITLE_CHARS = 40
+
+
 def _events_of(session: Any, post_ids: set[str]) -> Counter[str]:
     """Event id -> how many of these posts were counted into it."""
     from core.db.models import EventMemberRow
@@ -357,20 +360,28 @@ def _tickets_by_incident(session: Any, incident_posts: dict[str, set[str]]) -> d
 
 
 def _incident_events(session: Any, incident_posts: dict[str, set[str]]) -> str:
-    """Where each incident's posts went, for the report: "name=n/size[T] ..." per event (T: it has a ticket)."""
+    """Where each incident's posts went, for the report: "name=n/size[T] ..." per event (T: it has a ticket).
+
+    A stray event (not the incident's main one) with a ticket also shows its title, the lead for finding out why
+    those posts did not join the matter.
+    """
     from sqlalchemy import func
 
-    from core.db.models import EventMemberRow, TicketRow
+    from core.db.models import EventMemberRow, EventRow, TicketRow
 
     parts = []
     for name in sorted(incident_posts):
         events = _events_of(session, incident_posts[name])
         shown = []
-        for event_id, n in events.most_common(4):
+        for rank, (event_id, n) in enumerate(events.most_common(4)):
             size = session.query(func.count()).select_from(EventMemberRow).filter(
                 EventMemberRow.event_id == event_id).scalar()
             ticket = session.query(TicketRow.id).filter(TicketRow.event_id == event_id).first() is not None
-            shown.append(f"{n}/{size}{'[T]' if ticket else ''}")
+            mark = "[T]" if ticket else ""
+            if ticket and rank > 0:
+                title = session.query(EventRow.title).filter(EventRow.id == event_id).scalar() or ""
+                mark = f"[T {title[:STRAY_TITLE_CHARS]!r}]"
+            shown.append(f"{n}/{size}{mark}")
         more = f" +{len(events) - 4} more" if len(events) > 4 else ""
         parts.append(f"{name}={' '.join(shown)}{more}")
     return ", ".join(parts) or "none"

@@ -42,7 +42,7 @@ def test_incident_reports_count_tickets_and_show_where_the_posts_went(tmp_path) 
     try:
         with container.db.transaction() as s:
             for event_id in ("e-incident", "e-everyday", "e-quiet"):
-                s.add(EventRow(id=event_id, first_seen=now, last_seen=now))
+                s.add(EventRow(id=event_id, first_seen=now, last_seen=now, title=f"title of {event_id}"))
             s.flush()
             members = {"e-incident": [f"i{k}" for k in range(5)] + ["b0"],
                        "e-everyday": ["i5", "i6"] + [f"b{k}" for k in range(1, 9)], "e-quiet": ["i7"]}
@@ -55,6 +55,6 @@ def test_incident_reports_count_tickets_and_show_where_the_posts_went(tmp_path) 
         with container.db.session() as s:
             # Stray posts in an everyday event with its own ticket count against the incident.
             assert _tickets_by_incident(s, incident) == {"a1": {"t-incident", "t-everyday"}, "a2": set()}
-            assert _incident_events(s, incident) == "a1=5/6[T] 2/10[T] 1/1, a2="
+            assert _incident_events(s, incident) == "a1=5/6[T] 2/10[T 'title of e-everyday'] 1/1, a2="
     finally:
         container.close()
