@@ -341,9 +341,10 @@ def dice(a: frozenset[str], b: frozenset[str]) -> float:
 
 DISTRICT_CONTAINMENT = 0.4  # share of a post's matter words a district's breaking matter must already use
 PLACE_BURST_POSTS = 2  # posts naming a place within place_join_minutes that make an event "breaking" there
-# ... and the event itself must be moving: this many posts (any wording, any place) within VELOCITY_SECONDS.
-# A place named all day (a big compound, a school) always has a few small everyday events that name it twice;
-# a breaking matter draws reposts and copies by the minute. (5 posts let a matter's first minutes scatter.)
+# ... and the event itself must be moving: this many posts (any wording, any place) within VELOCITY_SECONDS, or
+# opened within VELOCITY_SECONDS. A place named all day (a big compound, a school) always has a few small everyday
+# events that name it twice; a breaking matter draws reposts and copies by the minute, and a decaying one must
+# not take the place's everyday posts in its tail.
 VELOCITY_POSTS = 3
 VELOCITY_SECONDS = 300.0
 REPLAY_MEMORY = 10_000  # assignments remembered for retried batches (far more than one batch)
@@ -501,6 +502,7 @@ class EventClusterer:
         self._event_posts: dict[str, int] = {}  # event -> posts indexed into it (the share naming a place)
         self._event_negative: dict[str, int] = {}  # event -> its negative posts (a breaking matter's mood)
         self._event_recent: dict[str, tuple[float, ...]] = {}  # event -> its latest VELOCITY_POSTS times
+        self._event_opened: dict[str, float] = {}  # event -> its first post's time
         self._anchors: dict[str, dict[str, _PlaceStat]] = {}  # anchor key -> event -> its use of the anchor
         self._sub_index: dict[str, set[str]] = {}  # substring (2+ chars) -> anchor keys containing it
         self._towns: dict[str, dict[str, _PlaceStat]] = {}  # town (or district key) -> event -> stats in window
@@ -573,6 +575,7 @@ class EventClusterer:
             self._event_posts.pop(event_id, None)
             self._event_negative.pop(event_id, None)
             self._event_recent.pop(event_id, None)
+            self._event_opened.pop(event_id, None)
             self._members.pop(event_id, None)
             self._anchored.discard(event_id)
             self._with_anchor.discard(event_id)
@@ -847,7 +850,11 @@ class EventClusterer:
         return breaking
 
     def _moving(self, event_id: str, ts: float) -> bool:
-        """Did the event take ``VELOCITY_POSTS`` posts within ``VELOCITY_SECONDS`` before ``ts`` (or after)?"""
+        """Is the event young (opened within ``VELOCITY_SECONDS``), or did it take ``VELOCITY_POSTS`` posts within
+        ``VELOCITY_SECONDS`` of ``ts``? A matter's first minutes count: its second eyewitness may come before its
+        third post."""
+        if abs(ts - self._event_opened.get(event_id, float("-inf"))) <= VELOCITY_SECONDS:
+            return True
         recent = self._event_recent.get(event_id, ())
         return len(recent) >= VELOCITY_POSTS and abs(ts - recent[0]) <= VELOCITY_SECONDS
 
@@ -990,6 +997,7 @@ class EventClusterer:
         self._event_last[event_id] = max(self._event_last.get(event_id, float("-inf")), ts)
         self._event_posts[event_id] = self._event_posts.get(event_id, 0) + 1
         self._event_recent[event_id] = tuple(sorted((*self._event_recent.get(event_id, ()), ts))[-VELOCITY_POSTS:])
+        self._event_opened[event_id] = min(self._event_opened.get(event_id, ts), ts)
         if negative:
             self._event_negative[event_id] = self._event_negative.get(event_id, 0) + 1
         for anchor in anchors:
