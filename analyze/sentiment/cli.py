@@ -38,7 +38,8 @@ def train_sentiment(
     pretrain_minutes: float = typer.Option(_DEFAULTS.pretrain_minutes, help="MLM pre-training on the texts first"),
     hidden: int = typer.Option(_DEFAULTS.hidden, help="hidden size"),
     layers: int = typer.Option(_DEFAULTS.layers, help="encoder layers"),
-    distill: float = typer.Option(_DEFAULTS.distill, help="weight of the TF-IDF teacher's soft targets (0: off)"),
+    distill: float = typer.Option(_DEFAULTS.distill, help="weight of the teacher's soft targets (0: off)"),
+    teacher: str = typer.Option(_DEFAULTS.teacher, help="distillation teacher: tfidf or ngram-ensemble"),
     max_length: int = typer.Option(_DEFAULTS.max_length, help="tokens per text (longer: head + tail kept)"),
     ema: float = typer.Option(_DEFAULTS.ema, help="decay of the evaluated weight average (0: raw weights)"),
     upsample: str = typer.Option(",".join(f"{k}={v}" for k, v in _DEFAULTS.upsample.items()),
@@ -49,8 +50,10 @@ def train_sentiment(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes, pretrain_minutes=pretrain_minutes,
-                         hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill,
+                         hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill, teacher=teacher,
                          max_length=max_length, upsample=_parse_upsample(upsample), ema=ema)
+    if teacher not in ("tfidf", "ngram-ensemble"):
+        raise typer.BadParameter(f"--teacher: expected tfidf or ngram-ensemble, got {teacher!r}")
     try:
         info = train_model(out, data_dir=data or default_data_dir(), config=config)
     except DataError as exc:

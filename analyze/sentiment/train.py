@@ -136,6 +136,8 @@ class TrainConfig:
     max_length: int = 160
     batch_size: int = 32
     lr: float = 1e-3
+    # Fine-tuning starts from the pre-trained encoder: a lower peak LR keeps what MLM taught it.
+    finetune_lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.06
     dropout: float = 0.1
@@ -148,6 +150,8 @@ class TrainConfig:
     mask_rate: float = 0.15
     distill: float = 0.5
     distill_folds: int = 4
+    # "tfidf" (the baseline alone) or "ngram-ensemble" (three n-gram views, analyze/sentiment/teacher.py).
+    teacher: str = "tfidf"
     # Decay of the weight moving average that is evaluated and saved (0: the raw weights).
     ema: float = 0.999
 
@@ -400,15 +404,19 @@ def fit_temperature(logits, labels) -> float:
     return min(50.0, max(0.05, float(log_t.exp().item())))
 
 
-def teacher_probabilities(rows: Sequence[LabelledText], *, folds: int, seed: int) -> dict[str, float]:
+def teacher_probabilities(rows: Sequence[LabelledText], *, folds: int, seed: int,
+                          kind: str = "tfidf") -> dict[str, float]:
     """P(positive) of each train text by a TF-IDF model that never saw it (``folds``-fold cross-fitting).
 
     These soft targets are the knowledge-distillation teacher: a character n-gram model errs on other texts
     than a small transformer does, so learning from both the hard labels and its probabilities gives the
     student what the bag of n-grams knows plus what word order and context add.
     """
+    from analyze.sentiment.teacher import NgramEnsembleTeacher
     from analyze.sentiment.tfidf import TfidfSentiment
 
+    if kind not in ("tfidf", "ngram-ensemble"):
+        raise ValueError(f"unknown teacher {kind!r}: expected 'tfidf' or 'ngram-ensemble'")
     labelled: dict[str, int] = {}
     for row in rows:
         labelled.setdefault(row.text, row.label)
@@ -418,9 +426,12 @@ def teacher_probabilities(rows: Sequence[LabelledText], *, folds: int, seed: int
     for k in range(folds):
         fit_texts = [t for t, f in zip(texts, fold_of, strict=True) if f != k]
         held = [t for t, f in zip(texts, fold_of, strict=True) if f == k]
-        model = TfidfSentiment().fit(fit_texts, [labelled[t] for t in fit_texts])
-        for text, p_negative in zip(held, model.predict_negative(held), strict=True):
-            out[text] = 1.0 - p_negative
+        fit_labels = [labelled[t] for t in fit_texts]
+        if kind == "tfidf":
+            p_positive = [1.0 - p for p in TfidfSentiment().fit(fit_texts, fit_labels).predict_negative(held)]
+        else:
+            p_positive = NgramEnsembleTeacher().fit(fit_texts, fit_labels).predict_positive(held)
+        out.update(zip(held, p_positive, strict=True))
         logger.info("teacher fold %d/%d: %d texts", k + 1, folds, len(held))
     return out
 
@@ -462,7 +473,8 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     train_ids = encode([r.text for r in train_rows])
     train_y = torch.tensor([r.label for r in train_rows], dtype=torch.long)
     if config.distill > 0:
-        teacher = teacher_probabilities(train_rows, folds=config.distill_folds, seed=config.seed)
+        teacher = teacher_probabilities(train_rows, folds=config.distill_folds, seed=config.seed,
+                                        kind=config.teacher)
         teacher_pos = torch.tensor([teacher[r.text] for r in train_rows], dtype=torch.float32)
         soft_y = torch.stack([1.0 - teacher_pos, teacher_pos], dim=1)
     else:
@@ -498,7 +510,7 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
+        lr=config.finetune_lr,
         betas=(0.9, 0.98),
         eps=1e-6,
     )

@@ -79,17 +79,25 @@ def _write_corpora(directory: Path, copies: int = 6) -> None:
         (directory / f"{name}.dev.csv").write_text("label,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
-def test_teacher_probabilities_cover_every_text_and_follow_the_labels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["tfidf", "ngram-ensemble"])
+def test_teacher_probabilities_cover_every_text_and_follow_the_labels(kind: str) -> None:
     from analyze.sentiment.train import LabelledText, teacher_probabilities
 
     rows = [LabelledText(1, f"{t}{i}") for i in range(8) for t in GOOD]
     rows += [LabelledText(0, f"{t}{i}") for i in range(8) for t in BAD]
-    probs = teacher_probabilities(rows + rows[:5], folds=4, seed=1)  # duplicates are one text
+    probs = teacher_probabilities(rows + rows[:5], folds=4, seed=1, kind=kind)  # duplicates are one text
     assert set(probs) == {r.text for r in rows}
     assert all(0.0 <= p <= 1.0 for p in probs.values())
     mean_good = sum(probs[r.text] for r in rows if r.label == 1) / sum(r.label for r in rows)
     mean_bad = sum(probs[r.text] for r in rows if r.label == 0) / sum(1 - r.label for r in rows)
     assert mean_good > 0.5 > mean_bad
+
+
+def test_an_unknown_teacher_is_refused_by_name() -> None:
+    from analyze.sentiment.train import LabelledText, teacher_probabilities
+
+    with pytest.raises(ValueError, match="unknown teacher 'bert'"):
+        teacher_probabilities([LabelledText(1, "好")], folds=2, seed=1, kind="bert")
 
 
 def test_train_model_end_to_end_with_pretraining_and_distillation(tmp_path: Path) -> None:
@@ -139,3 +147,16 @@ def test_stepper_averages_weights_and_swaps_them_in_only_inside_the_context() ->
     plain(torch.nn.functional.mse_loss(layer(x), y))
     with plain.swapped():
         assert torch.equal(layer.weight.detach(), next(iter(layer.parameters())).detach())
+
+
+def test_train_cli_refuses_an_unknown_teacher_before_training(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "sentiment", "--teacher", "bert", "--out", str(out),
+                                      "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--teacher" in result.output and "ngram-ensemble" in result.output
+    assert not out.exists()
