@@ -49,11 +49,12 @@ def train_sentiment(
     from analyze.sentiment.train import train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes, pretrain_minutes=pretrain_minutes,
-                         hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill, teacher=teacher,
-                         max_length=max_length, upsample=_parse_upsample(upsample), ema=ema)
-    if teacher not in ("tfidf", "ngram-ensemble"):
-        raise typer.BadParameter(f"--teacher: expected tfidf or ngram-ensemble, got {teacher!r}")
+    try:
+        config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes, pretrain_minutes=pretrain_minutes,
+                             hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill,
+                             teacher=teacher, max_length=max_length, upsample=_parse_upsample(upsample), ema=ema)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--teacher: {exc}") from exc
     try:
         info = train_model(out, data_dir=data or default_data_dir(), config=config)
     except DataError as exc:

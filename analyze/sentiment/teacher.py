@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-_TEXT_CAP = 5000  # chars, as in TfidfSentiment
+from analyze.sentiment.tfidf import TfidfSentiment, clean_text
 
 
 class NgramEnsembleTeacher:
@@ -31,10 +31,11 @@ class NgramEnsembleTeacher:
         """Fit the three models on labelled texts (1 positive, 0 negative)."""
         import numpy as np
 
-        cleaned = [_clean(t) for t in texts]
+        cleaned = [clean_text(t) for t in texts]
         y = np.asarray(labels)
+        baseline = TfidfSentiment(c=self.c, min_df=self.min_df).fit(cleaned, list(labels))
         self._models = [
-            self._fit_lr([self._chars(3)], cleaned, y, nb=False),
+            lambda batch: 1.0 - np.asarray(baseline.predict_negative(batch)),
             self._fit_lr([self._chars(4), self._words()], cleaned, y, nb=True),
             self._fit_lr([self._chars(3), self._words()], cleaned, y, nb=False),
         ]
@@ -46,7 +47,7 @@ class NgramEnsembleTeacher:
 
         if not self._models:
             raise RuntimeError("NgramEnsembleTeacher is not fitted: call fit()")
-        cleaned = [_clean(t) for t in texts]
+        cleaned = [clean_text(t) for t in texts]
         return [float(p) for p in np.mean([m(cleaned) for m in self._models], axis=0)]
 
     def _chars(self, n: int):
@@ -91,7 +92,3 @@ class NgramEnsembleTeacher:
             return clf.predict_proba(features)[:, positive]
 
         return predict
-
-
-def _clean(text: str) -> str:
-    return str(text).strip()[:_TEXT_CAP]

@@ -41,7 +41,7 @@ class TfidfSentiment(SentimentModel):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         if set(labels) != {0, 1}:
             raise ValueError(f"labels must contain both 0 and 1, got {sorted(set(labels))}")
-        x = self._vectorizer.fit_transform([_clean(t) for t in texts])
+        x = self._vectorizer.fit_transform([clean_text(t) for t in texts])
         self._clf.fit(x, list(labels))
         self._fitted = True
         return self
@@ -52,7 +52,7 @@ class TfidfSentiment(SentimentModel):
             raise RuntimeError("TfidfSentiment is not fitted: call fit() or load()")
         if not texts:
             return []
-        cleaned = [_clean(t) for t in texts]
+        cleaned = [clean_text(t) for t in texts]
         proba = self._clf.predict_proba(self._vectorizer.transform(cleaned))
         neg_col = list(self._clf.classes_).index(0)
         return [0.5 if not c else float(p) for c, p in zip(cleaned, proba[:, neg_col], strict=True)]
@@ -101,7 +101,8 @@ class TfidfSentiment(SentimentModel):
         return model
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
+    """The text as the n-gram models see it: stripped and capped at ``_TEXT_CAP`` chars."""
     return str(text).strip()[:_TEXT_CAP]
 
 

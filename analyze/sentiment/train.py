@@ -46,6 +46,7 @@ DATASETS = ("waimai", "hotel", "shopping")
 TEST_FRACTION = 0.10
 VAL_FRACTION = 0.05
 NEGATIVE, POSITIVE = 0, 1
+TEACHERS = ("tfidf", "ngram-ensemble")  # distillation teachers (TrainConfig.teacher)
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Keyword names of the special tokens for PreTrainedTokenizerFast (pad first: id 0).
 _SPECIAL_KWARGS = dict(zip(["pad_token", "unk_token", "cls_token", "sep_token", "mask_token"], SPECIAL_TOKENS,
@@ -136,7 +137,7 @@ class TrainConfig:
     max_length: int = 160
     batch_size: int = 32
     lr: float = 1e-3
-    # Fine-tuning starts from the pre-trained encoder: a lower peak LR keeps what MLM taught it.
+    # Peak LR of fine-tuning (``lr`` is MLM's); 3e-4 was tried and did no better (model card).
     finetune_lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: float = 0.06
@@ -150,8 +151,12 @@ class TrainConfig:
     mask_rate: float = 0.15
     distill: float = 0.5
     distill_folds: int = 4
-    # "tfidf" (the baseline alone) or "ngram-ensemble" (three n-gram views, analyze/sentiment/teacher.py).
+    # One of TEACHERS: the baseline alone, or three n-gram views (analyze/sentiment/teacher.py).
     teacher: str = "tfidf"
+
+    def __post_init__(self) -> None:
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"unknown teacher {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
     # Decay of the weight moving average that is evaluated and saved (0: the raw weights).
     ema: float = 0.999
 
@@ -406,7 +411,7 @@ def fit_temperature(logits, labels) -> float:
 
 def teacher_probabilities(rows: Sequence[LabelledText], *, folds: int, seed: int,
                           kind: str = "tfidf") -> dict[str, float]:
-    """P(positive) of each train text by a TF-IDF model that never saw it (``folds``-fold cross-fitting).
+    """P(positive) of each train text by an n-gram ``kind`` teacher that never saw it (``folds``-fold cross-fitting).
 
     These soft targets are the knowledge-distillation teacher: a character n-gram model errs on other texts
     than a small transformer does, so learning from both the hard labels and its probabilities gives the
@@ -415,8 +420,8 @@ def teacher_probabilities(rows: Sequence[LabelledText], *, folds: int, seed: int
     from analyze.sentiment.teacher import NgramEnsembleTeacher
     from analyze.sentiment.tfidf import TfidfSentiment
 
-    if kind not in ("tfidf", "ngram-ensemble"):
-        raise ValueError(f"unknown teacher {kind!r}: expected 'tfidf' or 'ngram-ensemble'")
+    if kind not in TEACHERS:
+        raise ValueError(f"unknown teacher {kind!r}: expected one of {', '.join(TEACHERS)}")
     labelled: dict[str, int] = {}
     for row in rows:
         labelled.setdefault(row.text, row.label)
