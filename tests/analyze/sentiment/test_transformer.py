@@ -140,3 +140,16 @@ def test_missing_or_broken_dir_fails_at_construction(tmp_path: Path) -> None:
     (tmp_path / "broken" / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(RuntimeError, match="cannot load"):
         TransformerSentiment(tmp_path / "broken")
+
+
+def test_loading_turns_onednn_off_and_scores_stay_the_same(shipped: TransformerSentiment) -> None:
+    """oneDNN caches a kernel per batch shape without bound (module docstring); its absence changes no score."""
+    texts = NEGATIVE_TEXTS + POSITIVE_TEXTS
+    assert torch.backends.mkldnn.enabled is False
+    without = shipped.predict_negative(texts)
+    torch.backends.mkldnn.enabled = True
+    try:
+        with_onednn = shipped.predict_negative(texts)
+    finally:
+        torch.backends.mkldnn.enabled = False
+    assert without == pytest.approx(with_onednn, abs=1e-4)
