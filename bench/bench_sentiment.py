@@ -83,19 +83,12 @@ def _varied_shapes_growth(*, onednn: bool) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _score_varied_shapes(onednn: bool) -> None:
     """Child process of ``_varied_shapes_growth``: prints one JSON line with the RSS figures."""
     import torch
 
     from analyze.sentiment.transformer import TransformerSentiment
+    from bench.bench_soak import _rss_mb
 
     texts = _texts()
     model = TransformerSentiment(threads=1, batch_size=64)
