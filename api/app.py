@@ -19,8 +19,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.deps import Reader, can_see_ticket
+from api.overview_cache import TtlCache
 from core.errors import BackendUnavailable, ConflictError, Forbidden, InvalidTransition, NotFound
 from core.runtime import Pipeline
+from core.store.base import Overview
 from core.wiring import Container
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
     app.state.broadcaster = broadcaster
     app.state.deadline_policy = container.deadline_policy
     app.state.required_approvals = settings.alerts.required_approvals
+    app.state.overview_cache = TtlCache[Overview](settings.api.overview_cache_s)
     if pipeline is not None:
         pipeline.ticket_listeners.append(broadcaster.publish)
 

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from api.overview_cache import TtlCache
 from core.runtime import Pipeline
 from core.settings import Settings
-from core.store.base import PostStore
+from core.store.base import Overview, PostStore
 from core.wiring import Container
 
 PRIVILEGED_ROLES = frozenset({"admin", "analyst"})
@@ -48,6 +49,12 @@ def get_post_store(request: Request) -> PostStore:
     return store
 
 
+def get_overview_cache(request: Request) -> TtlCache[Overview]:
+    """The shared cache of live overviews (see api/overview_cache.py)."""
+    cache: TtlCache[Overview] = request.app.state.overview_cache
+    return cache
+
+
 def get_pipeline(request: Request) -> Pipeline:
     """The ingest entry point."""
     pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
@@ -80,5 +87,6 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DbSession = Annotated[Session, Depends(get_session)]
 PostStoreDep = Annotated[PostStore, Depends(get_post_store)]
+OverviewCacheDep = Annotated[TtlCache[Overview], Depends(get_overview_cache)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 Reader = Annotated[Any, Depends(reader)]

@@ -126,6 +126,14 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _sqlite_mb() -> float:
+    """What SQLite holds in this process, in MiB (-1 when the library does not say)."""
+    from core.memory import sqlite_memory_bytes
+
+    held = sqlite_memory_bytes()
+    return -1.0 if held is None else held / 2**20
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -256,6 +264,7 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     server, server_thread, base_url = _serve(app)
     dashboard = _Dashboard(base_url, poll_s, _analyst_token(container))
     rss_start = _rss_mb()
+    sqlite_start = _sqlite_mb()
     dashboard.start()
 
     def dead_letter(raw: bytes, source: str | None, exc: Exception) -> None:
@@ -273,7 +282,8 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
             rss_now = _rss_mb()
             rss_max = max(rss_max, rss_now)
             if int((next_rss - feed.started) // 30) % 10 == 0:  # every 5 minutes
-                rss_timeline.append(f"{(next_rss - feed.started) / 60:.0f}min={rss_now:.0f}")
+                rss_timeline.append(f"{(next_rss - feed.started) / 60:.0f}min={rss_now:.0f}"
+                                    f" (sqlite {_sqlite_mb():.0f})")
             next_rss += 30
     t0 = feed.started
     fed_s = time.perf_counter() - t0
@@ -282,6 +292,7 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     dashboard.stop_event.set()
     dashboard.join(60)
     rss_end = _rss_mb()
+    sqlite_end = _sqlite_mb()
     clusterer_state = container.clusterer.stats()
     store.refresh()
 
@@ -315,6 +326,9 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     report("soak.rss_end_mb", rss_end)
     report("soak.rss_max_mb", max(rss_max, rss_end))
     report("soak.rss_timeline_mb", ", ".join(rss_timeline) or "n/a")
+    # SQLite's own allocations (page caches, capped by PRAGMA cache_size per connection): part of the RSS.
+    report("soak.sqlite_memory_start_mb", sqlite_start)
+    report("soak.sqlite_memory_end_mb", sqlite_end)
     report("soak.clusterer_state", " ".join(f"{k}={v}" for k, v in clusterer_state.items()))
     report("soak.dashboard_polls", dashboard.polls)
     report("soak.dashboard_poll_p95_ms", _pct(dashboard.latencies, 0.95) * 1000)

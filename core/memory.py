@@ -41,6 +41,33 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+@lru_cache(maxsize=1)
+def _libsqlite() -> ctypes.CDLL | None:
+    """The SQLite library Python's ``sqlite3`` module uses, when it is a shared library (None otherwise)."""
+    import sqlite3  # noqa: F401 - loads the library first, so CDLL below returns that same copy
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        _ = lib.sqlite3_status64
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+def sqlite_memory_bytes() -> int | None:
+    """Bytes SQLite has allocated in this process (all connections, page caches included); None if unknown."""
+    lib = _libsqlite()
+    if lib is None:
+        return None
+    current, highwater = ctypes.c_int64(), ctypes.c_int64()
+    if lib.sqlite3_status64(0, ctypes.byref(current), ctypes.byref(highwater), 0) != 0:  # SQLITE_STATUS_MEMORY_USED
+        return None
+    return int(current.value)
+
+
 def limit_arenas(count: int) -> bool:
     """Cap glibc's malloc arenas at ``count`` for arenas created from now on; True if applied."""
     libc = _glibc()

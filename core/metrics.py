@@ -29,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, literal_column, select
 
+from core.memory import sqlite_memory_bytes
 from core.records import utcnow
 
 if TYPE_CHECKING:
@@ -183,6 +184,11 @@ class YuqingCollector(Collector):
         loaded = GaugeMetricFamily("yuqing_sentiment_model_loaded", "1 when the sentiment model is in memory")
         loaded.add_metric([], 1.0 if "sentiment" in self.container.__dict__ else 0.0)
         yield loaded
+        held = sqlite_memory_bytes()
+        if held is not None:  # page caches are most of it: attributes this process's RSS
+            sqlite = GaugeMetricFamily("yuqing_sqlite_memory_bytes", "Memory SQLite holds in this process")
+            sqlite.add_metric([], float(held))
+            yield sqlite
         pipeline = self.pipeline
         if pipeline is None:
             return

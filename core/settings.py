@@ -161,6 +161,8 @@ class ApiSettings(BaseModel):
     max_ingest_batch: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     page_size_max: int = Field(default=200, ge=1)
+    # The live overview (no from/to) is computed once per this many seconds for all dashboards; 0 = never cached.
+    overview_cache_s: float = Field(default=10.0, ge=0)
     session_secret: SecretStr = SecretStr("change-me-in-production")
     cors_origins: list[str] = Field(default_factory=list)
     # Per-address rate limits (token buckets) on the two doors an attacker knocks on.

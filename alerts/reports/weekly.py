@@ -164,14 +164,13 @@ def _concerns(ticket: TicketRow, unit: str | None) -> bool:
 def _samples(event: EventRow, tickets: Sequence[TicketRow], post_store: PostStore | None) -> list[str]:
     texts: list[str] = []
     if post_store is not None:
-        for pid in list(event.representative_ids or [])[:SAMPLES_PER_EVENT]:
-            try:
-                post = post_store.get(str(pid))
-            except Exception:  # a report must not fail because the post store is down
-                log.warning("post store unavailable for report samples", exc_info=True)
-                break
-            if post is not None:
-                texts.append(post.text_masked or post.title_masked or "")
+        wanted = [str(pid) for pid in list(event.representative_ids or [])[:SAMPLES_PER_EVENT]]
+        try:
+            found = post_store.get_many(wanted) if wanted else {}
+        except Exception:  # a report must not fail because the post store is down
+            log.warning("post store unavailable for report samples", exc_info=True)
+            found = {}
+        texts.extend(found[pid].text_masked or found[pid].title_masked or "" for pid in wanted if pid in found)
     if not texts:
         for t in tickets:
             extra = t.extra.get("samples") if isinstance(t.extra, dict) else None

@@ -12,18 +12,22 @@ from alerts.events import service as event_service
 from api.deps import DbSession, PostStoreDep, Reader, SettingsDep, is_privileged, unprocessable
 from api.schemas import EventOut, EventPageOut, PostOut
 from core.db.models import EventRow, TicketRow
-from core.records import Event
+from core.records import AnalyzedPost, Event
 from core.store.base import PostStore
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 
 
-def _event_out(event: Event, *, store: PostStore, ticket_id: str | None, privileged: bool, samples: int) -> EventOut:
-    reps = []
-    for pid in event.representative_ids[:samples]:
-        post = store.get(pid)
-        if post is not None:
-            reps.append(PostOut.from_post(post, privileged=privileged))
+def _representatives(events: list[Event], *, store: PostStore, samples: int) -> dict[str, AnalyzedPost]:
+    """The sample posts of every event on the page, in one post-store read (not one per post)."""
+    wanted = [pid for event in events for pid in event.representative_ids[:samples]]
+    return store.get_many(wanted) if wanted else {}
+
+
+def _event_out(event: Event, *, posts: dict[str, AnalyzedPost], ticket_id: str | None, privileged: bool,
+               samples: int) -> EventOut:
+    reps = [PostOut.from_post(posts[pid], privileged=privileged)
+            for pid in event.representative_ids[:samples] if pid in posts]
     return EventOut(
         **event.model_dump(), negative_share_pct=round(100 * event.negative_share, 1),
         representatives=reps, ticket_id=ticket_id,
@@ -56,9 +60,10 @@ def list_events(
         ).all()
     )
     privileged = is_privileged(user)
+    posts = _representatives(events, store=store, samples=samples)
     return EventPageOut(
         total=total,
-        items=[_event_out(e, store=store, ticket_id=tickets.get(e.id), privileged=privileged, samples=samples)
+        items=[_event_out(e, posts=posts, ticket_id=tickets.get(e.id), privileged=privileged, samples=samples)
                for e in events],
     )
 
@@ -72,4 +77,5 @@ def get_event(event_id: str, session: DbSession, store: PostStoreDep, user: Read
     ticket_id = session.execute(
         select(TicketRow.id).where(TicketRow.event_id == event_id).order_by(TicketRow.created_at.desc())
     ).scalars().first()
-    return _event_out(event, store=store, ticket_id=ticket_id, privileged=is_privileged(user), samples=10)
+    posts = _representatives([event], store=store, samples=10)
+    return _event_out(event, posts=posts, ticket_id=ticket_id, privileged=is_privileged(user), samples=10)

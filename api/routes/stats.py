@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import PostStoreDep, reader, unprocessable
+from api.deps import OverviewCacheDep, PostStoreDep, reader, unprocessable
 from core.records import SentimentLabel, utcnow
-from core.store.base import Overview, PostQuery
+from core.store.base import Overview, PostQuery, PostStore
 from core.store.keywords import top_keywords
 
 router = APIRouter(prefix="/api/v1/stats", tags=["stats"], dependencies=[Depends(reader)])
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/api/v1/stats", tags=["stats"], dependencies=[Depends
 @router.get("/overview", response_model=Overview)
 def overview(
     store: PostStoreDep,
+    cache: OverviewCacheDep,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
     source: str | None = None,
@@ -27,9 +28,25 @@ def overview(
     district: str | None = None,
     interval: Literal["hour", "day"] | None = None,
 ) -> Overview:
-    """Counts by sentiment, topic, source and district, and a time series by sentiment."""
-    until = to or utcnow()
-    since = from_ or (until - timedelta(days=1))
+    """Counts by sentiment, topic, source and district, and a time series by sentiment.
+
+    Without ``from`` and ``to`` this is the live last 24 hours, shared by all clients for
+    ``api.overview_cache_s`` seconds (default 10).
+    """
+    if from_ is None and to is None:
+        return cache.get_or_compute(("live", source, topic, event_id, district, interval), lambda: _overview_of(
+            store, since=None, until=None, source=source, topic=topic, event_id=event_id, district=district,
+            interval=interval))
+    return _overview_of(store, since=from_, until=to, source=source, topic=topic, event_id=event_id,
+                       district=district, interval=interval)
+
+
+def _overview_of(store: PostStore, *, since: datetime | None, until: datetime | None, source: str | None,
+                topic: str | None, event_id: str | None, district: str | None,
+                interval: Literal["hour", "day"] | None) -> Overview:
+    """The overview of one window (default: the 24 hours up to now), hourly up to 3 days, else daily."""
+    until = until or utcnow()
+    since = since or (until - timedelta(days=1))
     if since > until:
         raise unprocessable(["query", "from"], "'from' is after 'to'")
     step = interval or ("hour" if until - since <= timedelta(days=3) else "day")

@@ -98,6 +98,10 @@ class PostStore(ABC):
         """One post by id."""
 
     @abstractmethod
+    def get_many(self, post_ids: Sequence[str]) -> dict[str, AnalyzedPost]:
+        """The stored posts among ``post_ids``, by id, in one round trip (missing ids are left out)."""
+
+    @abstractmethod
     def search(self, query: PostQuery) -> PostPage:
         """Full-text and filtered search, newest first, paginated."""
 

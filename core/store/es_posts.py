@@ -287,6 +287,17 @@ class ElasticsearchPostStore(PostStore):
         hits = result["hits"]["hits"]
         return AnalyzedPost.model_validate(hits[0]["_source"]["doc"]) if hits else None
 
+    def get_many(self, post_ids: Sequence[str]) -> dict[str, AnalyzedPost]:
+        """The stored posts among ``post_ids``, by id (one ids query per 1,000)."""
+        unique = list(dict.fromkeys(post_ids))
+        found: dict[str, AnalyzedPost] = {}
+        for i in range(0, len(unique), 1000):
+            chunk = unique[i:i + 1000]
+            result = self._search({"query": {"ids": {"values": chunk}}, "_source": ["doc"], "size": len(chunk)})
+            for hit in result["hits"]["hits"]:
+                found[hit["_id"]] = AnalyzedPost.model_validate(hit["_source"]["doc"])
+        return found
+
     def _filters(self, query: PostQuery) -> dict[str, Any]:
         must: list[dict[str, Any]] = []
         filters: list[dict[str, Any]] = []

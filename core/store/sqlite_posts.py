@@ -429,6 +429,20 @@ class SqlitePostStore(PostStore):
                                " WHERE p.id=?", (post_id,)).fetchone()
         return self._post(row[0], row[1]) if row else None
 
+    def get_many(self, post_ids: Sequence[str]) -> dict[str, AnalyzedPost]:
+        """The stored posts among ``post_ids``, by id."""
+        unique = list(dict.fromkeys(post_ids))
+        found: dict[str, AnalyzedPost] = {}
+        with self._reading() as conn:
+            for i in range(0, len(unique), _CHUNK):
+                chunk = unique[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = ("SELECT p.id, d.doc, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"  # noqa: S608
+                       f" WHERE p.id IN ({marks})")  # only placeholders are formatted in
+                for pid, doc, signature in conn.execute(sql, chunk):
+                    found[pid] = self._post(doc, signature)
+        return found
+
     def _match(self, query: PostQuery) -> str | None:
         """The FTS expression for ``query.q``, or None when it has no indexable words."""
         if not (query.q and query.q.strip()):

@@ -144,6 +144,20 @@ def test_events_hottest_first_with_representatives(client) -> None:
     assert c.get("/api/v1/events/nope").status_code == 404
 
 
+def test_a_page_of_events_reads_its_sample_posts_in_one_go(client, monkeypatch) -> None:
+    # The dashboard polls this page: one post-store read per sample post (N+1) swamped Elasticsearch.
+    c, container = client
+    store = container.post_store
+    reads: list[int] = []
+    real_get_many = store.get_many
+    monkeypatch.setattr(store, "get", lambda post_id: pytest.fail(f"per-post read of {post_id}"))
+    monkeypatch.setattr(store, "get_many", lambda ids: reads.append(len(ids)) or real_get_many(ids))
+    events = c.get("/api/v1/events", params={"limit": 10, "samples": 3}).json()["items"]
+    assert len(reads) == 1
+    shown = sum(len(e["representatives"]) for e in events)
+    assert shown == reads[0] >= len(events) >= 2  # every sample asked for is shown, each event has one
+
+
 def test_overview_counts_add_up(client) -> None:
     c, _ = client
     r = c.get("/api/v1/stats/overview", params={"from": "2026-11-19T00:00:00Z", "to": "2026-11-21T00:00:00Z"})

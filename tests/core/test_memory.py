@@ -62,3 +62,21 @@ def test_tune_process_starts_one_trimmer_per_process():
     assert memory.tune_process(arenas=2, trim_interval_s=60) is first
     if memory._glibc() is not None:
         assert first is not None
+
+
+@pytest.mark.skipif(memory.sqlite_memory_bytes() is None, reason="sqlite3 is not a shared library here")
+def test_sqlite_memory_follows_a_connections_page_cache():
+    import sqlite3
+
+    before = memory.sqlite_memory_bytes()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", (("x" * 200,) for _ in range(50_000)))
+    conn.commit()
+    filled = memory.sqlite_memory_bytes()
+    conn.close()
+    closed = memory.sqlite_memory_bytes()
+    assert before is not None and filled is not None and closed is not None
+    assert filled - before > 8 * 2**20, (before, filled)  # ~10 MB of rows sit in the page cache
+    assert filled - closed > 8 * 2**20, (filled, closed)  # and closing gives it back

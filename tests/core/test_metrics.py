@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core import memory
 from core.bus.base import TOPIC_RAW, Message
 from core.db.models import DeadLetterRow, JobRunRow, OutboxRow, TargetStatusRow, TicketRow
 from core.metrics import build_registry, instrument_pipeline, reason_kind, send_error_kind
@@ -154,6 +155,8 @@ def test_ingest_dead_letters_bus_backlog_and_stage_batches(stack) -> None:
     assert value(samples, "yuqing_worker_batches_total", worker="probe") == 2
     assert value(samples, "yuqing_worker_up", worker="probe") == 0  # never started as a thread
     assert value(samples, "yuqing_sentiment_model_loaded") == 0
+    if memory.sqlite_memory_bytes() is not None:  # the embedded stack holds SQLite connections open
+        assert value(samples, "yuqing_sqlite_memory_bytes") > 0
 
 
 def test_a_failing_part_is_reported_not_fatal(stack, tmp_path: Path) -> None:

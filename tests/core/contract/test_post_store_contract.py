@@ -81,6 +81,13 @@ def test_get_returns_the_full_record(filled: PostStore, posts: list[AnalyzedPost
     assert filled.get("missing") is None
 
 
+def test_get_many_returns_the_stored_ones_by_id(filled: PostStore, posts: list[AnalyzedPost]) -> None:
+    wanted = [posts[4].id, "missing", posts[1].id, posts[4].id]
+    assert filled.get_many(wanted) == {posts[4].id: posts[4], posts[1].id: posts[1]}
+    assert filled.get_many([]) == {}
+    assert filled.get_many([p.id for p in posts] * 300) == {p.id: p for p in posts}  # past one chunk
+
+
 def test_search_by_chinese_word(filled: PostStore, posts: list[AnalyzedPost]) -> None:
     page = filled.search(PostQuery(q="噪音"))
     assert page.total == 2
