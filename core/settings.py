@@ -37,6 +37,9 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = Field(default=10_000, ge=1_000)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     group_prefix: str = "yuqing-"
+    # retention.ms of the topics this service creates (None: the broker's default, 7 days on stock Kafka).
+    # It bounds what a consumer can replay after an outage; existing topics keep their own setting.
+    retention_ms: int | None = Field(default=None, ge=60_000)
 
 
 class ElasticsearchSettings(BaseModel):

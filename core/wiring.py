@@ -53,7 +53,7 @@ def build_bus(settings: Settings) -> Bus:
             replication_factor=k.replication_factor, acks=k.acks, linger_ms=k.linger_ms,
             batch_size=k.batch_size, compression=k.compression, max_poll_records=k.max_poll_records,
             max_poll_interval_ms=k.max_poll_interval_ms, session_timeout_ms=k.session_timeout_ms,
-            request_timeout_ms=k.request_timeout_ms, group_prefix=k.group_prefix,
+            request_timeout_ms=k.request_timeout_ms, group_prefix=k.group_prefix, retention_ms=k.retention_ms,
         )
         bus.ensure_topics()  # create every topic with the configured partitions up front
         return bus

@@ -49,7 +49,7 @@ class KafkaBus(Bus):
     def __init__(self, *, bootstrap: str, topic_prefix: str, partitions: int, replication_factor: int,
                  acks: str, linger_ms: int, batch_size: int, compression: str, max_poll_records: int,
                  max_poll_interval_ms: int, session_timeout_ms: int, request_timeout_ms: int,
-                 group_prefix: str) -> None:
+                 group_prefix: str, retention_ms: int | None = None) -> None:
         module = _CODEC_PACKAGES.get(compression)
         if module and importlib.util.find_spec(module) is None:
             raise ValueError(f"compression={compression!r} needs the {module!r} package on the client"
@@ -67,6 +67,7 @@ class KafkaBus(Bus):
         self.session_timeout_ms = session_timeout_ms
         self.request_timeout_ms = request_timeout_ms
         self.group_prefix = group_prefix
+        self.retention_ms = retention_ms
         self._lock = threading.Lock()
         self._producer: Any = None
         self._known_topics: set[str] = set()
@@ -91,7 +92,8 @@ class KafkaBus(Bus):
                                      request_timeout_ms=self.request_timeout_ms,
                                      bootstrap_timeout_ms=self.request_timeout_ms)
             existing = set(admin.list_topics())
-            new = [NewTopic(self._name(t), self.partitions, self.replication_factor)
+            configs = {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
+            new = [NewTopic(self._name(t), self.partitions, self.replication_factor, topic_configs=configs)
                    for t in missing if self._name(t) not in existing]
             if new:
                 try:

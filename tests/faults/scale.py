@@ -633,12 +633,14 @@ def analyzed_items(posts: list[Any]) -> list[tuple[str | None, bytes]]:
 
 # -- input ------------------------------------------------------------------------------------------
 
-def demo_records(count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> list[dict[str, Any]]:
-    """``count`` demo records (posts and hotline messages with incidents), ending about a minute ago."""
+def demo_records(count: int, *, seed: int = 11, rate_per_min: float = 600.0,
+                 incidents: list[Any] | None = None) -> list[dict[str, Any]]:
+    """``count`` demo records (posts and hotline messages; the demo incidents unless ``incidents`` is given),
+    ending about a minute ago."""
     from ingest.demo import DemoStream
 
     span = timedelta(minutes=count / rate_per_min + 1)
-    stream = DemoStream(seed=seed, rate_per_min=rate_per_min, start=datetime.now(UTC) - span)
+    stream = DemoStream(seed=seed, rate_per_min=rate_per_min, start=datetime.now(UTC) - span, incidents=incidents)
     out: list[dict[str, Any]] = []
     for record in stream:
         if len(out) >= count:
@@ -647,9 +649,10 @@ def demo_records(count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> 
     return out
 
 
-def demo_posts(count: int, *, seed: int = 11, rate_per_min: float = 600.0) -> list[Any]:
-    """Validated Posts of the demo stream (what ingest publishes)."""
-    return parse_all(demo_records(count, seed=seed, rate_per_min=rate_per_min))
+def demo_posts(count: int, *, seed: int = 11, rate_per_min: float = 600.0,
+               incidents: list[Any] | None = None) -> list[Any]:
+    """Validated Posts of the demo stream (what ingest publishes); ``incidents=[]`` for everyday posts only."""
+    return parse_all(demo_records(count, seed=seed, rate_per_min=rate_per_min, incidents=incidents))
 
 
 def parse_all(records: list[dict[str, Any]]) -> list[Any]:

@@ -39,6 +39,28 @@ def test_topics_are_prefixed_and_created_with_the_configured_partitions(kafka_bo
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("retention_ms", [None, 900_000])
+def test_topics_get_the_configured_retention(kafka_bootstrap: str, retention_ms: int | None) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    bus = build(kafka_bootstrap, retention_ms=retention_ms)
+    bus.ensure_topics(["posts.raw"])
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10_000)
+    try:
+        [response] = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, bus.topic_prefix + "posts.raw",
+                                                            ["retention.ms"])])
+        entries = {row[0]: row[1] for row in response.resources[0][4]}
+    finally:
+        admin.close()
+        bus.close()
+    if retention_ms is None:
+        assert entries.get("retention.ms") in (None, str(7 * 24 * 3600 * 1000))  # the broker's default
+    else:
+        assert entries["retention.ms"] == str(retention_ms)
+
+
+@pytest.mark.kafka
 def test_gzip_compressed_messages_round_trip(kafka_bootstrap: str) -> None:
     bus = build(kafka_bootstrap, compression="gzip")
     consumer = bus.consumer(["z"], group="gz")
