@@ -27,9 +27,9 @@ Report = Any
 
 CALIBRATION_POSTS = int(os.environ.get("YUQING_SOAK_KAFKA_CALIBRATION_POSTS", "3000"))
 KINDS = ("analyze", "alerts", "scheduler", "sender")
-# Topics keep 15 minutes, far beyond the consumers' lag: noida-db re-serialises all it holds on every autosave
+# Topics keep 10 minutes, far beyond the consumers' lag: noida-db re-serialises all it holds on every autosave
 # (half its CPU 13 minutes into a soak), so an unbounded topic slows the emulator, not the service, down.
-RETENTION_MS = int(os.environ.get("YUQING_SOAK_KAFKA_RETENTION_MS", "900000"))
+RETENTION_MS = int(os.environ.get("YUQING_SOAK_KAFKA_RETENTION_MS", "600000"))
 
 
 def _rss_mb(pid: int) -> float:
@@ -120,6 +120,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     from bench.bench_scale import _database, _deployment
     from bench.bench_soak import _analyst_token, _free_port
     from core.db.models import DeadLetterRow, EventMemberRow, TicketRow
+    from core.settings import ElasticsearchSettings, KafkaSettings
     from core.wiring import Container, build_bus
     from tests.faults.scale import demo_posts, raw_items, wait_for
     from tests.faults.scale import publish as publish_chunks
@@ -130,8 +131,15 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     with _database(tmp) as db_url, _deployment(tmp, partitions=3, db_url=db_url) as scale:
         # The product's defaults (shipped transformer sentiment, NER for citizen messages), not the fault
         # tests' cheapest model: this is the service as it runs.
-        scale.extra_env.update({"YUQING_ANALYZE__SENTIMENT_MODEL": "transformer", "YUQING_ANALYZE__NER": "citizen",
-                                "YUQING_LOG_LEVEL": "WARNING", "YUQING_KAFKA__RETENTION_MS": str(RETENTION_MS)})
+        # The fault tests' short timeouts (to fail fast) are put back to the product's defaults too.
+        kafka_defaults, es_defaults = KafkaSettings(), ElasticsearchSettings()
+        scale.extra_env.update({
+            "YUQING_ANALYZE__SENTIMENT_MODEL": "transformer", "YUQING_ANALYZE__NER": "citizen",
+            "YUQING_LOG_LEVEL": "WARNING", "YUQING_KAFKA__RETENTION_MS": str(RETENTION_MS),
+            "YUQING_KAFKA__SESSION_TIMEOUT_MS": str(kafka_defaults.session_timeout_ms),
+            "YUQING_KAFKA__REQUEST_TIMEOUT_MS": str(kafka_defaults.request_timeout_ms),
+            "YUQING_ES__REQUEST_TIMEOUT_S": str(es_defaults.request_timeout_s),
+        })
         workers = {kind: scale.worker(kind, kind) for kind in KINDS}
         api = _Api(scale, _free_port())
         engine = create_engine(db_url)

@@ -92,7 +92,11 @@ class KafkaBus(Bus):
                                      request_timeout_ms=self.request_timeout_ms,
                                      bootstrap_timeout_ms=self.request_timeout_ms)
             existing = set(admin.list_topics())
-            configs = {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
+            configs = {} if self.retention_ms is None else {
+                "retention.ms": str(self.retention_ms),
+                # Retention drops whole segments: roll them often enough that it can (the default is 7 days).
+                "segment.ms": str(max(60_000, self.retention_ms // 4)),
+            }
             new = [NewTopic(self._name(t), self.partitions, self.replication_factor, topic_configs=configs)
                    for t in missing if self._name(t) not in existing]
             if new:

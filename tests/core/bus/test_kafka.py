@@ -49,15 +49,18 @@ def test_topics_get_the_configured_retention(kafka_bootstrap: str, retention_ms:
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10_000)
     try:
         name = bus.topic_prefix + "posts.raw"
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name, ["retention.ms"])])
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                                           ["retention.ms", "segment.ms"])])
     finally:
         admin.close()
         bus.close()
-    entry = described["topic"][name].get("retention.ms")  # kafka-python 3: {type: {name: {config: {...}}}}
-    if retention_ms is None:  # not set on the topic: the broker's default applies
-        assert entry is None or entry["config_source"] != "DYNAMIC_TOPIC_CONFIG"
+    configs = described["topic"][name]  # kafka-python 3: {type: {name: {config: {...}}}}
+    if retention_ms is None:  # not set on the topic: the broker's defaults apply
+        assert all(entry["config_source"] != "DYNAMIC_TOPIC_CONFIG" for entry in configs.values())
     else:
-        assert entry["value"] == str(retention_ms) and entry["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        assert configs["retention.ms"]["value"] == str(retention_ms)
+        assert configs["segment.ms"]["value"] == str(retention_ms // 4)  # segments roll, so retention can drop them
+        assert configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
 
 
 @pytest.mark.kafka
