@@ -64,6 +64,41 @@ def test_topics_get_the_configured_retention(kafka_bootstrap: str, retention_ms:
 
 
 @pytest.mark.kafka
+def test_an_idle_member_does_not_spin_and_still_picks_up_at_once(kafka_bootstrap: str) -> None:
+    import resource
+    import time
+
+    def cpu_s() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    bus = build(kafka_bootstrap)
+    consumer = bus.consumer(["idle"], group="idle")
+    try:
+        for _ in range(30):  # join the group and own the partitions
+            consumer.poll(timeout_s=0.5)
+            if consumer.assignment():
+                break
+        assert consumer.assignment()
+        started_cpu, started = cpu_s(), time.monotonic()
+        while time.monotonic() - started < 3.0:
+            assert consumer.poll(timeout_s=1.0) == []
+        # A broker that answers empty fetches at once made kafka-python's wait spin a core (3 s of CPU here).
+        assert cpu_s() - started_cpu < 1.0
+        bus.publish("idle", b"wake up", key="k")
+        bus.flush(timeout_s=10)
+        got: list[bytes] = []
+        for _ in range(20):
+            got += [m.value for m in consumer.poll(timeout_s=0.5)]
+            if got:
+                break
+        assert got == [b"wake up"]
+    finally:
+        consumer.close()
+        bus.close()
+
+
+@pytest.mark.kafka
 def test_gzip_compressed_messages_round_trip(kafka_bootstrap: str) -> None:
     bus = build(kafka_bootstrap, compression="gzip")
     consumer = bus.consumer(["z"], group="gz")
