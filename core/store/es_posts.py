@@ -283,9 +283,7 @@ class ElasticsearchPostStore(PostStore):
 
     def get(self, post_id: str) -> AnalyzedPost | None:
         """One post by id, or None."""
-        result = self._search({"query": {"ids": {"values": [post_id]}}, "_source": ["doc"], "size": 1})
-        hits = result["hits"]["hits"]
-        return AnalyzedPost.model_validate(hits[0]["_source"]["doc"]) if hits else None
+        return self.get_many([post_id]).get(post_id)
 
     def get_many(self, post_ids: Sequence[str]) -> dict[str, AnalyzedPost]:
         """The stored posts among ``post_ids``, by id (one ids query per 1,000)."""

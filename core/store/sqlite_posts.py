@@ -424,10 +424,7 @@ class SqlitePostStore(PostStore):
 
     def get(self, post_id: str) -> AnalyzedPost | None:
         """One post by id, or None."""
-        with self._reading() as conn:
-            row = conn.execute("SELECT d.doc, d.signature FROM posts p JOIN post_docs d ON d.rid = p.rid"
-                               " WHERE p.id=?", (post_id,)).fetchone()
-        return self._post(row[0], row[1]) if row else None
+        return self.get_many([post_id]).get(post_id)
 
     def get_many(self, post_ids: Sequence[str]) -> dict[str, AnalyzedPost]:
         """The stored posts among ``post_ids``, by id."""
