@@ -7,9 +7,11 @@ scheduler, sender) and the API (``yuqing run --workers ""``) polled over HTTP by
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,42 @@ class _Api:
                 self.proc.wait(10)
 
 
+class _ServerPing(threading.Thread):
+    """Times a trivial request (``GET /`` on Elasticsearch) every few seconds: is the test server itself slow?
+
+    noida-db serves Kafka and Elasticsearch from one process, so when this ping takes seconds the workers'
+    fetches and bulk writes wait as long, whatever the service does.
+    """
+
+    def __init__(self, url: str, every_s: float = 5.0) -> None:
+        super().__init__(name="soak-server-ping", daemon=True)
+        self.url, self.every_s = url.rstrip("/") + "/", every_s
+        self.stop_event = threading.Event()
+        self.samples: list[tuple[float, float]] = []  # (perf_counter at start, seconds; 30.0 = no answer)
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=30.0) as client:
+            while not self.stop_event.wait(self.every_s):
+                started = time.perf_counter()
+                try:
+                    client.get(self.url)
+                    took = time.perf_counter() - started
+                except httpx.HTTPError:
+                    took = 30.0
+                self.samples.append((started, took))
+
+
+def per_window(times: list[float], start: float, end: float, window_s: float = 300.0) -> list[list[float]]:
+    """``times`` (perf_counter seconds) grouped by ``window_s`` windows from ``start``; values after ``end`` dropped."""
+    windows: list[list[float]] = [[] for _ in range(max(1, math.ceil((end - start) / window_s)))]
+    for t in times:
+        if start <= t <= end:
+            windows[min(len(windows) - 1, int((t - start) // window_s))].append(t)
+    return windows
+
+
 def _counted(conn: Any, ids: list[str]) -> set[str]:
     """Which of these posts are in event_members."""
     from sqlalchemy import select
@@ -177,6 +215,8 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             log_offsets[api.log_path] = api.log_path.stat().st_size
             dashboard = _Dashboard(api.base_url, poll_s, token)
             dashboard.start()
+            ping = _ServerPing(scale.es_url)
+            ping.start()
 
             sent: dict[str, float] = {}
             seen: dict[str, float] = {}
@@ -219,7 +259,9 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
                     time.sleep(0.5)
             drain_s = time.perf_counter() - t0 - fed_s
             dashboard.stop_event.set()
+            ping.stop_event.set()
             dashboard.join(60)
+            ping.join(60)
             rss_end = {kind: _rss_mb(pid) for kind, pid in pids.items()}
             alive = {kind: w.alive() for kind, w in workers.items()}
             errors_logged = 0
@@ -250,6 +292,12 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     report(f"{prefix}.event_members_total", members)
     report(f"{prefix}.throughput_posts_per_s", len(seen) / fed_s if fed_s else 0.0)
     report(f"{prefix}.drain_after_feed_s", drain_s)
+    # Posts counted per second in each 5-minute window of feed + drain: a falling line is a stack that slows.
+    counted = per_window(list(seen.values()), t0, t0 + fed_s + drain_s)
+    widths = [max(1.0, min(300.0, fed_s + drain_s - 300.0 * i)) for i in range(len(counted))]
+    report(f"{prefix}.counted_per_s_timeline",
+           ", ".join(f"{5 * i}-{5 * (i + 1)}min={len(w) / width:.1f}"
+                     for i, (w, width) in enumerate(zip(counted, widths, strict=True))))
     report(f"{prefix}.e2e_latency_p50_ms", _pct(latencies, 0.50) * 1000)
     report(f"{prefix}.e2e_latency_p95_ms", _pct(latencies, 0.95) * 1000)
     report(f"{prefix}.e2e_latency_p99_ms", _pct(latencies, 0.99) * 1000)
@@ -268,6 +316,14 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     report(f"{prefix}.lost_posts", lost)
     if dashboard.error_samples or samples:
         report(f"{prefix}.error_samples", " | ".join(dashboard.error_samples + samples))
+    pings = [took for _, took in ping.samples]
+    report(f"{prefix}.server_ping_p50_ms", _pct(pings, 0.50) * 1000)
+    report(f"{prefix}.server_ping_p95_ms", _pct(pings, 0.95) * 1000)
+    report(f"{prefix}.server_ping_max_ms", max(pings, default=0.0) * 1000)
+    by_window = per_window([at for at, _ in ping.samples], t0, t0 + fed_s + drain_s)
+    took_at = dict(ping.samples)
+    report(f"{prefix}.server_ping_p95_timeline_ms", ", ".join(
+        f"{5 * i}-{5 * (i + 1)}min={_pct([took_at[t] for t in w], 0.95) * 1000:.0f}" for i, w in enumerate(by_window)))
     report(f"{prefix}.dead_letters", dead)
     report(f"{prefix}.rejected_records", feed.rejected)
     report(f"{prefix}.tickets", total_tickets)

@@ -42,6 +42,7 @@ def train_sentiment(
     teacher: str = typer.Option(_DEFAULTS.teacher, help="distillation teacher: tfidf or ngram-ensemble"),
     max_length: int = typer.Option(_DEFAULTS.max_length, help="tokens per text (longer: head + tail kept)"),
     ema: float = typer.Option(_DEFAULTS.ema, help="decay of the evaluated weight average (0: raw weights)"),
+    finetunes: int = typer.Option(_DEFAULTS.finetunes, min=1, help="fine-tunes from one MLM; >1 may save their soup"),
     upsample: str = typer.Option(",".join(f"{k}={v}" for k, v in _DEFAULTS.upsample.items()),
                                  help="copies of each corpus per epoch, e.g. waimai=2,hotel=2,shopping=1"),
 ) -> None:
@@ -52,7 +53,8 @@ def train_sentiment(
     try:
         config = TrainConfig(epochs=epochs, seed=seed, max_minutes=max_minutes, pretrain_minutes=pretrain_minutes,
                              hidden=hidden, layers=layers, intermediate=hidden * 4, distill=distill,
-                             teacher=teacher, max_length=max_length, upsample=_parse_upsample(upsample), ema=ema)
+                             teacher=teacher, max_length=max_length, upsample=_parse_upsample(upsample), ema=ema,
+                             finetunes=finetunes)
     except ValueError as exc:
         raise typer.BadParameter(f"--teacher: {exc}") from exc
     try:

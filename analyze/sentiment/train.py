@@ -153,12 +153,17 @@ class TrainConfig:
     distill_folds: int = 4
     # One of TEACHERS: the baseline alone, or three n-gram views (analyze/sentiment/teacher.py).
     teacher: str = "tfidf"
-
-    def __post_init__(self) -> None:
-        if self.teacher not in TEACHERS:
-            raise ValueError(f"unknown teacher {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
     # Decay of the weight moving average that is evaluated and saved (0: the raw weights).
     ema: float = 0.999
+    # Fine-tunes from the one pre-trained encoder (other batch order and dropout each); with more than one,
+    # their uniform weight average ("soup") is saved when it is at least as good on val as the best of them.
+    finetunes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.finetunes < 1:
+            raise ValueError(f"finetunes must be at least 1, got {self.finetunes}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"unknown teacher {self.teacher!r}: expected one of {', '.join(TEACHERS)}")
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int):
@@ -449,6 +454,110 @@ def train_tfidf(splits: dict[str, dict[str, list[LabelledText]]]) -> TfidfSentim
     return TfidfSentiment().fit([r.text for r in rows], [r.label for r in rows])
 
 
+def average_states(states: Sequence[dict]) -> dict:
+    """The element-wise mean of state dicts with the same keys (integer buffers are taken from the first)."""
+    out = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = sum(s[key] for s in states) / len(states)
+        else:
+            out[key] = first.clone()
+    return out
+
+
+def _val_accuracies(model, val_ids: dict, val_y: dict) -> dict[str, float]:
+    import torch
+
+    accs = {}
+    for name in DATASETS:
+        pred = _logits(model, val_ids[name]).argmax(-1)
+        accs[name] = float((pred == torch.tensor(val_y[name])).float().mean())
+    return accs
+
+
+def _finetune(model, train_ids: Sequence[Sequence[int]], train_y, soft_y, val_ids: dict, val_y: dict, *,
+              config: TrainConfig, seed: int, budget: float, started: float) -> dict:
+    """One fine-tuning run of ``model`` in place; returns its best (EMA) checkpoint by mean val accuracy.
+
+    The linear decay is fitted into ``budget`` seconds when the machine is slower than planned; the run
+    stops at the budget and keeps the best checkpoint seen (``stopped_early``).
+    """
+    import torch
+
+    started_finetune = time.monotonic()
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.finetune_lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warm = max(1, int(total * config.warmup))
+
+    def lr_factor(s: int) -> float:
+        # Progress is the larger of step and wall-clock progress, so a run cut short by the budget still
+        # finishes its decay (on an idle machine the step term always wins and the run is reproducible).
+        progress = max(s / total, (time.monotonic() - started_finetune) / budget)
+        return min((s + 1) / warm, max(0.0, (1.0 - progress) * total / max(1, total - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    stepper = _Stepper(model.parameters(), opt, sched, ema=config.ema)
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    lengths = [len(s) for s in train_ids]
+    rng = random.Random(seed)
+    best: dict = {"val_accuracy": -1.0}
+    best_state: dict | None = None
+    step = 0
+    deadline = started_finetune + budget
+    history: list[dict] = []
+    stopped_early = False
+
+    def evaluate() -> None:
+        nonlocal best, best_state
+        with stepper.swapped():
+            accs = _val_accuracies(model, val_ids, val_y)
+            mean = sum(accs.values()) / len(accs)
+            if mean > best["val_accuracy"]:
+                best = {"val_accuracy": mean, "val": accs, "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        history.append({"step": step, "minutes": (time.monotonic() - started) / 60, "val": accs})
+        logger.info("step %d/%d val %s mean %.4f", step, total, {k: round(v, 4) for k, v in accs.items()}, mean)
+        model.train()
+
+    model.train()
+    for epoch in range(config.epochs):
+        for batch in _batches(lengths, config.batch_size, rng):
+            ids, mask = _pad([train_ids[i] for i in batch])
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = torch.nn.functional.cross_entropy(logits, train_y[batch])
+            if soft_y is not None:
+                soft = -(soft_y[batch] * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+                loss = (1.0 - config.distill) * loss + config.distill * soft
+            stepper(loss)
+            step = stepper.step_count
+            if step % 100 == 0:
+                el = time.monotonic() - started_finetune
+                logger.info("epoch %d step %d/%d loss %.4f %.1f min %.2f steps/s", epoch, step, total,
+                            stepper.loss, (time.monotonic() - started) / 60, step / el)
+            if step % eval_every == 0:
+                evaluate()
+            if time.monotonic() > deadline:
+                stopped_early = True
+                break
+        if stopped_early:
+            logger.warning("fine-tuning budget %.1f min reached at step %d/%d; keeping the best checkpoint",
+                           budget / 60, step, total)
+            break
+    if step % eval_every:
+        evaluate()
+    assert best_state is not None
+    return {"best": best, "state": best_state, "history": history, "steps": step, "total_steps_planned": total,
+            "stopped_early": stopped_early}
+
+
 def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     """Train tokenizer + model by ``config``, write the model dir to ``out``; returns train_info."""
     import torch
@@ -511,81 +620,38 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
         started_finetune = time.monotonic()
     else:
         started_finetune = started
-    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.finetune_lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
-    steps_per_epoch = math.ceil(len(train_ids) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    warm = max(1, int(total * config.warmup))
-    # The fine-tuning budget is what pre-training left of max_minutes.
+    # The fine-tuning budget is what pre-training left of max_minutes, shared by the fine-tunes.
     budget = max(60.0, config.max_minutes * 60 - (started_finetune - started))
-
-    def lr_factor(s: int) -> float:
-        # Progress is the larger of step and wall-clock progress, so a run cut short by max_minutes still
-        # finishes its decay (on an idle machine the step term always wins and the run is reproducible).
-        progress = max(s / total, (time.monotonic() - started_finetune) / budget)
-        return min((s + 1) / warm, max(0.0, (1.0 - progress) * total / max(1, total - warm)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    stepper = _Stepper(model.parameters(), opt, sched, ema=config.ema)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    lengths = [len(s) for s in train_ids]
-    rng = random.Random(config.seed)
-    best: dict = {"val_accuracy": -1.0}
-    best_state: dict | None = None
-    step = 0
-    deadline = started_finetune + budget
-    history: list[dict] = []
-    stopped_early = False
-
-    def evaluate() -> None:
-        nonlocal best, best_state
-        accs = {}
-        with stepper.swapped():
-            for name in DATASETS:
-                pred = _logits(model, val_ids[name]).argmax(-1)
-                accs[name] = float((pred == torch.tensor(val_y[name])).float().mean())
-            mean = sum(accs.values()) / len(accs)
-            if mean > best["val_accuracy"]:
-                best = {"val_accuracy": mean, "val": accs, "step": step}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        history.append({"step": step, "minutes": (time.monotonic() - started) / 60, "val": accs})
-        logger.info("step %d/%d val %s mean %.4f", step, total, {k: round(v, 4) for k, v in accs.items()}, mean)
-        model.train()
-
-    model.train()
-    for epoch in range(config.epochs):
-        for batch in _batches(lengths, config.batch_size, rng):
-            ids, mask = _pad([train_ids[i] for i in batch])
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = torch.nn.functional.cross_entropy(logits, train_y[batch])
-            if soft_y is not None:
-                soft = -(soft_y[batch] * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
-                loss = (1.0 - config.distill) * loss + config.distill * soft
-            stepper(loss)
-            step = stepper.step_count
-            if step % 100 == 0:
-                el = time.monotonic() - started
-                logger.info("epoch %d step %d/%d loss %.4f %.1f min %.2f steps/s", epoch, step, total,
-                            stepper.loss, el / 60, step / el)
-            if step % eval_every == 0:
-                evaluate()
-            if time.monotonic() > deadline:
-                stopped_early = True
-                break
-        if stopped_early:
-            logger.warning("max_minutes %.1f reached at step %d/%d; keeping the best checkpoint",
-                           config.max_minutes, step, total)
-            break
-    if step % eval_every:
-        evaluate()
-    assert best_state is not None
+    pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    runs: list[dict] = []
+    for run in range(config.finetunes):
+        if run:
+            # Same pre-trained start, another batch order and dropout draw: what a weight soup needs.
+            model.load_state_dict(pretrained)
+            torch.manual_seed(config.seed + run)
+        run_budget = (started_finetune + budget - time.monotonic()) / (config.finetunes - run)
+        runs.append(_finetune(model, train_ids, train_y, soft_y, val_ids, val_y, config=config,
+                              seed=config.seed + run, budget=max(60.0, run_budget), started=started))
+    winner = max(runs, key=lambda r: r["best"]["val_accuracy"])
+    best, best_state = winner["best"] | {"run": runs.index(winner)}, winner["state"]
+    soup: dict = {}
+    if len(runs) > 1:
+        # Uniform soup (Wortsman et al. 2022): the mean of the fine-tunes' weights, kept if val agrees.
+        model.load_state_dict(average_states([r["state"] for r in runs]))
+        soup = {"val": _val_accuracies(model, val_ids, val_y)}
+        soup["val_accuracy"] = sum(soup["val"].values()) / len(soup["val"])
+        soup["kept"] = soup["val_accuracy"] >= best["val_accuracy"]
+        logger.info("soup of %d fine-tunes: val %s mean %.4f (best single %.4f)%s", len(runs),
+                    {k: round(v, 4) for k, v in soup["val"].items()}, soup["val_accuracy"],
+                    best["val_accuracy"], "; kept" if soup["kept"] else "")
+        if soup["kept"]:
+            best = {"val_accuracy": soup["val_accuracy"], "val": soup["val"], "step": "soup"}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
+    step = sum(r["steps"] for r in runs)
+    total = sum(r["total_steps_planned"] for r in runs)
+    stopped_early = any(r["stopped_early"] for r in runs)
+    history = [h | {"run": i} for i, r in enumerate(runs) for h in r["history"]]
 
     all_logits = torch.cat([_logits(model, val_ids[n]) for n in DATASETS])
     all_y = [y for n in DATASETS for y in val_y[n]]
@@ -612,6 +678,8 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
         "temperature": temperature,
         "train_rows": len(train_rows),
         "pretrain": pretrain_info,
+        "finetunes": [{"best": r["best"], "steps": r["steps"], "stopped_early": r["stopped_early"]} for r in runs],
+        "soup": soup,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     baseline = train_tfidf(splits)

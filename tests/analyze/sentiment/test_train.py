@@ -119,6 +119,49 @@ def test_train_model_end_to_end_with_pretraining_and_distillation(tmp_path: Path
     assert all(0.0 <= s <= 1.0 for s in scores)
 
 
+def test_two_fine_tunes_from_one_pretraining_are_souped_when_val_agrees(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from analyze.sentiment.train import TrainConfig, train_model
+
+    data = tmp_path / "data"
+    _write_corpora(data)
+    config = TrainConfig(epochs=1, vocab_size=300, hidden=32, layers=1, heads=2, intermediate=64, max_length=32,
+                         batch_size=8, threads=1, pretrain_minutes=0.02, distill=0.0, evals_per_epoch=2,
+                         finetunes=2)
+    info = train_model(tmp_path / "model", data_dir=data, config=config)
+    runs = info["finetunes"]
+    assert len(runs) == 2 and all(r["steps"] > 0 for r in runs)
+    assert {h["run"] for h in info["history"]} == {0, 1}
+    soup = info["soup"]
+    best_single = max(r["best"]["val_accuracy"] for r in runs)
+    assert soup["kept"] == (soup["val_accuracy"] >= best_single)
+    assert info["best"]["val_accuracy"] == max(soup["val_accuracy"], best_single)
+    assert (info["best"]["step"] == "soup") == soup["kept"]
+    assert load_file(str(tmp_path / "model" / "model.safetensors"))  # the kept weights were written
+
+
+def test_average_states_means_floats_and_keeps_integer_buffers() -> None:
+    import torch
+
+    from analyze.sentiment.train import average_states
+
+    a = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([0, 1, 2])}
+    b = {"w": torch.tensor([3.0, 5.0]), "ids": torch.tensor([0, 1, 2])}
+    out = average_states([a, b])
+    assert torch.equal(out["w"], torch.tensor([2.0, 4.0]))
+    assert torch.equal(out["ids"], a["ids"]) and out["ids"].dtype == torch.long
+    assert out["ids"] is not a["ids"]  # a copy: later training must not move the soup
+
+
+def test_train_config_refuses_zero_fine_tunes() -> None:
+    from analyze.sentiment.train import TrainConfig
+
+    with pytest.raises(ValueError, match="finetunes must be at least 1"):
+        TrainConfig(finetunes=0)
+
+
 def test_stepper_averages_weights_and_swaps_them_in_only_inside_the_context() -> None:
     import torch
 
