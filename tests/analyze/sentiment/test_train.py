@@ -79,6 +79,17 @@ def _write_corpora(directory: Path, copies: int = 6) -> None:
         (directory / f"{name}.dev.csv").write_text("label,text\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
+def _train_tiny(tmp_path: Path, **recipe: object) -> dict:
+    """Train a tiny model on the toy corpora into ``tmp_path/model`` (seconds, not minutes)."""
+    from analyze.sentiment.train import TrainConfig, train_model
+
+    data = tmp_path / "data"
+    _write_corpora(data)
+    config = TrainConfig(vocab_size=300, hidden=32, layers=1, heads=2, intermediate=64, max_length=32,
+                         batch_size=8, threads=1, evals_per_epoch=2, **recipe)  # type: ignore[arg-type]
+    return train_model(tmp_path / "model", data_dir=data, config=config)
+
+
 @pytest.mark.parametrize("kind", ["tfidf", "ngram-ensemble"])
 def test_teacher_probabilities_cover_every_text_and_follow_the_labels(kind: str) -> None:
     from analyze.sentiment.train import LabelledText, teacher_probabilities
@@ -102,15 +113,9 @@ def test_an_unknown_teacher_is_refused_by_name() -> None:
 
 def test_train_model_end_to_end_with_pretraining_and_distillation(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from analyze.sentiment.train import TrainConfig, train_model
     from analyze.sentiment.transformer import TransformerSentiment
 
-    data = tmp_path / "data"
-    _write_corpora(data)
-    config = TrainConfig(epochs=2, vocab_size=300, hidden=32, layers=1, heads=2, intermediate=64, max_length=32,
-                         batch_size=8, threads=1, pretrain_minutes=0.05, distill=0.5, distill_folds=2,
-                         evals_per_epoch=2)
-    info = train_model(tmp_path / "model", data_dir=data, config=config)
+    info = _train_tiny(tmp_path, epochs=2, pretrain_minutes=0.05, distill=0.5, distill_folds=2)
     assert info["pretrain"]["steps"] > 0 and info["steps"] > 0
     assert set(info["best"]["val"]) == {"waimai", "hotel", "shopping"}
     model = TransformerSentiment(tmp_path / "model", threads=1)
@@ -123,14 +128,7 @@ def test_two_fine_tunes_from_one_pretraining_are_souped_when_val_agrees(tmp_path
     pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from analyze.sentiment.train import TrainConfig, train_model
-
-    data = tmp_path / "data"
-    _write_corpora(data)
-    config = TrainConfig(epochs=1, vocab_size=300, hidden=32, layers=1, heads=2, intermediate=64, max_length=32,
-                         batch_size=8, threads=1, pretrain_minutes=0.02, distill=0.0, evals_per_epoch=2,
-                         finetunes=2)
-    info = train_model(tmp_path / "model", data_dir=data, config=config)
+    info = _train_tiny(tmp_path, epochs=1, pretrain_minutes=0.02, distill=0.0, finetunes=2)
     runs = info["finetunes"]
     assert len(runs) == 2 and all(r["steps"] > 0 for r in runs)
     assert {h["run"] for h in info["history"]} == {0, 1}
