@@ -13,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.bench_soak import (
     PacedFeed,
@@ -26,6 +27,7 @@ from bench.bench_soak import (
 )
 
 Report = Any
+T = TypeVar("T")
 
 CALIBRATION_POSTS = int(os.environ.get("YUQING_SOAK_KAFKA_CALIBRATION_POSTS", "3000"))
 KINDS = ("analyze", "alerts", "scheduler", "sender")
@@ -126,12 +128,14 @@ class _ServerPing(threading.Thread):
                 self.samples.append((started, took))
 
 
-def per_window(times: list[float], start: float, end: float, window_s: float = 300.0) -> list[list[float]]:
-    """``times`` (perf_counter seconds) grouped by ``window_s`` windows from ``start``; values after ``end`` dropped."""
-    windows: list[list[float]] = [[] for _ in range(max(1, math.ceil((end - start) / window_s)))]
-    for t in times:
+def per_window(items: Sequence[T], start: float, end: float, *, at: Callable[[T], float],
+               window_s: float = 300.0) -> list[list[T]]:
+    """``items`` grouped by ``window_s`` windows of their time ``at(item)`` from ``start``; those outside dropped."""
+    windows: list[list[T]] = [[] for _ in range(max(1, math.ceil((end - start) / window_s)))]
+    for item in items:
+        t = at(item)
         if start <= t <= end:
-            windows[min(len(windows) - 1, int((t - start) // window_s))].append(t)
+            windows[min(len(windows) - 1, int((t - start) // window_s))].append(item)
     return windows
 
 
@@ -293,7 +297,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     report(f"{prefix}.throughput_posts_per_s", len(seen) / fed_s if fed_s else 0.0)
     report(f"{prefix}.drain_after_feed_s", drain_s)
     # Posts counted per second in each 5-minute window of feed + drain: a falling line is a stack that slows.
-    counted = per_window(list(seen.values()), t0, t0 + fed_s + drain_s)
+    counted = per_window(list(seen.values()), t0, t0 + fed_s + drain_s, at=float)
     widths = [max(1.0, min(300.0, fed_s + drain_s - 300.0 * i)) for i in range(len(counted))]
     report(f"{prefix}.counted_per_s_timeline",
            ", ".join(f"{5 * i}-{5 * (i + 1)}min={len(w) / width:.1f}"
@@ -320,10 +324,9 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     report(f"{prefix}.server_ping_p50_ms", _pct(pings, 0.50) * 1000)
     report(f"{prefix}.server_ping_p95_ms", _pct(pings, 0.95) * 1000)
     report(f"{prefix}.server_ping_max_ms", max(pings, default=0.0) * 1000)
-    by_window = per_window([at for at, _ in ping.samples], t0, t0 + fed_s + drain_s)
-    took_at = dict(ping.samples)
+    by_window = per_window(ping.samples, t0, t0 + fed_s + drain_s, at=lambda sample: sample[0])
     report(f"{prefix}.server_ping_p95_timeline_ms", ", ".join(
-        f"{5 * i}-{5 * (i + 1)}min={_pct([took_at[t] for t in w], 0.95) * 1000:.0f}" for i, w in enumerate(by_window)))
+        f"{5 * i}-{5 * (i + 1)}min={_pct([took for _, took in w], 0.95) * 1000:.0f}" for i, w in enumerate(by_window)))
     report(f"{prefix}.dead_letters", dead)
     report(f"{prefix}.rejected_records", feed.rejected)
     report(f"{prefix}.tickets", total_tickets)

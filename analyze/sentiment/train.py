@@ -637,7 +637,8 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
     soup: dict = {}
     if len(runs) > 1:
         # Uniform soup (Wortsman et al. 2022): the mean of the fine-tunes' weights, kept if val agrees.
-        model.load_state_dict(average_states([r["state"] for r in runs]))
+        soup_state = average_states([r["state"] for r in runs])
+        model.load_state_dict(soup_state)
         soup = {"val": _val_accuracies(model, val_ids, val_y)}
         soup["val_accuracy"] = sum(soup["val"].values()) / len(soup["val"])
         soup["kept"] = soup["val_accuracy"] >= best["val_accuracy"]
@@ -646,7 +647,7 @@ def train_model(out: Path, *, data_dir: Path, config: TrainConfig) -> dict:
                     best["val_accuracy"], "; kept" if soup["kept"] else "")
         if soup["kept"]:
             best = {"val_accuracy": soup["val_accuracy"], "val": soup["val"], "step": "soup"}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = soup_state
     model.load_state_dict(best_state)
     step = sum(r["steps"] for r in runs)
     total = sum(r["total_steps_planned"] for r in runs)

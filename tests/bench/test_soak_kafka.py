@@ -10,12 +10,16 @@ from bench.soak_kafka import _ServerPing, per_window
 
 
 def test_per_window_groups_times_by_window_and_drops_those_outside() -> None:
-    windows = per_window([100.0, 150.0, 399.0, 400.0, 750.0, 99.0, 801.0], start=100.0, end=800.0)
+    windows = per_window([100.0, 150.0, 399.0, 400.0, 750.0, 99.0, 801.0], start=100.0, end=800.0, at=float)
     assert [len(w) for w in windows] == [3, 1, 1]  # [100, 400), [400, 700), [700, 800]
     assert windows[0] == [100.0, 150.0, 399.0]
     # A window that ends exactly on the last time keeps it in the last window, never a new empty one.
-    assert [len(w) for w in per_window([700.0], start=100.0, end=700.0)] == [0, 1]
-    assert per_window([], start=0.0, end=10.0) == [[]]
+    assert [len(w) for w in per_window([700.0], start=100.0, end=700.0, at=float)] == [0, 1]
+    assert per_window([], start=0.0, end=10.0, at=float) == [[]]
+    # Items keep what they carry; only their time decides the window.
+    samples = [(120.0, 0.3), (450.0, 2.5), (460.0, 1.0)]
+    assert per_window(samples, start=100.0, end=700.0, at=lambda s: s[0]) == [[(120.0, 0.3)],
+                                                                             [(450.0, 2.5), (460.0, 1.0)]]
 
 
 class _SlowRoot(http.server.BaseHTTPRequestHandler):
