@@ -42,8 +42,8 @@ def _records(n: int, *, seed: int, rate_per_min: float) -> list[RawRecord]:
     return out
 
 
-def _pipeline(data_dir: Path) -> tuple[Container, Pipeline]:
-    settings = Settings(mode="embedded", data_dir=data_dir, database_url="")
+def _pipeline(data_dir: Path, **overrides: Any) -> tuple[Container, Pipeline]:
+    settings = Settings(mode="embedded", data_dir=data_dir, database_url="", **overrides)
     container = Container(settings)
     return container, Pipeline(container)
 

@@ -8,9 +8,14 @@
    client polls ``/api/v1/events?limit=10`` and ``/api/v1/stats/overview`` every ``YUQING_SOAK_POLL_S``
    seconds (default 3) and ``/metrics`` every 30 s.
 
+Alerts go out for real: WeChat Work is on, every unit's robot and the office's pointing at the API emulator
+(``tests/alerts/notifiers/wecom_emulator.py``: the documented 20 messages a minute per robot and error codes),
+and after the drain the soak waits up to ``OUTBOX_WAIT_S`` for notifications the rate limit held back.
+
 Figures: throughput, end-to-end latency (ingest → stored in the post store) p50/p95/p99, RSS at start and
-end, errors (failed polls + ERROR log records; must be 0), dead letters, and whether every injected incident
-that ran its whole course inside the window produced exactly one ticket.
+end, errors (failed polls + ERROR log records + robot calls the emulator refused; must be 0), dead letters,
+the outbox (sent/pending/dead, ticket → robot delay), and whether every injected incident that ran its whole
+course inside the window produced exactly one ticket.
 
 **Kafka mode** (``soak_kafka.*``, when YUQING_KAFKA_BOOTSTRAP / YUQING_ES_URL are set, as ``make bench``
 does with noida-db; PostgreSQL from YUQING_TEST_DATABASE_URL): the same stream through real processes -
@@ -41,6 +46,7 @@ from typing import Any
 from bench.bench_pipeline import Report, _pipeline, _throughput
 
 REPEAT_S = 900.0  # incidents replay every 15 minutes (longer than the longest incident)
+OUTBOX_WAIT_S = 180.0  # after the drain, for notifications the rate limit held back (20 a minute per robot)
 
 
 def _incident_rate(incidents: list[Any], seconds: float) -> float:
@@ -111,6 +117,62 @@ class PacedFeed:
             if record.get("incident"):
                 self.incident_posts[str(record["incident"])].add(post.id)
             yield post
+
+
+class SoakRobots:
+    """WeChat Work robots for a soak: the API emulator (the documented limits, 20 messages a minute per robot,
+    and error codes) with one key per unit that has a robot, plus the office's robot."""
+
+    def __init__(self) -> None:
+        from alerts.routing import Router
+        from tests.alerts.notifiers.wecom_emulator import WecomEmulator
+
+        self.keys = {u.id: f"soak-{u.id}" for u in Router.load(None).units if u.targets.wecom}
+        self.office_key = "soak-office"
+        self.emulator = WecomEmulator(set(self.keys.values()) | {self.office_key}).start()
+
+    def settings(self) -> dict[str, Any]:
+        """The ``wecom`` settings section pointing at the emulator."""
+        return {"enabled": True, "base_url": self.emulator.base_url, "office_key": self.office_key,
+                "robots": self.keys}
+
+    def env(self) -> dict[str, str]:
+        """The same as ``YUQING_WECOM__*`` variables, for worker processes."""
+        return {"YUQING_WECOM__ENABLED": "true", "YUQING_WECOM__BASE_URL": self.emulator.base_url,
+                "YUQING_WECOM__OFFICE_KEY": self.office_key, "YUQING_WECOM__ROBOTS": json.dumps(self.keys)}
+
+    def stop(self) -> None:
+        """Shut the emulator down."""
+        self.emulator.stop()
+
+    def report(self, report: Report, prefix: str, rows: list[tuple[str, Any, Any]]) -> int:
+        """Outbox and robot figures from the ``(state, created_at, sent_at)`` of the wecom outbox rows; returns
+        how many calls the robots refused (each one an error: the sender must stay inside the API's limits)."""
+        states = Counter(state for state, _, _ in rows)
+        delays = [(sent - created).total_seconds() for state, created, sent in rows
+                  if state == "sent" and sent is not None and created is not None]
+        calls = self.emulator.calls
+        refused = Counter(c.errcode for c in calls if c.errcode != 0)
+        report(f"{prefix}.wecom_robots", len(self.keys) + 1)
+        report(f"{prefix}.wecom_notifications", len(rows))
+        report(f"{prefix}.wecom_outbox", " ".join(f"{k}={v}" for k, v in sorted(states.items())) or "empty")
+        report(f"{prefix}.wecom_messages_accepted", sum(1 for c in calls if c.errcode == 0))
+        report(f"{prefix}.wecom_calls_refused", " ".join(f"errcode {k}={v}" for k, v in sorted(refused.items()))
+               or "0")
+        report(f"{prefix}.wecom_delivery_p50_s", _pct(delays, 0.50))
+        report(f"{prefix}.wecom_delivery_p95_s", _pct(delays, 0.95))
+        report(f"{prefix}.wecom_delivery_max_s", max(delays, default=0.0))
+        return sum(refused.values())
+
+
+def wait_for_outbox(pending: Callable[[], int], timeout_s: float) -> int:
+    """Poll until no wecom notification is pending (the sender may hold some back for the rate limit)."""
+    deadline = time.monotonic() + timeout_s
+    left = pending()
+    while left and time.monotonic() < deadline:
+        time.sleep(2.0)
+        left = pending()
+    return left
 
 
 def _rss_mb() -> float:
@@ -231,9 +293,10 @@ def _serve(app: Any) -> tuple[Any, threading.Thread, str]:
 
 def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp: Path) -> None:
     from api.app import create_app
-    from core.db.models import DeadLetterRow, TicketRow
+    from core.db.models import DeadLetterRow, OutboxRow, TicketRow
 
-    container, pipeline = _pipeline(tmp / "soak")
+    robots = SoakRobots()
+    container, pipeline = _pipeline(tmp / "soak", wecom=robots.settings())
     container.sync_units()
     _ = container.analyzer, container.clusterer, container.post_store  # models in memory before the clock
 
@@ -296,17 +359,25 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     clusterer_state = container.clusterer.stats()
     store.refresh()
 
+    def outbox_rows() -> list[tuple[str, Any, Any]]:
+        with container.db.session() as s:
+            return [tuple(r) for r in s.query(OutboxRow.state, OutboxRow.created_at, OutboxRow.sent_at)
+                    .filter(OutboxRow.channel == "wecom")]
+
+    outbox_left = wait_for_outbox(lambda: sum(1 for r in outbox_rows() if r[0] == "pending"), OUTBOX_WAIT_S)
     with container.db.session() as s:
         dead = s.query(DeadLetterRow).count()
         tickets_by_incident = _tickets_by_incident(s, feed.incident_posts)
         incident_events = _incident_events(s, feed.incident_posts)
         total_tickets = s.query(TicketRow).count()
     latencies = [stored_at[i] - ingested_at[i] for i in stored_at]
+    wecom_rows = outbox_rows()
     server.should_exit = True
     server_thread.join(30)
     pipeline.stop()
     logging.getLogger().removeHandler(errors)
     container.close()
+    robots.stop()
 
     stored = len(stored_at)
     report("soak.minutes", seconds / 60.0)
@@ -332,7 +403,9 @@ def _soak(report: Report, rate_per_s: float, seconds: float, poll_s: float, tmp:
     report("soak.clusterer_state", " ".join(f"{k}={v}" for k, v in clusterer_state.items()))
     report("soak.dashboard_polls", dashboard.polls)
     report("soak.dashboard_poll_p95_ms", _pct(dashboard.latencies, 0.95) * 1000)
-    report("soak.errors", dashboard.errors + errors.count + (len(ingested_at) - stored))
+    refused = robots.report(report, "soak", wecom_rows)
+    report("soak.wecom_pending_after_wait", outbox_left)
+    report("soak.errors", dashboard.errors + errors.count + (len(ingested_at) - stored) + refused)
     report("soak.errors_polls", dashboard.errors)
     report("soak.errors_logged", errors.count)
     report("soak.lost_posts", len(ingested_at) - stored)

@@ -160,8 +160,8 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     from sqlalchemy import create_engine, func, select
 
     from bench.bench_scale import _database, _deployment
-    from bench.bench_soak import _analyst_token, _free_port
-    from core.db.models import DeadLetterRow, EventMemberRow, TicketRow
+    from bench.bench_soak import OUTBOX_WAIT_S, SoakRobots, _analyst_token, _free_port, wait_for_outbox
+    from core.db.models import DeadLetterRow, EventMemberRow, OutboxRow, TicketRow
     from core.settings import ElasticsearchSettings, KafkaSettings
     from core.wiring import Container, build_bus
     from tests.faults.scale import demo_posts, raw_items, wait_for
@@ -170,6 +170,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     # kafka-python warns about its own event loop on a busy machine; the soak counts the workers' errors.
     logging.getLogger("kafka").setLevel(logging.ERROR)
     prefix = "soak_kafka"
+    robots = SoakRobots()
     with _database(tmp) as db_url, _deployment(tmp, partitions=3, db_url=db_url) as scale:
         # The product's defaults (shipped transformer sentiment, NER for citizen messages), not the fault
         # tests' cheapest model: this is the service as it runs.
@@ -181,6 +182,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             "YUQING_KAFKA__SESSION_TIMEOUT_MS": str(kafka_defaults.session_timeout_ms),
             "YUQING_KAFKA__REQUEST_TIMEOUT_MS": str(kafka_defaults.request_timeout_ms),
             "YUQING_ES__REQUEST_TIMEOUT_S": str(es_defaults.request_timeout_s),
+            **robots.env(),
         })
         workers = {kind: scale.worker(kind, kind) for kind in KINDS}
         api = _Api(scale, _free_port())
@@ -274,6 +276,14 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
                 count, first = _log_errors(path, offset)
                 errors_logged += count
                 samples.extend(first)
+
+            def outbox_rows() -> list[tuple[str, Any, Any]]:
+                with probe.db.session() as session:
+                    return [tuple(r) for r in session.query(OutboxRow.state, OutboxRow.created_at,
+                                                            OutboxRow.sent_at).filter(OutboxRow.channel == "wecom")]
+
+            outbox_left = wait_for_outbox(lambda: sum(1 for r in outbox_rows() if r[0] == "pending"), OUTBOX_WAIT_S)
+            wecom_rows = outbox_rows()
             with probe.db.session() as session:
                 dead = session.query(DeadLetterRow).count()
                 tickets_by_incident = _tickets_by_incident(session, feed.incident_posts)
@@ -285,6 +295,7 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
             probe.close()
             engine.dispose()
             api.stop()
+            robots.stop()
 
     latencies = [seen[k] - sent[k] for k in seen]
     lost = len(sent) - len(seen)
@@ -314,7 +325,9 @@ def soak_kafka(report: Report, seconds: float, poll_s: float, tmp: Path) -> None
     report(f"{prefix}.workers_alive_at_end", "yes" if all(alive.values()) else f"no ({alive})")
     report(f"{prefix}.dashboard_polls", dashboard.polls)
     report(f"{prefix}.dashboard_poll_p95_ms", _pct(dashboard.latencies, 0.95) * 1000)
-    report(f"{prefix}.errors", dashboard.errors + errors_logged + lost)
+    refused = robots.report(report, prefix, wecom_rows)
+    report(f"{prefix}.wecom_pending_after_wait", outbox_left)
+    report(f"{prefix}.errors", dashboard.errors + errors_logged + lost + refused)
     report(f"{prefix}.errors_polls", dashboard.errors)
     report(f"{prefix}.errors_logged", errors_logged)
     report(f"{prefix}.lost_posts", lost)

@@ -6,8 +6,14 @@ Deliberate choices:
   ``replication_factor``; an existing topic is left as it is.
 * Keys are hashed by the client's default partitioner (murmur2, the Java client's), so a key maps to
   the same partition from every process and language; unkeyed messages are spread by the client.
-* The producer is idempotent when ``acks="all"`` (no duplicates from its own retries); delivery
-  failures are collected by callbacks and raised by the next ``flush`` as ``BackendUnavailable``.
+* The producer is idempotent when ``acks="all"`` (no duplicates from its own retries). Each thread's
+  ``flush`` waits for the messages *that thread* published and raises ``BackendUnavailable`` if any was
+  not acknowledged: threads share the producer, and a failure seen by another thread's flush would let
+  the publishing thread commit a batch that never arrived.
+* A producer that failed a delivery is closed and the next publish builds a fresh one. kafka-python moves
+  an idempotent producer to a fatal state on a non-retriable error (or waits on an epoch bump a broker
+  restarted mid-request may never grant); such a producer fails every later send, and a worker retrying
+  its batch on it would stall for good.
 * Consumers use ``enable_auto_commit=False`` and ``auto_offset_reset="earliest"``: a new group reads
   from the start of retention, and only an explicit ``commit`` after processing moves the group on.
   A commit refused because the group rebalanced is logged, not raised: the new owner gets the batch
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 _CODEC_PACKAGES = {"lz4": "lz4", "snappy": "snappy", "zstd": "zstandard"}
 # An idle member polls without waiting and sleeps this long between empty polls (see KafkaGroupConsumer.poll).
 _IDLE_POLL_S = 0.05
+# Sends a thread keeps for its next flush before the acknowledged ones are dropped.
+_PRUNE_AT = 1000
 
 
 class KafkaBus(Bus):
@@ -74,7 +82,7 @@ class KafkaBus(Bus):
         self._lock = threading.Lock()
         self._producer: Any = None
         self._known_topics: set[str] = set()
-        self._send_errors: list[BaseException] = []
+        self._pending: dict[int, list[Any]] = {}  # publishing thread -> its send futures since its last flush
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -115,9 +123,29 @@ class KafkaBus(Bus):
                 admin.close()
         self._known_topics.update(missing)
 
-    def _record_error(self, exc: BaseException) -> None:
+    def _track(self, future: Any) -> None:
+        """Remember a send of this thread for its next flush (acknowledged ones are pruned now and then)."""
         with self._lock:
-            self._send_errors.append(exc)
+            mine = self._pending.setdefault(threading.get_ident(), [])
+            mine.append(future)
+            if len(mine) >= _PRUNE_AT:  # a thread that never flushes (best-effort announcements)
+                failed = sum(1 for f in mine if f.is_done and f.failed())
+                if failed:
+                    log.warning("kafka: %d best-effort message(s) not delivered and never flushed", failed)
+                mine[:] = [f for f in mine if not f.is_done]
+
+    def _discard(self, producer: Any) -> None:
+        """Close a producer that failed a delivery; the next publish builds a fresh one."""
+        with self._lock:
+            if self._producer is not producer:
+                return  # another thread got there first
+            self._producer = None
+        log.warning("kafka: replacing the producer after a failed delivery")
+        try:
+            # Other threads' messages still in it end (delivered or failed) within the delivery timeout.
+            producer.close(timeout=self.request_timeout_ms / 1000 + 2)
+        except KafkaError as exc:
+            log.warning("kafka: the failed producer did not close cleanly: %s", exc)
 
     def _get_producer(self) -> Any:
         with self._lock:
@@ -150,8 +178,9 @@ class KafkaBus(Bus):
                                    key=key.encode("utf-8") if key is not None else None,
                                    headers=kafka_headers or None)
         except KafkaError as exc:
+            self._discard(producer)
             raise self._unavailable("send", exc) from exc
-        future.add_errback(self._record_error)
+        self._track(future)
 
     def publish_many(self, topic: str, items: Sequence[tuple[str | None, bytes]]) -> None:
         """Queue several (key, value) messages."""
@@ -159,17 +188,25 @@ class KafkaBus(Bus):
             self.publish(topic, value, key=key)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until queued messages are acknowledged; raise if any could not be delivered."""
+        """Wait until this thread's messages are acknowledged; raise if any was not delivered in time."""
+        deadline = time.monotonic() + timeout_s
         with self._lock:
             producer = self._producer
+            mine = self._pending.pop(threading.get_ident(), [])
         if producer is not None:
             try:
                 producer.flush(timeout=timeout_s)
+            except KafkaError as exc:  # the futures below say which of ours did not make it
+                log.debug("kafka flush: %s", exc)
+        errors: list[BaseException] = []
+        for future in mine:
+            try:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
             except KafkaError as exc:
-                raise self._unavailable("flush", exc) from exc
-        with self._lock:
-            errors, self._send_errors = self._send_errors, []
+                errors.append(exc)
         if errors:
+            if producer is not None:
+                self._discard(producer)
             raise BackendUnavailable(f"kafka at {self.bootstrap}: {len(errors)} message(s) not delivered;"
                                      f" first: {type(errors[0]).__name__}: {errors[0]}")
 

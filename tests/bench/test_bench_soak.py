@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from itertools import pairwise
 
+import pytest
+
 from bench.bench_soak import PacedFeed
 
 
@@ -58,3 +60,44 @@ def test_incident_reports_count_tickets_and_show_where_the_posts_went(tmp_path) 
             assert _incident_events(s, incident) == "a1=5/6[T] 2/10[T 'title of e-everyday'] 1/1, a2="
     finally:
         container.close()
+
+
+def test_soak_robots_answer_for_every_unit_and_count_what_they_refused(tmp_path, monkeypatch) -> None:
+    from datetime import timedelta
+
+    from bench.bench_soak import SoakRobots
+    from core.errors import SendError
+    from core.records import utcnow
+    from core.settings import Settings
+    from core.wiring import Container
+    from tests.support import embedded_settings
+
+    robots = SoakRobots()
+    container = Container(embedded_settings(tmp_path, wecom=robots.settings()))
+    try:
+        notifier = container.notifiers["wecom"]
+        assert {u.id for u in container.router.units if u.targets.wecom} <= set(robots.keys)
+        body = {"msgtype": "text", "text": {"content": "测试"}}
+        notifier.post("gov-a3", body)
+        notifier.post("office", body)
+        robots.emulator.inject("soak-gov-a1", -1)
+        with pytest.raises(SendError):
+            notifier.post("gov-a1", body)
+        figures: dict[str, object] = {}
+        t0 = utcnow()
+        rows = [("sent", t0, t0 + timedelta(seconds=5)), ("sent", t0, t0 + timedelta(seconds=1)), ("pending", t0, None)]
+        refused = robots.report(figures.__setitem__, "soak", rows)
+        assert refused == 1
+        assert figures["soak.wecom_messages_accepted"] == 2
+        assert figures["soak.wecom_calls_refused"] == "errcode -1=1"
+        assert figures["soak.wecom_outbox"] == "pending=1 sent=2"
+        assert figures["soak.wecom_delivery_max_s"] == 5.0
+        # The worker processes of the Kafka soak get the same robots through the environment.
+        for name, value in robots.env().items():
+            monkeypatch.setenv(name, value)
+        from_env = Settings(mode="embedded", data_dir=tmp_path, database_url="").wecom
+        assert from_env.enabled and from_env.base_url == robots.emulator.base_url
+        assert {k: v.get_secret_value() for k, v in from_env.robots.items()} == robots.keys
+    finally:
+        container.close()
+        robots.stop()

@@ -444,14 +444,43 @@ class Scale:
             engine.dispose()
 
     def wait_drained(self, expected_posts: int, *, timeout_s: float) -> None:
-        """Until every post is in event_members and in Elasticsearch and both groups have committed all."""
-        wait_for(lambda: self.member_count() >= expected_posts, timeout_s=timeout_s, every_s=1.0,
-                 what=f"{expected_posts} posts counted into events")
-        wait_for(lambda: self.es_count() >= expected_posts, timeout_s=120, every_s=1.0,
-                 what=f"{expected_posts} posts in Elasticsearch")
-        wait_for(lambda: self.group_lag("analyze", "posts.raw") == 0
-                 and self.group_lag("alerts", "posts.analyzed") == 0,
-                 timeout_s=120, every_s=1.0, what="both consumer groups to commit everything")
+        """Until every post is in event_members and in Elasticsearch and both groups have committed all.
+
+        On a timeout the AssertionError carries where the stream stood and the workers' last log lines.
+        """
+        try:
+            wait_for(lambda: self.member_count() >= expected_posts, timeout_s=timeout_s, every_s=1.0,
+                     what=f"{expected_posts} posts counted into events")
+            wait_for(lambda: self.es_count() >= expected_posts, timeout_s=120, every_s=1.0,
+                     what=f"{expected_posts} posts in Elasticsearch")
+            wait_for(lambda: self.group_lag("analyze", "posts.raw") == 0
+                     and self.group_lag("alerts", "posts.analyzed") == 0,
+                     timeout_s=120, every_s=1.0, what="both consumer groups to commit everything")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis()}") from None
+
+    def diagnosis(self, log_lines: int = 25) -> str:
+        """Where the stream stands (counts, topic sizes, group lags) and each worker's last log lines."""
+        probes: dict[str, Callable[[], Any]] = {
+            "counted into events": self.member_count,
+            "in Elasticsearch": self.es_count,
+            "posts.raw size": lambda: self.topic_size("posts.raw"),
+            "posts.analyzed size": lambda: self.topic_size("posts.analyzed"),
+            "analyze lag": lambda: self.group_lag("analyze", "posts.raw"),
+            "alerts lag": lambda: self.group_lag("alerts", "posts.analyzed"),
+        }
+        lines = []
+        for label, probe in probes.items():
+            try:
+                lines.append(f"{label}: {probe()}")
+            except Exception as exc:  # a diagnosis must not hide the failure it explains
+                lines.append(f"{label}: unknown ({type(exc).__name__}: {exc})")
+        for proc in self.workers:
+            tail = proc.log().splitlines()[-log_lines:]
+            state = "running" if proc.alive() else f"exited {proc.proc.returncode}"
+            lines.append(f"--- {proc.name} ({state}), last {len(tail)} log lines:")
+            lines.extend(tail)
+        return "\n".join(lines)
 
 
 def _probe_consumer(bootstrap: str) -> Any:

@@ -133,3 +133,28 @@ def test_unreachable_broker_raises_backend_unavailable() -> None:
 def test_codec_without_its_package_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="lz4"):
         build("127.0.0.1:9", compression="lz4")
+
+
+@pytest.mark.kafka
+def test_a_producer_stuck_in_a_fatal_state_is_replaced(kafka_bootstrap: str) -> None:
+    from kafka.errors import KafkaError
+
+    bus = build(kafka_bootstrap)
+    bus.publish("posts.raw", b"first", key="a")
+    bus.flush(timeout_s=10)
+    # What kafka-python does to an idempotent producer after a non-retriable error: every later send fails.
+    bus._producer._transaction_manager.transition_to_fatal_error(KafkaError("simulated fatal error"))
+    with pytest.raises(BackendUnavailable):
+        bus.publish("posts.raw", b"second", key="b")
+        bus.flush(timeout_s=10)
+    bus.publish("posts.raw", b"second", key="b")  # the retry, on a fresh producer
+    bus.flush(timeout_s=10)
+    consumer = bus.consumer(["posts.raw"], group="fatal")
+    got: list[bytes] = []
+    for _ in range(30):
+        got += [m.value for m in consumer.poll(max_records=10, timeout_s=1.0)]
+        if len(got) >= 2:
+            break
+    consumer.close()
+    bus.close()
+    assert sorted(got) == [b"first", b"second"]
