@@ -210,8 +210,11 @@ class OutboxSender:
                  stats: SendStats) -> bool:
         """Send one message for ``rows``; False when the target turned out broken."""
         notifier = self.notifiers[note.channel]
-        if note.channel in self.rate_limited and not self.limiter.acquire(note.target, now):
-            self._release(token, rows, next_at=self.limiter.next_free(note.target, now))
+        # The slot is stamped with the clock now, not with the run's start: a run of slow sends takes a while,
+        # and slots stamped early free up early, so the next run would send inside the robot's own window.
+        at = max(now, self.clock())
+        if note.channel in self.rate_limited and not self.limiter.acquire(note.target, at):
+            self._release(token, rows, next_at=self.limiter.next_free(note.target, at))
             stats.deferred += len(rows)
             return True
         try:

@@ -22,6 +22,10 @@ from core.worker import StageWorker
 
 log = logging.getLogger(__name__)
 
+# The robot API counts a message when it arrives; the sender stamps its slot before the request leaves. A second
+# more than the API's minute keeps request latency from landing a send inside the previous window (errcode 45009).
+ROBOT_WINDOW_S = 61.0
+
 
 def analyzed_key(post: AnalyzedPost) -> str:
     """Partition key of the analyzed topic: the level-1 topic.
@@ -218,8 +222,8 @@ class Pipeline:
         from alerts.ratelimit import RateLimiter
         from alerts.sender import OutboxSender
 
-        sender = OutboxSender(self.c.db, notifiers, limiter=RateLimiter(per_minute=self.settings.wecom.per_minute),
-                              worker_id=f"sender-{os.getpid()}")
+        limiter = RateLimiter(per_minute=self.settings.wecom.per_minute, window_s=ROBOT_WINDOW_S)
+        sender = OutboxSender(self.c.db, notifiers, limiter=limiter, worker_id=f"sender-{os.getpid()}")
         while not self._stop.wait(2.0):
             try:
                 sender.run_once(utcnow())

@@ -340,3 +340,37 @@ def test_email_rows_go_through_smtp(db: Database, clock: FakeTime) -> None:
     assert "138****5678" in text and "13812345678" not in html + text
     assert "<b>" not in html and "路灯" in html
     assert rows(db)["ticket.overdue:T7:email"].state == "sent"
+
+
+class SlowSends:
+    """A notifier whose sends take ``seconds`` each on the test clock (a loaded host, a slow network)."""
+
+    def __init__(self, inner: WecomRobotNotifier, clock: FakeTime) -> None:
+        self.inner, self.clock, self.seconds = inner, clock, 0.0
+
+    def send(self, note: Notification) -> None:
+        self.inner.send(note)
+        self.clock.advance(self.seconds)
+
+
+def test_slow_sends_never_push_the_next_run_over_the_robots_limit(db: Database, emulator: WecomEmulator,
+                                                                 clock: FakeTime) -> None:
+    slow = SlowSends(notifier(emulator), clock)
+    s = OutboxSender(db, {"wecom": slow}, limiter=RateLimiter(per_minute=20), clock=lambda: clock.now)  # type: ignore[dict-item]
+    add(db, 200)
+    started = clock.now
+    slow.seconds = 2.0  # the first run's 20 messages go out over 40 s
+    first = s.run_once(clock.now)
+    assert first.messages == 20
+    slow.seconds = 0.0  # the next run's sends are instant: a burst
+    clock.advance((started + timedelta(seconds=60) - clock.now).total_seconds())
+    s.run_once(clock.now)
+    # A minute after the first run started only its first message has left the robot's window.
+    refused = [c.errcode for c in emulator.calls if c.errcode != 0]
+    assert refused == []
+    assert len(emulator.delivered(KEY_A3)) == 21
+    for _ in range(60):  # the rest, a run every 2 s, never refused either
+        clock.advance(2)
+        s.run_once(clock.now)
+    assert [c.errcode for c in emulator.calls if c.errcode != 0] == []
+    assert {r.state for r in rows(db).values()} == {"sent"}
