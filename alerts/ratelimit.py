@@ -12,6 +12,10 @@ import threading
 from collections import defaultdict, deque
 from datetime import datetime, timedelta
 
+# The robot API counts a message when it arrives; the sender stamps its slot before the request leaves. A second
+# more than the API's minute keeps request latency from landing a send inside the previous window (errcode 45009).
+ROBOT_WINDOW_S = 61.0
+
 
 class RateLimiter:
     """Sliding-window limiter keyed by target (one robot per target)."""

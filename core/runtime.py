@@ -22,10 +22,6 @@ from core.worker import StageWorker
 
 log = logging.getLogger(__name__)
 
-# The robot API counts a message when it arrives; the sender stamps its slot before the request leaves. A second
-# more than the API's minute keeps request latency from landing a send inside the previous window (errcode 45009).
-ROBOT_WINDOW_S = 61.0
-
 
 def analyzed_key(post: AnalyzedPost) -> str:
     """Partition key of the analyzed topic: the level-1 topic.
@@ -219,7 +215,7 @@ class Pipeline:
         if not notifiers:
             log.info("no notification channel enabled: outbox rows stay pending until one is configured")
             return
-        from alerts.ratelimit import RateLimiter
+        from alerts.ratelimit import ROBOT_WINDOW_S, RateLimiter
         from alerts.sender import OutboxSender
 
         limiter = RateLimiter(per_minute=self.settings.wecom.per_minute, window_s=ROBOT_WINDOW_S)
