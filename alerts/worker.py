@@ -153,7 +153,12 @@ class EventStage:
         return len(rows)
 
     def garbage_collect(self, now: datetime) -> None:
-        """Bound the clusterer's and the rules' in-memory state."""
+        """Bound the clusterer's and the rules' in-memory state as of the stream's time, never past ``now``."""
         with self._lock:
-            self.clusterer.garbage_collect(now)
-            self.engine.garbage_collect(now)
+            # The stream's clock, not the wall's: a backlog (after an outage, a replay) is behind the wall, and
+            # collecting at wall time would drop state its own posts still match - e.g. a place's 15-minute
+            # orphan events - so where a post lands would depend on when this timer fired.
+            seen = self.clusterer.latest_published
+            at = now if seen is None else min(now, seen)
+            self.clusterer.garbage_collect(at)
+            self.engine.garbage_collect(at)

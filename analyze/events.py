@@ -557,6 +557,11 @@ class EventClusterer:
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
         return assignment
 
+    @property
+    def latest_published(self) -> datetime | None:
+        """The latest publication time indexed so far (the stream's clock), or None before the first post."""
+        return None if self._latest == float("-inf") else datetime.fromtimestamp(self._latest, UTC)
+
     def garbage_collect(self, now: datetime) -> int:
         """Forget entries too old to match any post published from ``now`` on; return how many went."""
         self._since_gc = 0

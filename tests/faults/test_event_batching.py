@@ -7,13 +7,14 @@ same as when the posts trickled in one by one.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from core.db.models import EventRow, TicketRow
+from core.db.models import EventMemberRow, EventRow, TicketRow
 from tests.support import embedded
 
 pytestmark = [pytest.mark.slow]
@@ -37,3 +38,27 @@ def test_tickets_do_not_depend_on_how_redelivery_batches_the_posts(tmp_path: Pat
     assert one_by_one[0] == backlog[0], "events differ"
     assert one_by_one[1], "the input should open tickets"
     assert backlog[1] == one_by_one[1], "the same posts opened different tickets when batched differently"
+
+
+def test_events_do_not_depend_on_when_the_wall_clock_cleanup_fires(tmp_path: Path, analyzed_demo: list[Any]) -> None:
+    """A backlog is behind the wall clock: the minute timer's cleanup must not drop state its posts still match."""
+    # The stream as a replay a day late: the timer's wall-clock "now" is far past every post.
+    wall_now = max(p.published_at for p in analyzed_demo) + timedelta(days=1)
+
+    def run(name: str, collect_every: int) -> dict[frozenset[str], int]:
+        with embedded(tmp_path / name, start=False) as (container, _):
+            stage = container.event_stage()
+            for i, post in enumerate(analyzed_demo):
+                stage.handle([post.model_copy(deep=True)])
+                if collect_every and i % collect_every == collect_every - 1:
+                    stage.garbage_collect(wall_now)
+            with container.db.transaction() as session:
+                members: dict[str, set[str]] = {}
+                for post_id, event_id in session.execute(select(EventMemberRow.post_id, EventMemberRow.event_id)):
+                    members.setdefault(event_id, set()).add(post_id)
+        return {frozenset(ids): len(ids) for ids in members.values()}
+
+    never = run("never", 0)
+    often = run("often", 25)
+    assert sum(never.values()) == len(analyzed_demo)
+    assert often == never, "where posts landed depended on when the cleanup timer fired"
