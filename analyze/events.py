@@ -20,7 +20,9 @@ The ways a post joins an existing event, tried in this order:
    ``PLACE_BURST_POSTS`` times within ``place_join_minutes`` and by at least ``place_focus`` of its posts, and
    moving (``VELOCITY_POSTS`` posts within ``VELOCITY_SECONDS``).
    The signal is time, not text. While a place has a breaking matter it wins over a word match (3, 4) to
-   another of the place's events unless the words tie the post clearly (``STRONG_MATTER_OVERLAP``);
+   another of the place's events unless the words tie the post clearly (``STRONG_MATTER_OVERLAP``). On the town
+   alone, a post naming a specific anchor never joins an event whose members name only other anchors: a busy
+   town is named dozens of times a minute, so an everyday complaint template can look "breaking" there;
 6. **the district's breaking matter** — a follow-up that names only the district ("A3区要彻查"), perhaps
    filed under another topic, joins an event breaking in the district when most of its matter words are
    already the event's (``DISTRICT_CONTAINMENT``);
@@ -863,6 +865,10 @@ class EventClusterer:
         recent = self._event_recent.get(event_id, ())
         return len(recent) >= VELOCITY_POSTS and abs(ts - recent[0]) <= VELOCITY_SECONDS
 
+    def _event_anchors(self, event_id: str) -> list[str]:
+        """The specific anchors its recent members name (those whose words are kept)."""
+        return sorted({a for m in self._members.get(event_id, ()) for a in m.anchors})
+
     def _mood_clash(self, event_id: str, mood: SentimentLabel | None) -> bool:
         """A positive post is no eyewitness of a mostly negative matter ("菜很新鲜" beside "冒黑烟")."""
         if mood != SentimentLabel.positive:
@@ -901,16 +907,21 @@ class EventClusterer:
         ``district/topic`` keys never qualify: a district is too broad for its name alone to say "the same
         matter". ``similarity`` is the event's share of posts naming the place.
         """
-        keyed: list[tuple[str, dict[str, _PlaceStat]]] = [
-            (key, self._anchors.get(key, {})) for anchor in anchors for key in sorted(self._related_keys(anchor))
+        keyed: list[tuple[bool, str, dict[str, _PlaceStat]]] = [
+            (True, key, self._anchors.get(key, {})) for anchor in anchors for key in sorted(self._related_keys(anchor))
         ]
-        keyed += [(town, self._towns.get(town, {})) for town in towns if "/" not in town]
+        keyed += [(False, town, self._towns.get(town, {})) for town in towns if "/" not in town]
         # The event the place talks about most wins: during a breaking matter that is the matter's event.
         best: tuple[int, float, str, str] | None = None
-        for key, events in keyed:
+        for specific, key, events in keyed:
             for event_id, stat in sorted(events.items()):
                 if (not stat.breaking(ts, self.place_join) or not self._moving(event_id, ts)
                         or self._mood_clash(event_id, mood)):
+                    continue
+                if not specific and anchors and not _compatible(anchors, self._event_anchors(event_id)):
+                    # The post's company or compound against an event about other ones: the town is all they
+                    # share. A busy town has dozens of posts a minute, so some everyday event there (a complaint
+                    # template that named the town twice) looks "breaking" before an incident's own event does.
                     continue
                 count = stat.count
                 focus = count / max(1, self._event_posts.get(event_id, 0))

@@ -287,6 +287,30 @@ def test_a_copy_of_an_early_eyewitness_post_joins_the_breaking_matter():
     assert (copy.event_id, copy.reason) == (a.event_id, "place")
 
 
+def test_an_incident_at_a_company_does_not_join_an_everyday_event_that_named_its_town_twice():
+    """The 96 posts/s soak's split: a clinic-fee complaint template named 青石镇 twice in four minutes, so it looked
+    "breaking" there when the chemical plant's first posts arrived, and took them on the town alone."""
+    c = EventClusterer(hot_window_hours=12)
+    fee = "来电人反映：在A7县{}就诊时被要求做多项不必要的检查，费用达{}元。诉求：请卫健部门调查处理并退还不合理费用"
+    clinic = c.assign(make_post("f1", fee.format("妇幼保健院", 2400), places=("A7县", "青石镇"),
+                                orgs=("A7县妇幼保健院",), districts=("A7县",), source="hotline", topic="卫生计生"))
+    again = c.assign(make_post("f2", fee.format("社区卫生服务中心", 3800), hours=3 / 60, places=("A7县", "青石镇"),
+                               orgs=("A7县社区卫生服务中心",), districts=("A7县",), source="hotline",
+                               topic="卫生计生"))
+    assert again.event_id == clinic.event_id  # one template, one everyday event, now named twice at 青石镇
+    smell = "A7县青石镇工业园那边一股很冲的化学品味道，刺鼻得眼睛疼，鑫源化工是不是出事了？"
+    first = c.assign(make_post("s1", smell, hours=4 / 60, places=("A7县", "青石镇工业园"), orgs=("鑫源化工",),
+                               districts=("A7县",), source="weibo", topic="环境保护"))
+    assert first.is_new_event, first.reason
+    copy = c.assign(make_post("s2", smell.replace("？", "。"), hours=5 / 60, places=("A7县", "青石镇工业园"),
+                              orgs=("鑫源化工",), districts=("A7县",), source="weibo", topic="环境保护"))
+    assert copy.event_id == first.event_id
+    # A post naming only the town still joins the matter breaking there (the plant's own event, once it moves).
+    smell_town = c.assign(make_post("s3", "青石镇这边的味道越来越大了，孩子一直咳嗽，A7县有没有人出来说明一下？",
+                                    hours=6 / 60, places=("青石镇",), districts=("A7县",), source="weibo"))
+    assert smell_town.event_id == first.event_id, smell_town
+
+
 def test_town_keys_find_the_town_inside_longer_names():
     from analyze.events import town_keys
 
