@@ -7,6 +7,12 @@ as fast as it goes: minutes of the soak in about two minutes of CPU, so a change
 be judged before a 30-minute soak. Figures per incident (all its rounds together): how many events its posts
 landed in, how many of them are in its main event, and how many everyday posts that event absorbed; then
 ``incidents.one_clean_event``: incidents whose posts all share one event of at most 10 % everyday posts.
+
+The live event stage does not see posts in publication order: it reads the analyzed topic's partitions (keyed
+by level-1 topic) up to 256 posts a poll, so under load one topic's posts run ahead of another's. The same
+figures are therefore also reported (``incidents.bus_order.*``) for the order a real ``MemoryBus`` hands the
+posts over when the stage spends ``YUQING_BENCH_INCIDENT_STAGE_LOAD`` (default 0.9) of the stream's
+inter-arrival time on each post, which lets backlogs of a few hundred posts form and drain as in a soak.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 Report = Callable[[str, float | int | str], None]
 MAX_BACKGROUND_SHARE = 0.10
+STAGE_BATCH = 256  # the event stage's poll size (core.runtime)
 
 
 def replay(*, rate_per_s: float, seconds: float, data_dir: Path) -> tuple[list, dict[str, str], float]:
@@ -60,8 +67,43 @@ def replay(*, rate_per_s: float, seconds: float, data_dir: Path) -> tuple[list, 
         container.close()
 
 
+def bus_order(analysed: list, *, per_post_s: float, max_records: int = STAGE_BATCH) -> list:
+    """The posts in the order the embedded event stage polls them from a real ``MemoryBus``.
+
+    Each post is published to the analyzed topic (keyed as the pipeline keys it) at its offset after the
+    first post, on a simulated clock; each poll takes up to ``max_records`` and advances the clock by
+    ``per_post_s`` per post taken, so the stage falls behind in bursts and catches up, as it does live.
+    """
+    from core.bus.base import TOPIC_ANALYZED
+    from core.bus.memory import MemoryBus
+    from core.runtime import analyzed_key
+
+    if not analysed:
+        return []
+    bus = MemoryBus(max_backlog=len(analysed) + 1)
+    try:
+        consumer = bus.consumer([TOPIC_ANALYZED], group="bench-events")
+        t0 = analysed[0].published_at.timestamp()
+        clock, published, out = 0.0, 0, []
+        while len(out) < len(analysed):
+            while published < len(analysed) and analysed[published].published_at.timestamp() - t0 <= clock:
+                post = analysed[published]
+                bus.publish(TOPIC_ANALYZED, str(published).encode(), key=analyzed_key(post))
+                published += 1
+            batch = consumer.poll(max_records=max_records, timeout_s=0.0)
+            if batch:
+                out.extend(analysed[int(m.value)] for m in batch)
+                clock += per_post_s * len(batch)
+            elif published < len(analysed):  # idle until the next post arrives
+                clock = analysed[published].published_at.timestamp() - t0
+        return out
+    finally:
+        bus.close()
+
+
 def incident_figures(analysed: list, incident_of: dict[str, str]) -> dict[str, dict[str, int]]:
-    """Per incident: ``events`` its posts are in, ``posts``, ``in_main`` and ``main_size`` of its main event."""
+    """Per incident: ``events`` its posts are in, ``posts``, ``in_main`` and ``main_size`` of its main event;
+    the posts are assigned in the order given."""
     from analyze.events import EventClusterer
 
     clusterer = EventClusterer()
@@ -84,15 +126,28 @@ def run(report: Report) -> None:
     minutes = float(os.environ.get("YUQING_BENCH_INCIDENT_MINUTES", "10"))
     with tempfile.TemporaryDirectory(prefix="yuqing-bench-incidents-") as tmp:
         analysed, incident_of, analysis_s = replay(rate_per_s=rate, seconds=minutes * 60.0, data_dir=Path(tmp))
+    load = float(os.environ.get("YUQING_BENCH_INCIDENT_STAGE_LOAD", "0.9"))
     report("incidents.posts", len(analysed))
     report("incidents.analysis_posts_per_s", len(analysed) / analysis_s if analysis_s else 0.0)
     started = time.perf_counter()
     figures = incident_figures(analysed, incident_of)
     report("incidents.clusterer_posts_per_s", len(analysed) / (time.perf_counter() - started))
+    _report_figures(report, "incidents", figures)
+    span = (analysed[-1].published_at - analysed[0].published_at).total_seconds() if analysed else 0.0
+    per_post_s = load * span / max(1, len(analysed))
+    ordered = bus_order(analysed, per_post_s=per_post_s)
+    moved = sum(a is not b for a, b in zip(ordered, analysed, strict=True))
+    report("incidents.bus_order.stage_ms_per_post", per_post_s * 1000)
+    report("incidents.bus_order.posts_out_of_publication_order", moved)
+    _report_figures(report, "incidents.bus_order", incident_figures(ordered, incident_of))
+
+
+def _report_figures(report: Report, prefix: str, figures: dict[str, dict[str, int]]) -> None:
+    """One line per incident, then how many became one clean event."""
     clean = 0
     for name, f in figures.items():
         background = f["main_size"] - f["in_main"]
-        report(f"incidents.{name}", f"{f['posts']} posts in {f['events']} event(s); main event {f['in_main']} of "
-                                    f"them + {background} everyday posts")
+        report(f"{prefix}.{name}", f"{f['posts']} posts in {f['events']} event(s); main event {f['in_main']} of "
+                                   f"them + {background} everyday posts")
         clean += f["events"] == 1 and background <= MAX_BACKGROUND_SHARE * f["main_size"]
-    report("incidents.one_clean_event", f"{clean} of {len(figures)}")
+    report(f"{prefix}.one_clean_event", f"{clean} of {len(figures)}")
