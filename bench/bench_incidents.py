@@ -27,7 +27,6 @@ from pathlib import Path
 
 Report = Callable[[str, float | int | str], None]
 MAX_BACKGROUND_SHARE = 0.10
-STAGE_BATCH = 256  # the event stage's poll size (core.runtime)
 
 
 def replay(*, rate_per_s: float, seconds: float, data_dir: Path) -> tuple[list, dict[str, str], float]:
@@ -67,7 +66,7 @@ def replay(*, rate_per_s: float, seconds: float, data_dir: Path) -> tuple[list, 
         container.close()
 
 
-def bus_order(analysed: list, *, per_post_s: float, max_records: int = STAGE_BATCH) -> list:
+def bus_order(analysed: list, *, per_post_s: float, max_records: int | None = None) -> list:
     """The posts in the order the embedded event stage polls them from a real ``MemoryBus``.
 
     Each post is published to the analyzed topic (keyed as the pipeline keys it) at its offset after the
@@ -76,7 +75,7 @@ def bus_order(analysed: list, *, per_post_s: float, max_records: int = STAGE_BAT
     """
     from core.bus.base import TOPIC_ANALYZED
     from core.bus.memory import MemoryBus
-    from core.runtime import analyzed_key
+    from core.runtime import EVENT_STAGE_BATCH, analyzed_key
 
     if not analysed:
         return []
@@ -90,7 +89,7 @@ def bus_order(analysed: list, *, per_post_s: float, max_records: int = STAGE_BAT
                 post = analysed[published]
                 bus.publish(TOPIC_ANALYZED, str(published).encode(), key=analyzed_key(post))
                 published += 1
-            batch = consumer.poll(max_records=max_records, timeout_s=0.0)
+            batch = consumer.poll(max_records=max_records or EVENT_STAGE_BATCH, timeout_s=0.0)
             if batch:
                 out.extend(analysed[int(m.value)] for m in batch)
                 clock += per_post_s * len(batch)

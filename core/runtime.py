@@ -21,6 +21,9 @@ from core.wiring import Container
 from core.worker import StageWorker
 
 log = logging.getLogger(__name__)
+# Posts per event-stage poll: big enough to amortise a transaction, small enough that one topic's backlog
+# never holds the other partitions back for long.
+EVENT_STAGE_BATCH = 256
 
 
 def analyzed_key(post: AnalyzedPost) -> str:
@@ -129,7 +132,7 @@ class Pipeline:
         return StageWorker(
             name="alerts", bus=self.c.bus, topics=[TOPIC_ANALYZED], group="alerts",
             decode=lambda m: AnalyzedPost.model_validate_json(m.value), handle=stage.handle,
-            dead_letter=self._message_dead_letter("alerts"), batch_size=256,
+            dead_letter=self._message_dead_letter("alerts"), batch_size=EVENT_STAGE_BATCH,
         )
 
     def _announce(self, change: dict[str, Any]) -> None:
