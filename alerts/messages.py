@@ -12,6 +12,11 @@ level  colour      wording                 ``<font color=...>``
 1      蓝 blue     蓝色预警·一般            ``comment`` (grey)
 =====  ==========  ======================  =========================
 
+Layout. A robot message is read on a phone in a group chat, so it says who (unit *names*, never ids), what
+(the event title, one or two masked sample posts), how bad (the level, and ``橙→红`` when it changed) and the one
+thing to do next with its time left in words (``请于 30分钟内签收``); the other deadlines follow on one short line
+and the 查看工单 link opens the ticket (after the login page when needed).
+
 Safety. Everything that came from a post or an event title is untrusted: it is masked again
 (``analyze.privacy.mask_pii``, a second line of defence behind the masking at ingest), flattened
 to one line and stripped of the characters that make WeChat markdown active (``<`` ``>`` for
@@ -27,7 +32,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,8 +74,17 @@ STAGE_LABELS: dict[str, str] = {
     "respond": "回应", "response": "回应", "responded": "回应", "first_response": "首次回应",
     "handle": "办理", "handling": "办理",
     "close": "办结", "resolve": "办结", "closed": "办结",
-    "publish": "发布权威信息", "press": "新闻发布会",
-    "authoritative_info": "发布权威信息", "press_conference": "新闻发布会",
+    "publish": "发布权威信息", "press": "召开新闻发布会",
+    "authoritative_info": "发布权威信息", "press_conference": "召开新闻发布会",
+}
+
+# Stages a ticket's state has already passed (so their deadlines no longer call for action).
+_MET_BY_STATE: dict[str, frozenset[str]] = {
+    "sign": frozenset({"acknowledged", "assessing", "handling", "responded", "closed", "evaluated", "merged"}),
+    "first_response": frozenset({"responded", "closed", "evaluated", "merged"}),
+    "authoritative_info": frozenset({"responded", "closed", "evaluated", "merged"}),
+    "respond": frozenset({"responded", "closed", "evaluated", "merged"}),
+    "close": frozenset({"closed", "evaluated", "merged"}),
 }
 
 STATE_LABELS: dict[str, str] = {
@@ -79,11 +93,12 @@ STATE_LABELS: dict[str, str] = {
     "returned": "已退回",
 }
 
-MAX_SAMPLES = 5
+MAX_SAMPLES = 2  # one or two posts say what people write; more makes the message scroll on a phone
 MAX_MENTIONS = 20
 TITLE_CHARS = 120
 REASON_CHARS = 200
-SAMPLE_CHARS = 400
+SAMPLE_CHARS = 160
+OTHER_DEADLINES = 2
 DIGEST_TITLE_CHARS = 40
 
 # Characters that make WeChat markdown active, mapped to inert full-width look-alikes.
@@ -99,6 +114,11 @@ _MOBILE = re.compile(r"^\+?\d{6,15}$")
 # Belt and braces behind mask_pii: mainland mobiles and 18-digit ID numbers.
 _RAW_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 _RAW_IDCARD = re.compile(r"(?<![0-9A-Za-z])(\d)\d{15}(\d{1}[0-9Xx])(?![0-9A-Za-z])")
+
+
+def _now() -> datetime:
+    """The current time (a function so tests can pin it)."""
+    return datetime.now(UTC)
 
 
 def blen(text: str) -> int:
@@ -216,14 +236,89 @@ def format_time(value: Any, tz: ZoneInfo) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
-def _deadline_parts(deadlines: Any, tz: ZoneInfo) -> list[str]:
+def format_short(value: Any, tz: ZoneInfo) -> str:
+    """An ISO time as ``11月22日 10:00`` office time; unparsable values are shown escaped."""
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        return clean_untrusted(value, 40)
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(tz)
+    return f"{dt.month}月{dt.day}日 {dt:%H:%M}"
+
+
+def duration_words(seconds: float) -> str:
+    """A span in words, rounded up to the minute: ``30分钟``, ``4小时30分钟``, ``2天3小时``."""
+    minutes = max(1, int(-(-seconds // 60)))
+    if minutes < 60:
+        return f"{minutes}分钟"
+    hours, mins = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}小时" + (f"{mins}分钟" if mins else "")
+    days, hours = divmod(hours, 24)
+    return f"{days}天" + (f"{hours}小时" if hours else "")
+
+
+def _open_deadlines(payload: dict[str, Any]) -> list[tuple[str, datetime | None, str]]:
+    """(stage, time, raw) of the deadlines the ticket's state has not met yet, soonest first."""
+    deadlines = payload.get("deadlines")
     if not isinstance(deadlines, dict):
         return []
-    parts = []
+    state = str(payload.get("state") or "")
+    if state in ("closed", "evaluated", "merged"):
+        return []  # nothing is asked of a finished ticket
+    out: list[tuple[str, datetime | None, str]] = []
     for stage, when in deadlines.items():
-        label = STAGE_LABELS.get(str(stage), clean_untrusted(stage, 20))
-        parts.append(f"{label} {format_time(when, tz)}")
-    return parts
+        if state in _MET_BY_STATE.get(str(stage), frozenset()):
+            continue
+        try:
+            at: datetime | None = datetime.fromisoformat(str(when))
+            if at is not None and at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+        except ValueError:
+            at = None
+        out.append((str(stage), at, str(when)))
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(out, key=lambda d: d[1] or far)
+
+
+def _stage_label(stage: str) -> str:
+    return STAGE_LABELS.get(stage, clean_untrusted(stage, 20))
+
+
+def deadline_lines(payload: dict[str, Any], tz: ZoneInfo, now: datetime) -> tuple[str, str]:
+    """(the next deadline as an instruction, the others on one short line); empty strings when none is open."""
+    pending = _open_deadlines(payload)
+    if not pending:
+        return "", ""
+    stage, at, raw = pending[0]
+    label = _stage_label(stage)
+    if at is None:
+        first = f"{label}时限：{format_short(raw, tz)}"
+    elif at > now:
+        first = f"请于 {duration_words((at - now).total_seconds())}内{label}（截至 {format_short(raw, tz)}）"
+    else:
+        first = f"{label}已超时 {duration_words((now - at).total_seconds())}（时限 {format_short(raw, tz)}）"
+    others = [f"{_stage_label(st)} {format_short(r, tz)}" for st, _at, r in pending[1:1 + OTHER_DEADLINES]]
+    more = len(pending) - 1 - len(others)
+    rest = ("其余时限：" + " · ".join(others) + (f" 等{len(pending) - 1}项" if more > 0 else "")) if others else ""
+    return first, rest
+
+
+def kind_words(notification: Notification) -> str:
+    """The message kind in Chinese; a level change also says from which colour to which (``预警升级（橙→红）``)."""
+    p = notification.payload
+    kind = KIND_LABELS.get(notification.kind, clean_untrusted(notification.kind, 30))
+    if notification.kind == "ticket.level":
+        try:
+            before = int(p.get("level_from") or 0)
+        except (TypeError, ValueError):
+            before = 0
+        after = level_of(p)
+        if before in LEVEL_STYLE and before != after:
+            verb = "预警升级" if after > before else "预警降级"
+            kind = f"{verb}（{LEVEL_STYLE[before][0]}→{LEVEL_STYLE[after][0]}）"
+    return kind
 
 
 def _mentions(notification: Notification) -> tuple[list[str], list[str]]:
@@ -244,10 +339,17 @@ def _mentions(notification: Notification) -> tuple[list[str], list[str]]:
     return users[:MAX_MENTIONS], mobiles[:MAX_MENTIONS]
 
 
-def _units(payload: dict[str, Any]) -> tuple[str, str]:
-    lead = clean_untrusted(payload.get("lead_unit") or "—", 40)
+def unit_label(payload: dict[str, Any], unit_id: Any) -> str:
+    """A unit's Chinese name from the payload's ``unit_names`` (the id only when no name is known)."""
+    names = payload.get("unit_names") if isinstance(payload.get("unit_names"), dict) else {}
+    return str((names or {}).get(str(unit_id)) or unit_id or "—")
+
+
+def _units(payload: dict[str, Any], clean: Any = None) -> tuple[str, str]:
+    clean = clean or clean_untrusted
+    lead = clean(unit_label(payload, payload.get("lead_unit")), 40)
     coop = payload.get("cooperating_units") or []
-    coop_s = "、".join(clean_untrusted(u, 40) for u in coop) if isinstance(coop, list) else ""
+    coop_s = "、".join(clean(unit_label(payload, u), 40) for u in coop) if isinstance(coop, list) else ""
     return lead, coop_s
 
 
@@ -260,10 +362,12 @@ def _samples(payload: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(
-    notification: Notification, *, dashboard_url: str, tz: str = "Asia/Shanghai", limit: int = MARKDOWN_LIMIT
+    notification: Notification, *, dashboard_url: str, tz: str = "Asia/Shanghai", limit: int = MARKDOWN_LIMIT,
+    now: datetime | None = None,
 ) -> str:
     """WeChat Work markdown for one ticket notification, at most ``limit`` bytes."""
     zone = ZoneInfo(tz)
+    now = now or _now()
     p = notification.payload
     if not p.get("title") and notification.markdown:
         # Caller-rendered (trusted) markdown: cut only between whole lines.
@@ -271,7 +375,7 @@ def render_markdown(
         return fit([_Seg(line) for line in lines], "", limit)
     level = level_of(p)
     _colour, _severity, font = LEVEL_STYLE[level]
-    kind = KIND_LABELS.get(notification.kind, clean_untrusted(notification.kind, 30))
+    kind = kind_words(notification)
     ticket_id = str(p.get("id") or "")
     title = clean_untrusted(p.get("title") or notification.subject, TITLE_CHARS)
     lead, coop = _units(p)
@@ -279,16 +383,16 @@ def render_markdown(
     head = [
         _Seg(f'### <font color="{font}">【{level_words(level)}】</font>{kind}\n'),
         _Seg(f"**{title}**\n", splittable=False),
-        _Seg(f"> 工单：{clean_untrusted(ticket_id, 40)}　状态：{state}\n"),
         _Seg(f"> 主办单位：{lead}" + (f"　协办：{coop}" if coop else "") + "\n"),
     ]
     if p.get("reason"):
         head.append(_Seg(f"> 预警原因：{clean_untrusted(p.get('reason'), REASON_CHARS)}\n", splittable=True))
-    if p.get("event_id"):
-        head.append(_Seg(f"> 事件：{clean_untrusted(p.get('event_id'), 40)}\n"))
-    deadlines = _deadline_parts(p.get("deadlines"), zone)
-    if deadlines:
-        head.append(_Seg(f'**处置时限**：<font color="warning">{"；".join(deadlines)}</font>\n'))
+    head.append(_Seg(f"> 工单：{clean_untrusted(ticket_id, 40)}　状态：{state}\n"))
+    first, rest = deadline_lines(p, zone, now)
+    if first:
+        head.append(_Seg(f'<font color="warning">**{first}**</font>\n'))
+    if rest:
+        head.append(_Seg(f'<font color="comment">{rest}</font>\n'))
     body: list[_Seg] = []
     samples = _samples(p)
     if samples:
@@ -303,27 +407,31 @@ def render_markdown(
 
 
 def render_text(
-    notification: Notification, *, dashboard_url: str, tz: str = "Asia/Shanghai", limit: int = TEXT_LIMIT
+    notification: Notification, *, dashboard_url: str, tz: str = "Asia/Shanghai", limit: int = TEXT_LIMIT,
+    now: datetime | None = None,
 ) -> str:
     """Plain text (``msgtype=text``) for one ticket notification, at most ``limit`` bytes."""
     zone = ZoneInfo(tz)
+    now = now or _now()
     p = notification.payload
     if not p.get("title") and notification.text:
         return fit([_Seg(line) for line in notification.text.splitlines(keepends=True)], "", limit)
     level = level_of(p)
-    kind = KIND_LABELS.get(notification.kind, _plain_untrusted(notification.kind, 30))
+    kind = kind_words(notification)
     ticket_id = str(p.get("id") or "")
-    lead = _plain_untrusted(p.get("lead_unit") or "—", 40)
+    lead, coop = _units(p, _plain_untrusted)
     segs = [
         _Seg(f"【{level_words(level)}】{kind}\n"),
         _Seg(_plain_untrusted(p.get("title") or notification.subject, TITLE_CHARS) + "\n", splittable=True),
-        _Seg(f"工单：{_plain_untrusted(ticket_id, 40)}　主办单位：{lead}\n"),
+        _Seg(f"主办单位：{lead}" + (f"　协办：{coop}" if coop else "") + "\n"),
     ]
-    deadlines = _deadline_parts(p.get("deadlines"), zone)
-    if deadlines:
-        segs.append(_Seg("处置时限：" + "；".join(deadlines) + "\n"))
     if p.get("reason"):
         segs.append(_Seg("预警原因：" + _plain_untrusted(p.get("reason"), REASON_CHARS) + "\n", splittable=True))
+    segs.append(_Seg(f"工单：{_plain_untrusted(ticket_id, 40)}\n"))
+    first, rest = deadline_lines(p, zone, now)
+    for line in (first, rest):
+        if line:
+            segs.append(_Seg(line + "\n"))
     raw = p.get("samples") if isinstance(p.get("samples"), list) else []
     for i, s in enumerate((raw or [])[:MAX_SAMPLES], 1):
         segs.append(_Seg(f"{i}. {_plain_untrusted(s, SAMPLE_CHARS)}\n", splittable=True))
@@ -333,10 +441,11 @@ def render_text(
 
 def render_digest(
     notifications: Sequence[Notification], *, dashboard_url: str, tz: str = "Asia/Shanghai",
-    limit: int = MARKDOWN_LIMIT,
+    limit: int = MARKDOWN_LIMIT, now: datetime | None = None,
 ) -> str:
     """Several notifications as one WeChat markdown message (used when a robot's rate limit is hit)."""
     zone = ZoneInfo(tz)
+    now = now or _now()
     n = len(notifications)
     header = (
         f"### 预警通知汇总（{n} 条）\n"
@@ -347,12 +456,12 @@ def render_digest(
         p = note.payload
         level = level_of(p)
         _c, _s, font = LEVEL_STYLE[level]
-        kind = KIND_LABELS.get(note.kind, clean_untrusted(note.kind, 30))
+        kind = kind_words(note)
         title = clean_untrusted(p.get("title") or note.subject, DIGEST_TITLE_CHARS)
         line = f'{i}. <font color="{font}">【{level_words(level)}】</font>{kind}：{title}'
-        deadlines = _deadline_parts(p.get("deadlines"), zone)
-        if deadlines:
-            line += f"（{deadlines[0]}）"
+        first, _rest = deadline_lines(p, zone, now)
+        if first:
+            line += f"（{first}）"
         if p.get("id"):
             line += f" [查看]({ticket_url(dashboard_url, str(p.get('id')))})"
         items.append(line + "\n")
@@ -395,7 +504,7 @@ def render_email(
     """(subject, plain text, HTML) of a ticket notification e-mail; untrusted text is escaped."""
     p = notification.payload
     level = level_of(p)
-    kind = KIND_LABELS.get(notification.kind, _plain_untrusted(notification.kind, 30))
+    kind = kind_words(notification)
     title = _plain_untrusted(p.get("title") or notification.subject, TITLE_CHARS)
     subject = f"【{level_words(level)}】{kind}：{title}"
     text = render_text(notification, dashboard_url=dashboard_url, tz=tz, limit=1 << 20)

@@ -92,6 +92,14 @@ def payload(ticket: TicketRow, **more: Any) -> dict[str, Any]:
     return data
 
 
+def unit_names(session: Session, unit_ids: Iterable[str]) -> dict[str, str]:
+    """Unit id -> Chinese name for the given ids (unknown ids are left out)."""
+    wanted = {u for u in unit_ids if u}
+    if not wanted:
+        return {}
+    return {u.id: u.name for u in session.scalars(select(UnitRow).where(UnitRow.id.in_(wanted))) if u.name}
+
+
 def notify(
     session: Session,
     ticket: TicketRow,
@@ -106,6 +114,7 @@ def notify(
     """Enqueue one notification per target; ids are deterministic so a retry never queues twice."""
     count = 0
     seen: set[str] = set()
+    names = unit_names(session, [ticket.lead_unit, *(ticket.cooperating_units or [])])  # messages show names
     for target in targets:
         if not target or target in seen:
             continue
@@ -114,7 +123,7 @@ def notify(
         if len(nid) > 80:
             nid = f"{ticket.id}:{kind}:" + hashlib.sha1(nid.encode()).hexdigest()[:20]  # noqa: S324 - an id
         note = Notification(id=nid, channel=channel, target=target, kind=kind, subject=subject,
-                            payload=payload(ticket, **more))
+                            payload=payload(ticket, unit_names=names, **more))
         count += int(enqueue(session, note))
     return count
 
@@ -372,7 +381,7 @@ def _apply_match(session: Session, ticket: TicketRow, *, match: Match, now: date
           from_state=ticket.state, to_state=ticket.state, now=now, detail=detail)
     if raised:
         notify(session, ticket, kind="ticket.level", key=str(ticket.level), targets=_office_and_units(ticket),
-               subject=f"预警升级为{WarningLevel(ticket.level).colour_zh}色：{ticket.title}")
+               subject=f"预警升级为{WarningLevel(ticket.level).colour_zh}色：{ticket.title}", level_from=old)
     return True
 
 
@@ -422,7 +431,7 @@ def assess(
         old = t.level
         t.level = new_level
         notify(session, t, kind="ticket.level", key=f"assess{new_level}", targets=_office_and_units(t),
-               subject=f"研判调整预警等级 {old}→{new_level}：{t.title}")
+               subject=f"研判调整预警等级 {old}→{new_level}：{t.title}", level_from=old)
     set_extra(t, assessment={"level": new_level, "facts": facts[:2000], "risk": risk[:2000],
                               "by": actor.username, "at": iso(now)})
     flush(session)

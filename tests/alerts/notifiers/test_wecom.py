@@ -41,8 +41,11 @@ def note(target: str = "gov-a3", **payload: object) -> Notification:
     return Notification(id="n1", channel="wecom", target=target, kind="ticket.created", subject="s", payload=p)
 
 
-def test_sends_payload_exact(emulator: WecomEmulator) -> None:
-    n = note()
+def test_sends_payload_exact(emulator: WecomEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    monkeypatch.setattr("alerts.messages._now", lambda: datetime(2026, 11, 22, 1, 30, tzinfo=UTC))
+    n = note(unit_names={"gov-a3": "A3区人民政府"})
     make(emulator).send(n)
     assert emulator.delivered(KEY_A3) == [
         {"msgtype": "markdown", "markdown": {"content": render_markdown(n, dashboard_url=DASH)}}
@@ -51,9 +54,9 @@ def test_sends_payload_exact(emulator: WecomEmulator) -> None:
     assert content == (
         '### <font color="warning">【红色预警·特别重大】</font>新预警工单\n'
         "**某路段积水严重**\n"
+        "> 主办单位：A3区人民政府\n"
         "> 工单：T1　状态：待签收\n"
-        "> 主办单位：gov-a3\n"
-        '**处置时限**：<font color="warning">签收 2026-11-22 10:00</font>\n'
+        '<font color="warning">**请于 30分钟内签收（截至 11月22日 10:00）**</font>\n'
         "**代表性信息**（已脱敏）：\n"
         "> 1. 积水到膝盖\n"
         "\n[查看工单](https://yq.example.gov.cn/#/tickets/T1)"
