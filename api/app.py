@@ -172,6 +172,9 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
 
     for module in (auth, tickets, reports):
         app.include_router(module.router)
+    from api.routes import workbench
+
+    app.include_router(workbench.router)  # 我的待办, notification health, user admin for the dashboard
     from api.routes import apidocs
 
     apidocs.install(app)  # /docs and /redoc from local files (no CDN), security schemes, the ingest body

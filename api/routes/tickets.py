@@ -78,7 +78,15 @@ def _detail(session: Session, request: Request, ticket_id: str, user: User) -> T
 
 def _done(session: Session, request: Request, ticket_id: str, user: User) -> TicketDetailOut:
     session.commit()
-    return _detail(session, request, ticket_id, user)
+    detail = _detail(session, request, ticket_id, user)
+    # Tell open dashboards (the ticket page, boards, an approver's 待办) that a person changed this ticket.
+    broadcaster = getattr(request.app.state, "broadcaster", None)
+    if broadcaster is not None:
+        broadcaster.publish({"ticket_id": detail.id, "event_id": detail.event_id, "level": detail.level,
+                             "state": detail.state, "created": False, "by": user.username,
+                             "lead_unit": detail.lead_unit, "cooperating_units": detail.cooperating_units,
+                             "at": utcnow().isoformat()})
+    return detail
 
 
 @router.get("", response_model=TicketPageOut)

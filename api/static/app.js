@@ -17,12 +17,24 @@ const ACTION_NAMES = { create: "生成预警", open: "生成预警", update: "�
   reject: "退回", reassign: "改派", request_extension: "申请延期", decide_extension: "审批延期", merge: "合并", close: "办结", reopen: "重开",
   respond: "发布回应", draft_response: "起草回应", edit_response: "修改回应", review_response: "审核回应", publish_response: "发布回应",
   approve_response: "审核通过回应", reject_response: "退回回应", escalation: "督办", reminder: "催办",
-  level: "级别调整", remind: "催办", overdue: "超时", escalate: "督办", evaluate: "效果评估" };
+  level: "级别调整", remind: "催办", overdue: "超时", escalate: "督办", evaluate: "效果评估",
+  raise_level: "预警升级", merge_in: "并入工单", notice: "通报", supervise: "督办", publish: "发布回应", approve: "审核通过" };
+const ROUTING_STRATEGIES = { major_wide: "重大或全市性事件：主管部门牵头、属地配合", single_district: "属地管理：所在区县政府牵头、主管部门配合",
+  multi_district: "多地事件：涉及最多的区县牵头、其他区县和主管部门配合", topic_only: "无明确属地：主管部门牵头", fallback: "无法判定：舆情办牵头" };
+const RULE_TYPES = { NegativeHeatRule: "负面热度", SpikeRule: "声量突增", SensitiveTermsRule: "敏感词", WatchlistRule: "关键词方案" };
 const EXTENSION_STATES = { pending: "待审批", approved: "已批准", refused: "未批准" };
 const RESPONSE_STATES = { draft: "草稿", approved: "已审核", published: "已发布", rejected: "已退回" };
 const CHANNELS = { website: "政府网站", weibo: "政务微博", wechat: "政务微信", press_conference: "新闻发布会", hotline_reply: "热线答复" };
 const ROLE_NAMES = { admin: "管理员", analyst: "舆情研判", handler: "责任单位", leader: "领导" };
-const state = { user: null, csrf: null, charts: [], stream: null, wall: new Map(), levels: new Map(), pending: new Map(), audio: null };
+const state = { user: null, csrf: null, charts: [], stream: null, wall: new Map(), levels: new Map(), pending: new Map(), audio: null,
+  people: {}, reviewCount: null, wallPage: 0 };
+const WALL_PAGE = 12; // cards per wall page: the wall pages instead of growing without end
+/** A person's display name (history shows people, not log-in names). */
+function person(username) {
+  if (!username) return "—";
+  if (String(username).startsWith("scheduler")) return "系统（定时任务）";
+  return state.people[username] || username;
+}
 
 /* ---------- DOM helpers (textContent only) ---------- */
 function h(tag, attrs, ...children) {
@@ -55,6 +67,7 @@ function render(...nodes) {
   tick();
 }
 function toast(text, alarm) {
+  if (document.body.dataset.page === "screen") { screenToast(text, alarm); return; }
   const t = $("toast");
   t.onclick = () => t.classList.add("hidden"); // click to dismiss (it may cover a form)
   t.title = "点击关闭";
@@ -113,7 +126,7 @@ async function api(path, opts = {}) {
   if (r.status === 401 && !opts.allow401) {
     state.user = null;
     showWho();
-    location.hash = "#/login";
+    if (!location.hash.startsWith("#/login")) location.hash = `#/login?${qs({ next: location.hash || "#/overview" })}`;
     throw new Error("请先登录");
   }
   const type = r.headers.get("content-type") || "";
@@ -244,14 +257,27 @@ async function pageAlerts() {
   for (const t of tickets.items) state.levels.set(t.id, t.level);
   render(h("div", { class: "toolbar" }, h("h1", {}, "实时预警墙"), h("span", { class: "muted" }, "新预警、升级预警实时出现，无需刷新；橙色、红色预警闪烁并提示音"),
     h("span", { id: "wall-total", class: "right" })),
-  h("div", { class: "wall-layout" }, h("div", { class: "wall", id: "wall" }), h("aside", { class: "panel" }, h("h2", {}, "各单位未办结 / 超时"), h("div", { id: "wall-units" }))));
+  h("div", { class: "wall-layout" }, h("div", {}, h("div", { class: "wall", id: "wall" }), h("div", { class: "row", id: "wall-pager" })),
+    h("aside", { class: "panel" }, h("h2", {}, "各单位未办结 / 超时"), h("div", { id: "wall-units" }))));
   drawWall(null);
 }
 function drawWall(freshId) {
   const wall = $("wall");
   if (!wall) return;
   const items = [...state.wall.values()].filter((t) => OPEN_STATES.has(t.state)).sort(wallSort);
-  wall.replaceChildren(...(items.length ? items.map((t) => alertCard(t, t.id === freshId)) : [h("p", { class: "muted", id: "wall-empty" }, "暂无未办结预警")]));
+  // A page of cards, never a wall thousands of pixels long; a fresh or raised ticket brings its page forward.
+  const pages = Math.max(1, Math.ceil(items.length / WALL_PAGE));
+  if (freshId) { const at = items.findIndex((t) => t.id === freshId); if (at >= 0) state.wallPage = Math.floor(at / WALL_PAGE); }
+  state.wallPage = Math.min(state.wallPage, pages - 1);
+  const shown = items.slice(state.wallPage * WALL_PAGE, (state.wallPage + 1) * WALL_PAGE);
+  wall.replaceChildren(...(items.length ? shown.map((t) => alertCard(t, t.id === freshId)) : [h("p", { class: "muted", id: "wall-empty" }, "暂无未办结预警")]));
+  const pager = $("wall-pager");
+  if (pager) {
+    const go = (d) => { state.wallPage = (state.wallPage + d + pages) % pages; drawWall(null); };
+    pager.replaceChildren(...(pages > 1 ? [h("button", { class: "btn secondary", type: "button", dataset: { page: "prev" }, on: { click: () => go(-1) } }, "上一页"),
+      h("span", { class: "muted", id: "wall-page" }, `第 ${state.wallPage + 1} / ${pages} 页`),
+      h("button", { class: "btn secondary", type: "button", dataset: { page: "next" }, on: { click: () => go(1) } }, "下一页")] : []));
+  }
   $("wall-units").replaceChildren(unitCountsTable(items));
   const late = items.filter(isOverdue).length;
   $("wall-total").replaceChildren(`未办结 ${items.length} 件 · 超时 `, h("b", { class: late ? "overdue" : "" }, String(late)), " 件");
@@ -264,6 +290,14 @@ function onTicketChange(change) {
   if (prev) clearTimeout(prev.timer);
   const created = Boolean(change.created) || Boolean(prev && prev.created);
   state.pending.set(change.ticket_id, { created, timer: setTimeout(() => refreshTicket(change.ticket_id, created), 250) });
+}
+/** The open ticket changed elsewhere: redraw it, unless the user is typing (then offer a refresh instead). */
+function ticketChanged() {
+  const typing = [...document.querySelectorAll("#main textarea, #main input")].some((el) => el.value && el.type !== "checkbox" && el.closest("form:not(.hidden), .draft, details[open]"))
+    || [...document.querySelectorAll("#main form.inline-form")].some((f) => !f.classList.contains("hidden"));
+  if (!typing) { route(); return; }
+  if ($("ticket-changed")) return;
+  $("main").prepend(h("div", { class: "panel warn", id: "ticket-changed" }, "此工单刚被更新。", h("button", { class: "btn secondary", type: "button", on: { click: () => route() } }, "刷新查看")));
 }
 async function refreshTicket(id, created) {
   state.pending.delete(id);
@@ -279,6 +313,10 @@ async function refreshTicket(id, created) {
   }
   if ($("wall")) drawWall(created || escalated ? id : null);
   else if (document.body.dataset.page === "tickets" && !$("ticket-state")) route(); // the board, not a ticket being edited
+  else if ($("ticket-state") && $("main").dataset.ticket === id && t.version !== Number($("main").dataset.version)) ticketChanged();
+  else if (document.body.dataset.page === "todo") route();
+  else if (document.body.dataset.page === "screen") { drawScreenWall(); clearTimeout(state.screenRefresh); state.screenRefresh = setTimeout(() => refreshScreen().catch(() => {}), 1500); }
+  refreshTodoBadge();
 }
 /** The wall also re-reads the list every minute: closed tickets leave, deadlines pass, nothing is missed. */
 async function refreshWall() {
@@ -508,9 +546,24 @@ function ticketSummary(t) {
     h("h3", {}, "处理记录"), historyList(t));
 }
 function historyList(t) {
-  return h("ol", { class: "history" }, ...(t.history || []).map((a) => h("li", {}, h("span", { class: "muted" }, fmtTime(a.at)), ` ${a.actor} `,
-    h("b", {}, ACTION_NAMES[a.action] || a.action), a.to_state && a.to_state !== a.from_state ? ` → ${STATE_NAMES[a.to_state] || a.to_state}` : "",
-    a.detail && (a.detail.reason || a.detail.note || a.detail.summary) ? `（${a.detail.reason || a.detail.note || a.detail.summary}）` : "")));
+  return h("ol", { class: "history" }, ...(t.history || []).map((a) => h("li", {}, h("span", { class: "muted" }, fmtTime(a.at)), ` ${person(a.actor)} `,
+    h("b", {}, ACTION_NAMES[a.action] || "其他操作"), a.to_state && a.to_state !== a.from_state ? ` → ${STATE_NAMES[a.to_state] || a.to_state}` : "",
+    historyDetail(a.detail || {}))));
+}
+function unitLabel(id) { return (state.units && state.units[id]) || (state.unitNames || {})[id] || id; }
+/** The part of an audit row's detail a person needs, in words (never raw keys or JSON). */
+function historyDetail(d) {
+  const parts = [];
+  if (d.level_from && d.level_to && d.level_from !== d.level_to) parts.push(`${LEVELS[d.level_from] || d.level_from}→${LEVELS[d.level_to] || d.level_to}`);
+  if (d.routing && d.routing.summary) parts.push(d.routing.summary);
+  if (d.lead_unit && d.from) parts.push(`牵头单位改为 ${unitLabel(d.lead_unit)}`);
+  if (d.tasks && typeof d.tasks === "object") for (const [u, task] of Object.entries(d.tasks)) parts.push(`交办 ${unitLabel(u)}：${task}`);
+  if (d.late) parts.push("逾期签收");
+  if (d.hours) parts.push(`延长 ${d.hours} 小时`);
+  if (d.approve === true) parts.push("同意"); else if (d.approve === false) parts.push("不同意");
+  if (d.outcome) parts.push({ calmed: "平息", ongoing: "持续", escalated: "升级" }[d.outcome] || d.outcome);
+  for (const k of ["reason", "note", "summary", "facts"]) if (typeof d[k] === "string" && d[k]) parts.push(d[k]);
+  return parts.length ? `（${parts.join("；")}）` : "";
 }
 
 /* ---------- search ---------- */
@@ -580,6 +633,8 @@ async function pageTicket(id) {
   const deadlines = h("table", { class: "compact" }, h("tbody", {}, ...Object.entries(t.deadlines || {}).sort((a, b) => new Date(a[1]) - new Date(b[1])).map(([k, v]) =>
     h("tr", {}, h("td", {}, DEADLINE_NAMES[k] || k), h("td", {}, fmtTime(v)), h("td", {}, countdown(v, stageMet(t, k)))))));
   const ext = (t.extra || {}).extension;
+  $("main").dataset.ticket = t.id;
+  $("main").dataset.version = String(t.version);
   render(
     h("div", { class: "toolbar" }, h("h1", {}, t.title || t.event_id), levelBadge(t.level), h("span", { class: `state state-${t.state}`, id: "ticket-state" }, STATE_NAMES[t.state] || t.state),
       isOverdue(t) ? h("span", { class: "tag late-tag" }, "超时") : null, h("span", { class: "muted right" }, `工单 ${t.id} · 生成于 ${fmtTime(t.created_at)}`)),
@@ -599,11 +654,20 @@ async function pageTicket(id) {
   );
 }
 function routingView(routing) {
-  const entries = Object.entries(routing || {}).filter(([k]) => k !== "summary");
-  if (!routing || (!entries.length && !routing.summary)) return h("p", { class: "muted" }, "—");
+  if (!routing || !Object.keys(routing).length) return h("p", { class: "muted" }, "—");
+  const list = (v) => (Array.isArray(v) && v.length ? v.join("、") : null);
+  const rows = [
+    ["派单方式", ROUTING_STRATEGIES[routing.strategy] || null],
+    ["预警级别", routing.level_zh || null],
+    ["话题", routing.topic || null],
+    ["主管部门", routing.department ? unitLabel(routing.department) : null],
+    ["涉及属地", list(routing.district_names) || (routing.city_wide ? "全市" : null)],
+    ["牵头单位", routing.lead_unit_name || (routing.lead_unit ? unitLabel(routing.lead_unit) : null)],
+    ["配合单位", list(routing.cooperating_unit_names)],
+    ["未识别的属地", list(routing.unrecognised_districts)],
+  ].filter(([, v]) => v);
   return h("div", {}, routing.summary ? h("p", {}, routing.summary) : null,
-    entries.length ? h("details", {}, h("summary", {}, "详细依据"), h("table", { class: "compact kvtable" }, h("tbody", {},
-      ...entries.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))))))) : null);
+    rows.length ? h("dl", { class: "kv", id: "routing" }, ...rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null);
 }
 function cooperatingNames(t) {
   const ids = t.cooperating_units || [];
@@ -618,17 +682,25 @@ async function post(t, path, body, done) {
     await route();
   } catch (err) { toast(`操作失败：${errorText(err)}`); }
 }
-/** A button that either acts at once or opens a small inline form (no prompt(): it blocks wall screens). */
-function actionButton(t, label, action, fields, build) {
+/** A button that opens a small inline form (no prompt()/confirm(): they block wall screens). With no fields the
+ * form only asks for confirmation; every field has a visible label. */
+function actionButton(t, label, action, fields, build, question) {
   const btn = h("button", { class: "btn", type: "button", dataset: { action } }, label);
   if (!fields) { btn.addEventListener("click", () => post(t, action, {}, `已${label}`)); return btn; }
-  const inputs = fields.map(([name, kind, placeholder, options]) => (kind === "select" ? select(name, options.default, options.values, placeholder)
-    : kind === "textarea" ? h("textarea", { name, placeholder, "aria-label": placeholder, required: true, maxlength: 4000 })
-      : h("input", { name, type: kind, placeholder, "aria-label": placeholder, required: true, step: kind === "number" ? "any" : null })));
+  const inputs = fields.map(([name, kind, text, options]) => {
+    const optional = options && options.optional;
+    const input = kind === "select" ? select(name, options.default, options.values, text)
+      : kind === "textarea" ? h("textarea", { name, "aria-label": text, required: !optional, maxlength: 4000 })
+        : h("input", { name, type: kind, "aria-label": text, required: !optional, step: kind === "number" ? "any" : null });
+    return h("label", { class: "field" }, h("span", {}, text), input);
+  });
   const form = h("form", { class: "inline-form hidden", dataset: { form: action }, on: { submit: (ev) => { ev.preventDefault();
     const values = Object.fromEntries(new FormData(ev.target).entries());
-    post(t, action, build(values), `已${label}`); } } }, ...inputs, h("button", { class: "btn", type: "submit" }, `确认${label}`));
-  btn.addEventListener("click", () => { form.classList.toggle("hidden"); const f = form.querySelector("input,textarea,select"); if (f) f.focus(); });
+    post(t, action, build ? build(values) : {}, `已${label}`); } } },
+  question ? h("p", { class: "question" }, question) : null, ...inputs,
+  h("div", { class: "row" }, h("button", { class: "btn", type: "submit" }, `确认${label}`),
+    h("button", { class: "btn secondary", type: "button", dataset: { cancel: action }, on: { click: () => form.classList.add("hidden") } }, "取消")));
+  btn.addEventListener("click", () => { form.classList.toggle("hidden"); const f = form.querySelector("input,textarea,select,button[type=submit]"); if (f) f.focus(); });
   return [btn, form];
 }
 function ticketActions(t) {
@@ -636,10 +708,12 @@ function ticketActions(t) {
   const box = h("div", { class: "actions" });
   const levels = { values: { 1: "蓝色", 2: "黄色", 3: "橙色", 4: "红色" }, default: String(t.level) };
   const spec = [
-    ["签收", "acknowledge"],
+    ["签收", "acknowledge", [], null, "确认由本单位签收此预警？签收后开始计算研判、回应时限。"],
     ["研判", "assess", [["level", "select", "确认级别", levels], ["facts", "textarea", "核实情况"], ["risk", "text", "风险研判"]],
       (v) => ({ level: Number(v.level), facts: v.facts, risk: v.risk })],
-    ["开始处置", "start_handling"],
+    ["开始处置", "start_handling", (t.cooperating_units || []).map((u) => [`task:${u}`, "textarea", `交办 ${unitLabel(u)} 的任务（可不填）`, { optional: true }]),
+      (v) => ({ tasks: Object.fromEntries(Object.entries(v).filter(([k, x]) => k.startsWith("task:") && x.trim()).map(([k, x]) => [k.slice(5), x.trim()])) }),
+      "确认开始处置？可同时把任务交办给配合单位，对方会收到通知。"],
     ["退回", "reject", [["reason", "text", "退回原因（非本单位职责的说明）"]], (v) => ({ reason: v.reason })],
     ["改派", "reassign", [state.units ? ["lead_unit", "select", "新的牵头单位", { values: state.units, default: t.lead_unit }] : ["lead_unit", "text", "新的牵头单位编号"]],
       (v) => ({ lead_unit: v.lead_unit.trim() })],
@@ -649,9 +723,9 @@ function ticketActions(t) {
     ["合并", "merge", [["into", "text", "并入工单编号"]], (v) => ({ into: v.into.trim() })],
     ["办结", "close", [["summary", "textarea", "办结情况说明"]], (v) => ({ summary: v.summary })],
     ["重开", "reopen", [["reason", "text", "重开原因"]], (v) => ({ reason: v.reason })],
-    ["效果评估", "evaluate"],
+    ["效果评估", "evaluate", [], null, "确认对本工单进行效果评估？"],
   ];
-  for (const [label, action, fields, build] of spec) if (allowed.has(action)) box.append(...[actionButton(t, label, action, fields, build)].flat());
+  for (const [label, action, fields, build, question] of spec) if (allowed.has(action)) box.append(...[actionButton(t, label, action, fields, build, question)].flat());
   if (allowed.has("decide_extension")) {
     const note = h("input", { placeholder: "审批意见", "aria-label": "审批意见" });
     box.append(h("div", { class: "inline-form" }, "延期申请：", note,
@@ -734,30 +808,289 @@ async function pageWatchlists() {
 }
 
 /* ---------- admin ---------- */
-async function pageAdmin() {
-  const [units, targets, users, rules] = await Promise.all([
+const CHANNEL_NAMES = { wecom: "企业微信机器人", email: "电子邮件", webhook: "系统对接（Webhook）" };
+async function pageAdmin(params) {
+  const isAdmin = state.user.role === "admin";
+  const since = new Date(Date.now() - 30 * 864e5).toISOString(), until = new Date().toISOString();
+  const [health, units, targets, users, rules, dead, report] = await Promise.all([
+    api("/api/v1/dashboard/notify-health").catch((e) => ({ error: e })),
     api("/api/v1/admin/units").catch((e) => ({ error: e })), api("/api/v1/admin/targets").catch((e) => ({ error: e })),
-    api("/api/v1/dashboard/users").catch((e) => ({ error: e })), api("/api/v1/dashboard/rules").catch((e) => ({ error: e }))]);
-  const table = (res, heads, row) => (res.error ? h("p", { class: res.error.status ? "error" : "muted" }, res.error.status ? errorText(res.error) : res.error.message)
-    : h("table", { class: "compact" }, h("thead", {}, h("tr", {}, ...heads.map((c) => h("th", {}, c)))), h("tbody", {}, ...res.items.map(row))));
+    api("/api/v1/dashboard/users").catch((e) => ({ error: e })), api("/api/v1/dashboard/rules").catch((e) => ({ error: e })),
+    api("/api/v1/dead-letters?limit=20").catch((e) => ({ error: e })),
+    api(`/api/v1/reports/units?${qs({ from: since, to: until })}`).catch((e) => ({ error: e }))]);
+  if (units.items) state.units = Object.fromEntries(units.items.map((u) => [u.id, u.name]));
+  const table = (res, heads, row, id) => (res.error ? h("p", { class: res.error.status ? "error" : "muted" }, res.error.status ? errorText(res.error) : res.error.message)
+    : h("table", { class: "compact", id }, h("thead", {}, h("tr", {}, ...heads.map((c) => h("th", {}, c)))), h("tbody", {}, ...res.items.map(row))));
   const broken = targets.items ? targets.items.filter((t) => t.broken) : [];
   if (targets.items && !targets.items.length) targets.error = { message: "尚无发送记录（首次发送后显示各机器人、邮箱的状态）" };
+  const warnings = health.warnings || [];
+  // Units and targets by their Chinese names; an id only where no name is known.
+  const targetName = (t) => (t.target === "office" ? "舆情办" : unitLabel(t.target));
   render(h("h1", {}, "系统管理"),
+    warnings.length ? h("div", { class: "panel alarm-panel", id: "notify-warnings", role: "alert" }, h("b", {}, "预警通知可能无法送达："),
+      h("ul", {}, ...warnings.map((w) => h("li", {}, w)))) : null,
     broken.length ? h("div", { class: "panel warn", id: "broken-targets" }, h("b", {}, `有 ${broken.length} 个通知渠道故障，预警可能无法送达：`),
-      broken.map((t) => h("div", {}, `${t.channel} ${t.target}：${t.reason}（自 ${fmtTime(t.since)}）`))) : null,
+      broken.map((t) => h("div", {}, `${CHANNEL_NAMES[t.channel] || t.channel} ${targetName(t)}：${t.reason}（自 ${fmtTime(t.since)}）`))) : null,
     h("div", { class: "grid cols-2" },
-      h("div", { class: "panel" }, h("h2", {}, "通知渠道（机器人 / 邮件）"), table(targets, ["渠道", "对象", "状态", "自"], (t) => h("tr", { dataset: { target: t.target } },
-        h("td", {}, t.channel), h("td", {}, t.target), h("td", { class: t.broken ? "overdue" : "ok" }, t.broken ? `故障：${t.reason}` : "正常"), h("td", {}, fmtTime(t.since))))),
+      h("div", { class: "panel" }, h("h2", {}, "通知渠道"),
+        health.channels ? h("table", { class: "compact", id: "channels" }, h("tbody", {}, ...health.channels.map((c) => h("tr", { dataset: { channel: c.channel } },
+          h("td", {}, CHANNEL_NAMES[c.channel] || c.channel), h("td", { class: c.enabled ? "ok" : "overdue" }, c.enabled ? "已启用" : "未启用"), h("td", { class: "muted" }, c.detail))))) : null,
+        health.channels ? h("p", { class: "muted", id: "outbox" }, `待发送 ${health.pending} 条${health.stuck ? `（其中 ${health.stuck} 条积压超过10分钟）` : ""} · 已放弃 ${health.dead} 条`) : null,
+        table(targets, ["渠道", "对象", "状态", "自"], (t) => h("tr", { dataset: { target: t.target } },
+          h("td", {}, CHANNEL_NAMES[t.channel] || t.channel), h("td", {}, targetName(t)), h("td", { class: t.broken ? "overdue" : "ok" }, t.broken ? `故障：${t.reason}` : "正常"), h("td", {}, fmtTime(t.since))))),
       h("div", { class: "panel" }, h("h2", {}, "预警规则"), table(rules, ["名称", "类型", "参数"], (r) => h("tr", { dataset: { rule: r.name } },
-        h("td", { class: "nowrap" }, r.name), h("td", {}, r.type), h("td", { class: "muted small" }, Object.entries(r.config || {}).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("；")))))),
+        h("td", { class: "nowrap" }, r.name), h("td", {}, RULE_TYPES[r.type] || "其他规则"), h("td", { class: "muted small" }, ruleParams(r.config)))))),
+    h("div", { class: "panel", id: "accountability" }, h("div", { class: "toolbar" }, h("h2", {}, "责任单位问责统计（近30天）"),
+      h("span", { class: "right" }, h("a", { class: "btn secondary", id: "report-csv", href: `/api/v1/reports/units?${qs({ from: since, to: until, format: "csv" })}`, download: "" }, "下载 CSV"), " ",
+        h("a", { class: "btn secondary", id: "report-xlsx", href: `/api/v1/reports/units?${qs({ from: since, to: until, format: "xlsx" })}`, download: "" }, "下载 Excel"))),
+    report.error ? h("p", { class: "error" }, errorText(report.error)) : h("div", { class: "scroll-x" }, h("table", { class: "compact" },
+      h("thead", {}, h("tr", {}, ...Object.entries(report.columns).filter(([k]) => k !== "unit").map(([, v]) => h("th", {}, v)))),
+      h("tbody", {}, ...(report.items.length ? report.items.map((r) => h("tr", { dataset: { unit: r.unit } }, ...Object.keys(report.columns).filter((k) => k !== "unit").map((k) => h("td", { class: typeof r[k] === "number" ? "num" : "" }, r[k] === null || r[k] === undefined ? "—" : String(r[k])))))
+        : [h("tr", {}, h("td", { class: "muted", colspan: 20 }, "所选时段没有工单"))]))))),
     h("div", { class: "grid cols-2" },
-      h("div", { class: "panel" }, h("h2", {}, "用户"), table(users, ["用户名", "姓名", "角色", "单位", "状态"], (u) => h("tr", { dataset: { user: u.username } },
+      h("div", { class: "panel" }, h("h2", {}, "用户"), table(users, ["用户名", "姓名", "角色", "单位", "状态", ""], (u) => h("tr", { dataset: { user: u.username } },
         h("td", {}, u.username), h("td", {}, u.display_name), h("td", {}, ROLE_NAMES[u.role] || u.role), h("td", {}, u.unit_name || u.unit_id || "—"),
-        h("td", { class: u.active && !u.locked ? "" : "overdue" }, !u.active ? "停用" : u.locked ? "已锁定" : "正常")))),
-      h("div", { class: "panel" }, h("h2", {}, "责任单位"), table(units, ["编号", "名称", "上级"], (u) => h("tr", {}, h("td", {}, u.id), h("td", {}, u.name), h("td", {}, u.supervisor || "—"))))));
+        h("td", { class: u.active && !u.locked ? "" : "overdue" }, !u.active ? "停用" : u.locked ? "已锁定" : "正常"),
+        h("td", {}, isAdmin && u.username !== state.user.username ? h("button", { class: "btn secondary small-btn", type: "button", dataset: { toggle: u.username },
+          on: { click: () => setActive(u.username, !u.active) } }, u.active ? "停用" : "启用") : null)), "user-table"),
+      isAdmin ? userForm(units.items || []) : null),
+      h("div", { class: "panel" }, h("h2", {}, "责任单位"), table(units, ["名称", "上级单位", "编号"], (u) => h("tr", { dataset: { unitRow: u.id } }, h("td", {}, u.name), h("td", {}, u.supervisor ? unitLabel(u.supervisor) : "—"), h("td", { class: "muted small" }, u.id))))),
+    h("div", { class: "panel", id: "dead-letters" }, h("h2", {}, `死信（校验失败的数据，共 ${dead.total ?? "—"} 条，显示最新 20 条）`),
+      table(dead, ["时间", "环节", "来源", "原因", "原始内容（前200字节）"], (d) => h("tr", { dataset: { deadLetter: d.id } }, h("td", { class: "nowrap" }, fmtTime(d.received_at)),
+        h("td", {}, d.stage), h("td", {}, SOURCE_NAMES[d.source] || d.source), h("td", {}, d.reason), h("td", {}, h("code", {}, d.raw_preview.slice(0, 200)))))));
+}
+function ruleParams(config) {
+  const names = { thresholds: "阈值", levels: "级别", min_posts: "最少信息数", min_authors: "最少作者数", window_minutes: "时间窗（分钟）", terms: "词表", level: "级别", min_negative_share: "最低负面占比" };
+  return Object.entries(config || {}).map(([k, v]) => `${names[k] || k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("；");
+}
+function userForm(units) {
+  const f = (name, label, input) => h("label", { class: "field" }, h("span", {}, label), input);
+  const msg = h("p", { id: "user-form-msg", class: "muted" });
+  const form = h("form", { class: "editor", id: "user-form", on: { submit: async (ev) => {
+    ev.preventDefault();
+    const v = Object.fromEntries(new FormData(ev.target).entries());
+    try {
+      await api("/api/v1/dashboard/users", { method: "POST", body: { username: v.username.trim(), display_name: v.display_name.trim(), role: v.role, unit_id: v.unit_id || null, password: v.password } });
+      toast(`已创建用户 ${v.username}`); route();
+    } catch (err) { msg.className = "error"; msg.textContent = `创建失败：${errorText(err)}`; }
+  } } },
+  h("h3", {}, "新建用户"),
+  f("username", "用户名", h("input", { name: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9_.@-]+", autocomplete: "off" })),
+  f("display_name", "姓名", h("input", { name: "display_name", maxlength: 64 })),
+  f("role", "角色", select("role", "handler", ROLE_NAMES, "角色")),
+  f("unit_id", "所属单位（责任单位必填）", select("unit_id", "", { "": "无", ...Object.fromEntries(units.map((u) => [u.id, u.name])) }, "所属单位")),
+  f("password", "初始密码（至少10位）", h("input", { name: "password", type: "password", required: true, minlength: 10, autocomplete: "new-password" })),
+  h("div", { class: "row" }, h("button", { class: "btn", type: "submit" }, "创建")), msg);
+  return form;
+}
+async function setActive(username, active) {
+  try {
+    await api(`/api/v1/dashboard/users/${encodeURIComponent(username)}/active`, { method: "POST", body: { active } });
+    toast(active ? `已启用 ${username}` : `已停用 ${username}，其登录和令牌立即失效`); route();
+  } catch (err) { toast(`操作失败：${errorText(err)}`); }
 }
 
+/* ---------- wall screen (大屏): 1920×1080, no scrolling, refreshes itself ---------- */
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+function chinaDayStart(offsetDays) {
+  const cst = new Date(Date.now() + 8 * 36e5);
+  return new Date(Date.UTC(cst.getUTCFullYear(), cst.getUTCMonth(), cst.getUTCDate()) - 8 * 36e5 + offsetDays * 864e5);
+}
+function delta(now, before) {
+  if (!before) return h("span", { class: "delta muted" }, now ? "昨日同期无数据" : "与昨日同期持平");
+  const pct = Math.round((100 * (now - before)) / before);
+  return h("span", { class: `delta ${pct > 0 ? "up" : pct < 0 ? "down" : ""}` }, `较昨日同期 ${pct > 0 ? "↑" : pct < 0 ? "↓" : ""}${Math.abs(pct)}%`);
+}
+/** The district map: local GeoJSON-like polygons (no tiles, no CDN), shaded by today's posts per district. */
+async function districtMap(el, byDistrict) {
+  if (!state.geo) state.geo = await fetch("/static/a-city-districts.json", { credentials: "same-origin" }).then((r) => r.json());
+  const max = Math.max(1, ...Object.values(byDistrict || {}));
+  const map = svg("svg", { viewBox: "0 -20 600 480", class: "district-map", role: "img", "aria-label": "A市各区县今日信息量" });
+  for (const f of state.geo.features) {
+    const name = f.properties.name, n = (byDistrict || {})[name] || 0;
+    const ring = f.geometry.coordinates[0];
+    const alpha = n ? 0.15 + 0.85 * (n / max) : 0.04;
+    const cx = ring.slice(0, -1).reduce((a, p) => a + p[0], 0) / (ring.length - 1), cy = ring.slice(0, -1).reduce((a, p) => a + p[1], 0) / (ring.length - 1);
+    map.append(svg("g", { class: "district", "data-district": name },
+      svg("polygon", { points: ring.map((p) => p.join(",")).join(" "), fill: `rgba(215,38,61,${alpha.toFixed(2)})`, stroke: "#9fb4cc", "stroke-width": 2 }),
+      svg("text", { x: cx, y: cy - 4, "text-anchor": "middle", class: "d-name" }, name),
+      svg("text", { x: cx, y: cy + 22, "text-anchor": "middle", class: "d-count" }, `${n} 条`)));
+  }
+  el.replaceChildren(map, h("div", { class: "muted small" }, "示意图，非精确边界"));
+}
+/** A word cloud without a plugin: words sized by count (set through CSSOM, which the CSP allows), biggest in the middle. */
+function wordCloud(el, items) {
+  if (!items.length) { empty(el, "今日暂无高频词"); return; }
+  const max = items[0].count, min = items[items.length - 1].count;
+  const arranged = [];
+  items.forEach((w, i) => {
+    const span = h("span", { class: `word c${i % 6}`, dataset: { word: w.word }, title: `${w.word}：${w.count}` }, w.word);
+    span.style.fontSize = `${14 + Math.round(30 * (max === min ? 1 : (w.count - min) / (max - min)))}px`;
+    if (i % 2) arranged.push(span); else arranged.unshift(span);
+  });
+  el.replaceChildren(h("div", { class: "cloud" }, ...arranged));
+}
+function screenToast(text, alarm) {
+  state.screenQueue = state.screenQueue || [];
+  state.screenQueue.push({ text, alarm });
+  if (state.screenTimer) return;
+  // Grouped and quiet: one small note every few seconds for everything that arrived meanwhile.
+  state.screenTimer = setTimeout(() => {
+    const queued = state.screenQueue; state.screenQueue = []; state.screenTimer = null;
+    const t = $("toast");
+    t.className = `toast quiet${queued.some((q) => q.alarm) ? " serious" : ""}`;
+    t.replaceChildren(h("b", {}, queued.length > 1 ? `${queued.length} 条预警动态` : "预警动态"),
+      ...queued.slice(0, 3).map((q) => h("div", { class: "toast-line" }, q.text)), queued.length > 3 ? h("div", { class: "muted" }, `另有 ${queued.length - 3} 条`) : null);
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => t.classList.add("hidden"), 8000);
+  }, 2500);
+}
+async function pageScreen() {
+  document.body.classList.add("screen-mode");
+  render(h("div", { class: "screen" },
+    h("header", { class: "screen-head" }, h("h1", {}, "A市舆情态势"), h("span", { id: "screen-clock", class: "clock" }),
+      h("span", { class: "muted", id: "screen-updated" }), h("a", { href: "#/overview", class: "exit" }, "退出大屏")),
+    h("div", { class: "screen-kpis", id: "screen-kpis" }),
+    h("div", { class: "screen-main" },
+      h("section", { class: "screen-panel" }, h("h2", {}, "各区县今日信息量"), h("div", { id: "screen-map", class: "map-box" })),
+      h("section", { class: "screen-panel" }, h("h2", {}, "今日与昨日信息量（按小时）"), h("div", { id: "screen-trend", class: "chart" }),
+        h("h2", {}, "今日热词"), h("div", { id: "screen-cloud", class: "cloud-box" })),
+      h("section", { class: "screen-panel" }, h("h2", {}, "实时预警", h("span", { id: "screen-wall-page", class: "muted small" })), h("div", { id: "screen-wall", class: "screen-wall" }))),
+    h("div", { class: "screen-bottom" },
+      h("section", { class: "screen-panel" }, h("h2", {}, "今日热点事件"), h("table", { class: "compact" }, h("tbody", { id: "screen-events" }))),
+      h("section", { class: "screen-panel" }, h("h2", {}, "各单位未办结 / 超时"), h("div", { id: "screen-units", class: "fit" })))));
+  await refreshScreen();
+}
+async function refreshScreen() {
+  if (document.body.dataset.page !== "screen" || !$("screen-kpis")) return;
+  const today = chinaDayStart(0), now = new Date();
+  const yStart = chinaDayStart(-1), ySame = new Date(now - 864e5);
+  const [ov, yov, events, tickets, words] = await Promise.all([
+    api(`/api/v1/stats/overview?${qs({ from: today.toISOString(), to: now.toISOString() })}`),
+    api(`/api/v1/stats/overview?${qs({ from: yStart.toISOString(), to: ySame.toISOString() })}`),
+    api(`/api/v1/events?${qs({ limit: 6, samples: 0, since: today.toISOString() })}`),
+    api(`/api/v1/tickets?${qs({ limit: 500, open: "true" })}`),
+    api(`/api/v1/stats/keywords?${qs({ from: today.toISOString(), to: now.toISOString(), top: 40 })}`).catch(() => ({ items: [] })),
+  ]);
+  if (!$("screen-kpis")) return; // left the page meanwhile
+  const neg = ov.by_sentiment["负面"] || 0, yneg = yov.by_sentiment["负面"] || 0;
+  const late = tickets.items.filter(isOverdue).length, serious = tickets.items.filter((t) => t.level >= 3).length;
+  const big = (id, label, value, extra, cls) => h("div", { class: `screen-kpi ${cls || ""}`, id }, h("div", { class: "value" }, String(value)), h("div", { class: "label" }, label), extra || null);
+  $("screen-kpis").replaceChildren(
+    big("screen-total", "今日信息量", ov.total, delta(ov.total, yov.total)),
+    big("screen-negative", "今日负面信息", neg, delta(neg, yneg), neg ? "bad" : ""),
+    big("screen-share", "负面占比", ov.total ? `${(100 * neg / ov.total).toFixed(1)}%` : "—", h("span", { class: "delta muted" }, `昨日同期 ${yov.total ? (100 * yneg / yov.total).toFixed(1) : "—"}%`)),
+    big("screen-open", "未办结工单", tickets.items.length),
+    big("screen-serious", "橙色及以上预警", serious, null, serious ? "bad" : ""),
+    big("screen-late", "超时工单", late, null, late ? "bad" : ""));
+  await districtMap($("screen-map"), ov.by_district);
+  // Today vs yesterday by hour of the day (China time).
+  const hourOf = (iso) => new Date(new Date(iso).getTime() + 8 * 36e5).getUTCHours();
+  const perHour = (o) => { const a = Array(24).fill(0); for (const b of o.series) a[hourOf(b.start)] += Object.values(b.counts).reduce((x, y) => x + y, 0); return a; };
+  const nowHour = hourOf(now.toISOString());
+  const todayLine = perHour(ov).map((v, i) => (i <= nowHour ? v : null));
+  disposeCharts();
+  chart($("screen-trend"), { tooltip: { trigger: "axis" }, legend: { top: 0, right: 0, textStyle: { color: "#cfe0f5" } }, grid: { left: 8, right: 16, top: 30, bottom: 4, containLabel: true },
+    xAxis: { type: "category", data: Array.from({ length: 24 }, (_, i) => `${i}时`), axisLabel: { color: "#9fb4cc" } }, yAxis: { type: "value", minInterval: 1, axisLabel: { color: "#9fb4cc" }, splitLine: { lineStyle: { color: "#24476e" } } },
+    series: [{ name: "今日", type: "line", data: todayLine, itemStyle: { color: "#ff6b6b" }, symbol: "none", lineStyle: { width: 3 } },
+      { name: "昨日", type: "line", data: perHour(yov), itemStyle: { color: "#7fa7d9" }, symbol: "none", lineStyle: { type: "dashed" } }] });
+  wordCloud($("screen-cloud"), words.items || []);
+  $("screen-events").replaceChildren(...(events.items.length ? events.items.map((e) => h("tr", { dataset: { event: e.id } }, h("td", {}, levelBadge(e.level)), h("td", { class: "title" }, e.title),
+    h("td", { class: "num" }, `${e.size} 条`), h("td", { class: "num" }, `负面 ${e.negative_share_pct}%`))) : [h("tr", {}, h("td", { class: "muted" }, "今日暂无热点事件"))]));
+  $("screen-units").replaceChildren(unitCountsTable(tickets.items.slice(0, 200)));
+  state.wall = new Map(tickets.items.map((t) => [t.id, t]));
+  for (const t of tickets.items) state.levels.set(t.id, t.level);
+  drawScreenWall();
+  $("screen-updated").textContent = `数据更新于 ${fmtTime(now)}`;
+  tick();
+}
+/** Six cards at a time; the pages turn by themselves so the wall never scrolls. */
+function drawScreenWall() {
+  const wall = $("screen-wall");
+  if (!wall) return;
+  const items = [...state.wall.values()].filter((t) => OPEN_STATES.has(t.state)).sort(wallSort);
+  const per = 6, pages = Math.max(1, Math.ceil(items.length / per));
+  state.screenPage = (state.screenPage || 0) % pages;
+  wall.replaceChildren(...(items.length ? items.slice(state.screenPage * per, state.screenPage * per + per).map((t) => alertCard(t, false)) : [h("p", { class: "muted" }, "暂无未办结预警")]));
+  $("screen-wall-page").textContent = pages > 1 ? ` 第 ${state.screenPage + 1}/${pages} 页 · 共 ${items.length} 件` : "";
+}
+setInterval(() => {
+  if (document.body.dataset.page !== "screen") return;
+  state.screenPage = (state.screenPage || 0) + 1;
+  drawScreenWall();
+  const c = $("screen-clock");
+  if (c) c.textContent = new Date().toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai", month: "long", day: "numeric", weekday: "long", hour: "2-digit", minute: "2-digit" });
+}, 15000);
+setInterval(() => { if (document.body.dataset.page === "screen" && !document.hidden) refreshScreen().catch(() => {}); }, 30000);
+
+/* ---------- my to-do list (handlers and approvers) ---------- */
+function todoRow(item) {
+  const t = item.ticket;
+  return h("tr", { class: `clickable${item.overdue ? " late-row" : ""}`, dataset: { ticket: t.id, relation: item.relation },
+    on: { click: () => { location.hash = `#/tickets/${encodeURIComponent(t.id)}`; } } },
+  h("td", {}, levelBadge(t.level)), h("td", { class: "title" }, t.title || t.event_id,
+    item.relation === "cooperating" ? h("span", { class: "tag coop-tag" }, "协办") : null),
+  h("td", {}, stateBadge(t.state)),
+  h("td", {}, item.next_stage ? [`${DEADLINE_NAMES[item.next_stage] || "时限"}：`, countdown(item.next_deadline)] : h("span", { class: "muted" }, "—")),
+  h("td", { class: "task" }, item.relation === "cooperating" ? (item.task || h("span", { class: "muted" }, "牵头单位尚未交办具体任务")) : unitName(t)));
+}
+async function pageTodo() {
+  const todo = await api("/api/v1/dashboard/todo");
+  const u = state.user;
+  const head = (last) => h("thead", {}, h("tr", {}, ...["级别", "工单", "状态", "下一时限", last].map((c) => h("th", {}, c))));
+  const sections = [];
+  if (u.unit_id) {
+    sections.push(h("div", { class: "panel" }, h("h2", {}, `本单位牵头（${todo.lead.length}）· 按时限先后`),
+      h("table", { class: "todo" }, head("牵头单位"), h("tbody", { id: "todo-lead" }, todo.lead.length ? todo.lead.map(todoRow)
+        : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "暂无待办工单"))))));
+    sections.push(h("div", { class: "panel" }, h("h2", {}, `协办（${todo.cooperating.length}）`),
+      h("table", { class: "todo" }, head("交办给本单位的任务"), h("tbody", { id: "todo-coop" }, todo.cooperating.length ? todo.cooperating.map(todoRow)
+        : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "暂无协办工单"))))));
+  }
+  if (["admin", "analyst", "leader"].includes(u.role)) {
+    sections.push(h("div", { class: "panel" }, h("h2", {}, `待我审核的回应（${todo.review.length}）`),
+      h("div", { id: "todo-review" }, todo.review.length ? todo.review.map((r) => h("div", { class: "review", dataset: { ticket: r.ticket_id, response: r.response_id } },
+        h("div", { class: "row" }, levelBadge(r.level), h("a", { href: `#/tickets/${encodeURIComponent(r.ticket_id)}` }, r.ticket_title),
+          h("span", { class: "muted" }, `${person(r.drafted_by)} 起草于 ${fmtTime(r.drafted_at)} · 已审核 ${r.approvals} 人`)),
+        h("div", { class: "post-text" }, r.text_preview)))
+        : h("p", { class: "muted" }, "没有等待您审核的回应"))));
+  }
+  if (!sections.length) sections.push(h("div", { class: "panel" }, h("p", { class: "muted" }, "您的角色没有待办事项")));
+  setTodoBadge(todo.review.length + todo.lead.filter((x) => x.overdue || x.ticket.state === "new").length);
+  render(h("div", { class: "toolbar" }, h("h1", {}, "我的待办"), h("span", { class: "muted" }, "随工单变化自动更新")), ...sections);
+}
+function setTodoBadge(n) {
+  const b = $("todo-badge");
+  if (!b) return;
+  b.textContent = n ? String(n) : "";
+  b.classList.toggle("hidden", !n);
+}
+/** The to-do badge, and a notice when a new draft waits for this approver's review. */
+async function refreshTodoBadge() {
+  if (!state.user) return;
+  try {
+    const todo = await fetch("/api/v1/dashboard/todo", { credentials: "same-origin", headers: { Accept: "application/json" } }).then((r) => (r.ok ? r.json() : null));
+    if (!todo) return;
+    const review = todo.review.length;
+    if (state.reviewCount !== null && review > state.reviewCount) toast(`有新的回应待您审核（共 ${review} 条），请到“我的待办”处理`);
+    state.reviewCount = review;
+    setTodoBadge(review + todo.lead.filter((x) => x.overdue || x.ticket.state === "new").length);
+  } catch (_e) { /* the next change or minute tries again */ }
+}
+setInterval(() => { if (!document.hidden) refreshTodoBadge(); }, 60000);
+
 /* ---------- login and routing ---------- */
+/** Where to go after logging in: the page a link asked for (same-site hashes only), else the overview. */
+function loginTarget() {
+  const next = new URLSearchParams(location.hash.split("?").slice(1).join("?")).get("next") || "";
+  return next.startsWith("#/") && !next.startsWith("#/login") ? next : "#/overview";
+}
 function pageLogin() {
   const user = h("input", { name: "username", id: "username", autocomplete: "username", required: true });
   const pass = h("input", { name: "password", id: "password", type: "password", autocomplete: "current-password", required: true });
@@ -768,12 +1101,25 @@ function pageLogin() {
       const me = await api("/api/v1/auth/login", { method: "POST", body: { username: user.value, password: pass.value }, allow401: true });
       state.user = me.user; state.csrf = me.csrf_token;
       showWho();
-      location.hash = "#/overview";
+      location.hash = loginTarget();
     } catch (e) { err.textContent = `登录失败：${e.message}`; }
   } } }, h("h1", {}, "登录"), h("label", { for: "username" }, "用户名"), user, h("label", { for: "password" }, "密码"), pass,
-  h("p", {}, h("button", { class: "btn", type: "submit" }, "登录")), err);
+  h("p", {}, h("button", { class: "btn", type: "submit" }, "登录")), err,
+  loginTarget() !== "#/overview" ? h("p", { class: "muted", id: "login-next" }, "登录后将打开您访问的页面") : null);
   render(form);
   user.focus();
+}
+/** Display names of people and units, once per login (history and the top bar show names, not ids). */
+async function loadPeople() {
+  if (state.peopleLoaded) return;
+  state.peopleLoaded = true;
+  try {
+    const res = await api("/api/v1/dashboard/people");
+    state.people = res.names; state.unitNames = res.units;
+    const u = state.user;
+    if (u && u.unit_id) $("who").textContent = `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role} · ${res.units[u.unit_id] || u.unit_id}）`;
+  } catch (_e) { state.peopleLoaded = false; }
+  refreshTodoBadge();
 }
 async function loadMe() {
   state.user = null;
@@ -790,7 +1136,8 @@ function showWho() {
   // The live stream needs a login (it only carries tickets this user may see): open it after login, close on logout.
   if (u) connectStream();
   else if (state.stream) { state.stream.close(); state.stream = null; }
-  $("who").textContent = u ? `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role}${u.unit_id ? ` · ${u.unit_id}` : ""}）` : "";
+  $("who").textContent = u ? `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role}${u.unit_id ? ` · ${(state.unitNames || {})[u.unit_id] || u.unit_id}` : ""}）` : "";
+  if (u) loadPeople();
   $("logout").classList.toggle("hidden", !u);
   for (const a of document.querySelectorAll("nav a[data-roles]")) a.classList.toggle("hidden", !u || !a.dataset.roles.split(",").includes(u.role));
 }
@@ -802,8 +1149,10 @@ async function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const name = parts[0] || "overview";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.route === name);
-  if (!state.user && name !== "login") { location.hash = "#/login"; return; }
+  // Not logged in: remember where the link pointed (a robot's 查看工单) and come back there after login.
+  if (!state.user && name !== "login") { location.hash = `#/login?${qs({ next: hash })}`; return; }
   document.body.dataset.page = name;
+  if (name !== "screen") document.body.classList.remove("screen-mode");
   if (state.navAbort) state.navAbort.abort();
   const nav = new AbortController();
   state.navAbort = nav;
@@ -818,6 +1167,8 @@ async function route() {
     else if (name === "search") await pageSearch(params);
     else if (name === "watchlists") await pageWatchlists();
     else if (name === "admin") await pageAdmin();
+    else if (name === "todo") await pageTodo();
+    else if (name === "screen") await pageScreen();
     else render(h("p", { class: "error" }, "页面不存在"));
   } catch (err) {
     if (nav.signal.aborted || (err && err.name === "AbortError")) return; // the user has moved on

@@ -291,7 +291,10 @@ def test_live_wall_event_and_ticket_workflow(server: Server, sessions: Any) -> N
     unit.login()
     unit.go(f"#/tickets/{ticket_id}", "#ticket-state")
     assert _state(unit) == "预警"
-    _click_action(unit, "button[data-action=acknowledge]", "已签收")
+    unit.page.click("button[data-action=acknowledge]")  # 签收 asks for confirmation first
+    assert "确认由本单位签收" in unit.page.inner_text("form[data-form=acknowledge]")
+    assert _state(unit) == "预警"
+    _click_action(unit, "form[data-form=acknowledge] button[type=submit]", "已签收")
     unit.page.fill("textarea#response-text", "A7县已组织应急、环保部门赶赴现场处置，伤员均已送医，空气监测正在进行。")
     unit.page.click("button[data-action=draft_response]")
     unit.page.wait_for_selector(".response[data-state=draft]")
