@@ -121,7 +121,7 @@ async function api(path, opts = {}) {
   if (init.method !== "GET") headers["X-CSRF-Token"] = state.csrf || readCookie("yuqing_csrf") || "";
   // Reads belong to the page being shown: leaving the page cancels them, so a slow page can never
   // render over the one the user went to next. Writes are never cancelled.
-  else if (state.navAbort) init.signal = state.navAbort.signal;
+  else if (state.navAbort && !opts.keep) init.signal = state.navAbort.signal;
   const r = await fetch(path, init);
   if (r.status === 401 && !opts.allow401) {
     state.user = null;
@@ -1114,7 +1114,7 @@ async function loadPeople() {
   if (state.peopleLoaded) return;
   state.peopleLoaded = true;
   try {
-    const res = await api("/api/v1/dashboard/people");
+    const res = await api("/api/v1/dashboard/people", { keep: true }); // not tied to the page being shown
     state.people = res.names; state.unitNames = res.units;
     const u = state.user;
     if (u && u.unit_id) $("who").textContent = `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role} · ${res.units[u.unit_id] || u.unit_id}）`;
