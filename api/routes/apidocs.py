@@ -137,6 +137,10 @@ def install(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
         """ReDoc over local assets (no web fonts from a CDN)."""
-        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - API",
+        page = get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - API",
                               redoc_js_url=f"{ASSETS_PREFIX}/redoc.standalone.js",
                               redoc_favicon_url=f"{ASSETS_PREFIX}/favicon.png", with_google_fonts=False)
+        # ReDoc's menu shows a logo from cdn.redoc.ly: images from elsewhere than this server are not fetched.
+        html = bytes(page.body).decode().replace(
+            "<head>", "<head>\n<meta http-equiv=\"Content-Security-Policy\" content=\"img-src 'self' data: blob:\">", 1)
+        return HTMLResponse(html)

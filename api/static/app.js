@@ -875,7 +875,7 @@ function userForm(units) {
     } catch (err) { msg.className = "error"; msg.textContent = `创建失败：${errorText(err)}`; }
   } } },
   h("h3", {}, "新建用户"),
-  f("username", "用户名", h("input", { name: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9_.@-]+", autocomplete: "off" })),
+  f("username", "用户名", h("input", { name: "username", required: true, maxlength: 64, pattern: "[A-Za-z0-9_.@\\-]+", autocomplete: "off" })),
   f("display_name", "姓名", h("input", { name: "display_name", maxlength: 64 })),
   f("role", "角色", select("role", "handler", ROLE_NAMES, "角色")),
   f("unit_id", "所属单位（责任单位必填）", select("unit_id", "", { "": "无", ...Object.fromEntries(units.map((u) => [u.id, u.name])) }, "所属单位")),

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from core.auth import passwords
 from core.auth.service import create_token, create_user
-from core.db.models import TargetStatusRow, TicketRow
+from core.db.models import TargetStatusRow, TicketRow, UserRow
 from ingest.base import RawRecord
 from tests.support import BACKGROUND, embedded, incident_stream, post_record
 
@@ -462,3 +462,314 @@ def test_escalation_reaches_the_wall_live(server: Server, sessions: Any) -> None
     assert "alarm" in (office.page.get_attribute("#toast", "class") or "")
     assert "alarm" in (office.page.get_attribute("body", "class") or "")
     office.close()
+
+
+def _new_context_page(browser: Any, server: Server, **kw: Any) -> tuple[Any, Any, list[str]]:
+    """A fresh context (not logged in) whose page errors are collected."""
+    context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", **kw)
+    context.add_init_script(CSP_PROBE)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" and "401" not in m.text
+            else None)
+    return context, page, errors
+
+
+def _open_incident_ticket(server: Server) -> TicketRow:
+    ticket = server.ticket_of_incident()
+    if ticket is None:  # run on its own: make the incident first
+        _ingest(server, _shifted(incident_stream(20), end=datetime.now(UTC)))
+        assert server.pipeline.wait_idle(timeout_s=90)
+        ticket = server.ticket_of_incident()
+    assert ticket is not None
+    return ticket
+
+
+def test_robot_link_survives_the_login(server: Server, browser: Any) -> None:
+    """A 查看工单 link opened without a session lands on the login page and, after login, on that ticket."""
+    ticket = _open_incident_ticket(server)
+    context, page, errors = _new_context_page(browser, server, viewport=VIEWPORT)
+    try:
+        page.goto(f"{server.url}/#/tickets/{ticket.id}")
+        page.wait_for_selector("#username")
+        assert "next=" in page.evaluate("location.hash")
+        assert page.locator("#login-next").count() == 1
+        page.fill("#username", "a7")
+        page.fill("#password", _password("a7"))
+        page.click("form.login button[type=submit]")
+        page.wait_for_function("h => location.hash === h", arg=f"#/tickets/{ticket.id}")
+        page.wait_for_selector("#ticket-state")
+        # History shows people's names and Chinese actions, never raw keys or routing JSON.
+        history = page.inner_text("#ticket-history")
+        assert "系统" in history and "raise_level" not in history and "system" not in history
+        routing = page.inner_text("#routing")
+        assert "strategy" not in routing and "dept-" not in routing and "派单方式" in routing
+        # A foreign hash in next= is ignored (no open redirect through the login page).
+        page.evaluate("() => { location.hash = '#/login?next=' + encodeURIComponent('https://evil.example/'); }")
+        assert page.evaluate("loginTarget()") == "#/overview"
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_handler_todo_confirmation_and_assignment(server: Server, sessions: Any) -> None:
+    """A handler's 待办: lead tickets first; 开始处置 asks first and gives a task to the cooperating unit (交办)."""
+    from alerts.rules.base import Match
+    from alerts.tickets import service as ticket_service
+    from core.records import Event, WarningLevel
+
+    now = datetime.now(UTC)
+    event = Event(id="ev-todo-test", title="A7县某镇自来水发黄", first_seen=now, last_seen=now)
+    with server.container.db.transaction() as s:
+        t, _ = ticket_service.open_or_update(
+            s, event=event, match=Match(rule="test", event_id=event.id, level=WarningLevel.yellow, reason="投诉增多",
+                                        at=now),
+            lead_unit="gov-a7", cooperating_units=["gov-a3"], routing={"summary": "属地管理"}, now=now)
+        tid = t.id
+    a7 = sessions("a7")
+    a7.login()
+    a7.go("#/todo", "#todo-lead tr[data-ticket]")
+    assert a7.page.locator(f"#todo-lead tr[data-ticket='{tid}']").count() == 1
+    a7.go(f"#/tickets/{tid}", "#ticket-state")
+    a7.page.click("button[data-action=acknowledge]")
+    _click_action(a7, "form[data-form=acknowledge] button[type=submit]", "已签收")
+    a7.page.click("button[data-action=assess]")
+    form = "form[data-form=assess]"
+    assert a7.page.locator(f"{form} label.field").count() == 3  # every field has a visible label
+    a7.page.fill(f"{form} textarea[name=facts]", "水厂管网冲洗导致，已停止冲洗")
+    a7.page.fill(f"{form} input[name=risk]", "低")
+    _click_action(a7, f"{form} button[type=submit]", "研判中")
+    a7.page.click("button[data-action=start_handling]")
+    form = "form[data-form=start_handling]"
+    assert "确认开始处置" in a7.page.inner_text(form)
+    a7.page.click(f"{form} button[data-cancel=start_handling]")  # cancel changes nothing
+    assert _state(a7) == "研判中" and a7.page.locator(form).is_hidden()
+    a7.page.click("button[data-action=start_handling]")
+    assert "A3区人民政府" in a7.page.inner_text(form)  # the task box names the unit, not gov-a3
+    a7.page.fill(f"{form} textarea", "请A3区水务站协助检测末梢水质")
+    _click_action(a7, f"{form} button[type=submit]", "处置中")
+    assert "交办 A3区人民政府：请A3区水务站协助检测末梢水质" in a7.page.inner_text("#ticket-history")
+
+    a3 = sessions("a3")
+    a3.login()
+    a3.go("#/todo", f"#todo-coop tr[data-ticket='{tid}']")
+    row = a3.page.inner_text(f"#todo-coop tr[data-ticket='{tid}']")
+    assert "协办" in row and "请A3区水务站协助检测末梢水质" in row
+    ARTIFACTS.mkdir(exist_ok=True)
+    a3.page.screenshot(path=str(ARTIFACTS / "dashboard-todo-handler.png"), full_page=True)
+    for s in (a7, a3):
+        s.close()
+
+
+def test_approver_is_told_a_draft_waits_and_the_open_ticket_refreshes(server: Server, sessions: Any) -> None:
+    from alerts.rules.base import Match
+    from alerts.tickets import service as ticket_service
+    from core.records import Event, WarningLevel
+
+    now = datetime.now(UTC)
+    event = Event(id="ev-review-test", title="A7县某校食堂投诉", first_seen=now, last_seen=now)
+    with server.container.db.transaction() as s:
+        t, _ = ticket_service.open_or_update(
+            s, event=event, match=Match(rule="test", event_id=event.id, level=WarningLevel.yellow, reason="投诉",
+                                        at=now),
+            lead_unit="gov-a7", cooperating_units=[], routing={"summary": "属地管理"}, now=now)
+        tid = t.id
+    leader = sessions("leader")
+    leader.login()
+    leader.go(f"#/tickets/{tid}", "#ticket-state")
+    assert _state(leader) == "预警"
+    a7 = sessions("a7")
+    a7.login()
+    a7.go(f"#/tickets/{tid}", "#ticket-state")
+    a7.page.click("button[data-action=acknowledge]")
+    _click_action(a7, "form[data-form=acknowledge] button[type=submit]", "已签收")
+    # The leader's open page follows without a reload.
+    leader.page.wait_for_function("() => document.querySelector('#ticket-state')?.textContent === '已签收'")
+    a7.page.fill("textarea#response-text", "已责成教育部门进校核查，结果将于今日公布。")
+    a7.page.click("button[data-action=draft_response]")
+    a7.page.wait_for_selector(".response[data-state=draft]")
+    leader.page.wait_for_selector("#toast:has-text('待您审核')")
+    leader.page.wait_for_selector("#todo-badge:not(.hidden)")
+    leader.go("#/todo", f"#todo-review [data-ticket='{tid}']")
+    assert "a7 起草" in leader.page.inner_text(f"#todo-review [data-ticket='{tid}']")
+    leader.page.screenshot(path=str(ARTIFACTS / "dashboard-todo-approver.png"), full_page=True)
+    for s in (leader, a7):
+        s.close()
+
+
+def test_wall_screen_fits_1920_by_1080_and_refreshes(server: Server, browser: Any) -> None:
+    """大屏: everything on one 1920×1080 screen (nothing scrolls), map and word cloud drawn, the wall pages."""
+    from alerts.rules.base import Match
+    from alerts.tickets import service as ticket_service
+    from core.records import Event, WarningLevel
+
+    _open_incident_ticket(server)
+    now = datetime.now(UTC)
+    with server.container.db.transaction() as s:  # enough open tickets that the wall must page
+        for i in range(9):
+            event = Event(id=f"ev-screen-{i}", title=f"A{i % 9 + 1}区测试事件{i}", first_seen=now, last_seen=now)
+            ticket_service.open_or_update(
+                s, event=event, match=Match(rule="test", event_id=event.id, level=WarningLevel.blue, reason="测试",
+                                            at=now),
+                lead_unit="gov-a5", cooperating_units=[], routing={}, now=now)
+    context, page, errors = _new_context_page(browser, server, viewport={"width": 1920, "height": 1080})
+    try:
+        page.goto(server.url + "/#/screen")
+        page.wait_for_selector("#username")
+        page.fill("#username", "office")
+        page.fill("#password", _password("office"))
+        page.click("form.login button[type=submit]")
+        page.wait_for_selector("#screen-kpis .screen-kpi")
+        page.wait_for_selector("#screen-map svg .district")
+        assert page.locator("#screen-map .district").count() == 9
+        assert int(page.inner_text("#screen-total .value")) >= 1
+        assert page.locator("#screen-cloud .word").count() >= 5
+        assert 1 <= page.locator("#screen-wall [data-ticket]").count() <= 6
+        assert "页" in page.inner_text("#screen-wall-page")
+        size = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        assert size[0] <= 1920 and size[1] <= 1080, size
+        # Every panel's content stays inside the screen.
+        bottom = page.evaluate("() => Math.max(...[...document.querySelectorAll('.screen-panel')].map("
+                               "e => e.getBoundingClientRect().bottom))")
+        assert bottom <= 1080
+        # KPIs refresh live: new posts raise today's total without a reload.
+        before = int(page.inner_text("#screen-total .value"))
+        _ingest(server, [post_record(f"screen-{i}", f"A5区星港街道路灯坏了第{i}天", base=datetime.now(UTC))
+                         for i in range(3)])
+        assert server.pipeline.wait_idle(timeout_s=60)
+        server.container.post_store.refresh()
+        page.wait_for_timeout(11_000)  # the shared overview is cached for 10 s
+        page.evaluate("refreshScreen()")
+        page.wait_for_function("n => Number(document.querySelector('#screen-total .value').textContent) > n",
+                               arg=before, timeout=20_000)
+        page.wait_for_timeout(300)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-screen-1920x1080.png"))
+        assert not page.evaluate("window.__csp || []")
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_alert_wall_pages_instead_of_growing(server: Server, sessions: Any) -> None:
+    office = sessions("office")
+    office.login()
+    office.go("#/alerts", "#wall [data-ticket]")
+    total = office.page.request.get(f"{server.url}/api/v1/tickets?open=true&limit=500").json()["total"]
+    shown = office.page.locator("#wall [data-ticket]").count()
+    assert shown == min(total, 12)
+    if total > 12:
+        office.page.click("#wall-pager button[data-page=next]")
+        office.page.wait_for_selector("#wall-page:has-text('第 2')")
+    height = office.page.evaluate("document.documentElement.scrollHeight")
+    assert height < 2000, height
+    office.page.screenshot(path=str(ARTIFACTS / "dashboard-wall.png"))
+    office.close()
+
+
+def test_admin_sees_loud_warnings_reports_dead_letters_and_manages_users(server: Server, browser: Any) -> None:
+    from core.auth.service import create_user
+
+    with server.container.db.transaction() as s:
+        if s.scalar(select(UserRow.id).where(UserRow.username == "root")) is None:
+            create_user(s, username="root", password=_password("root"), role="admin", display_name="管理员")
+    _ingest_bad = httpx.post(f"{server.url}/api/v1/ingest", content=b'[{"source": "weibo", "external_id": "bad"}]',
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": f"Bearer {server.ingest_token}"}, timeout=30)
+    assert _ingest_bad.json()["dead_lettered"] == 1
+    context, page, errors = _new_context_page(browser, server, viewport=VIEWPORT, accept_downloads=True)
+    try:
+        page.goto(server.url + "/#/admin")
+        page.wait_for_selector("#username")
+        page.fill("#username", "root")
+        page.fill("#password", _password("root"))
+        page.click("form.login button[type=submit]")
+        page.wait_for_selector("#notify-warnings")
+        assert "未配置任何通知渠道" in page.inner_text("#notify-warnings")
+        assert "未启用" in page.inner_text("#channels")
+        assert "text" in page.inner_text("#dead-letters")  # the reason names the missing field
+        assert "A7县人民政府" in page.inner_text("#accountability")
+        with page.expect_download() as dl:
+            page.click("#report-csv")
+        path = dl.value.path()
+        assert path is not None and "单位名称" in Path(path).read_text(encoding="utf-8-sig")
+        # Create a handler, then disable them.
+        page.fill("#user-form input[name=username]", "a9")
+        page.fill("#user-form input[name=display_name]", "钱科员")
+        page.select_option("#user-form select[name=role]", "handler")
+        page.select_option("#user-form select[name=unit_id]", "gov-a9")
+        page.fill("#user-form input[name=password]", _password("a9"))
+        page.click("#user-form button[type=submit]")
+        page.wait_for_selector("tr[data-user='a9']")
+        assert "A9市人民政府" in page.inner_text("tr[data-user='a9']")
+        page.click("button[data-toggle='a9']")
+        page.wait_for_selector("tr[data-user='a9'] td.overdue:has-text('停用')")
+        login = httpx.post(f"{server.url}/api/v1/auth/login", json={"username": "a9", "password": _password("a9")},
+                           timeout=10)
+        assert login.status_code == 401
+        page.screenshot(path=str(ARTIFACTS / "dashboard-admin-root.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_phone_top_bar_and_board_fit_390px(server: Server, browser: Any) -> None:
+    context, page, errors = _new_context_page(browser, server, viewport={"width": 390, "height": 844},
+                                              is_mobile=True, has_touch=True, device_scale_factor=2)
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#username")
+        page.fill("#username", "a7")
+        page.fill("#password", _password("a7"))
+        page.click("form.login button[type=submit]")
+        page.wait_for_selector("#kpi-total")
+        screens = (("#/tickets", ".board", "phone-board"), ("#/overview", "#kpi-total", "phone-overview"),
+                   ("#/todo", "#todo-lead", "phone-todo"))
+        for hash_, ready, shot in screens:
+            page.evaluate("h => { location.hash = h; }", hash_)
+            page.wait_for_selector(ready)
+            page.wait_for_timeout(200)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            wide = page.evaluate("() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect()"
+                                 ".right > 392 && e.getBoundingClientRect().width > 0 && !e.closest('.board, nav'))"
+                                 ".slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id)")
+            assert width <= 390, (hash_, width, wide)  # nothing pushes the page sideways
+            bar = page.evaluate("() => document.querySelector('.topbar').getBoundingClientRect().toJSON()")
+            assert bar["width"] <= 390 and bar["height"] <= 110, bar
+            assert page.locator("#logout").is_visible()
+            page.screenshot(path=str(ARTIFACTS / f"dashboard-{shot}-390.png"))
+        # The board scrolls sideways inside itself, one column per swipe.
+        page.evaluate("() => { location.hash = '#/tickets'; }")
+        page.wait_for_selector(".board .column")
+        col = page.evaluate("() => document.querySelector('.board .column').getBoundingClientRect().width")
+        assert 250 <= col <= 390
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_api_docs_load_offline(server: Server, browser: Any) -> None:
+    """/docs and /redoc with every request outside the server refused: both still render the API."""
+    context, page, _errors = _new_context_page(browser, server, viewport=VIEWPORT)
+    outside: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        context.route("**/*", only_local)
+        page.goto(server.url + "/docs")
+        page.wait_for_selector(".swagger-ui .opblock-tag", timeout=30_000)
+        assert page.locator(".swagger-ui .authorize").count() == 1  # the security scheme is declared
+        page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+        page.goto(server.url + "/redoc")
+        page.wait_for_selector("redoc [role=menuitem], .menu-content", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "api-redoc.png"))
+        assert outside == [], outside
+    finally:
+        context.close()
