@@ -65,6 +65,16 @@ def report_window(kind: Kind, now: datetime, tz: str) -> tuple[datetime, datetim
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+def cn_date(dt: datetime) -> str:
+    """``2026年11月16日``."""
+    return f"{dt.year}年{dt.month}月{dt.day}日"
+
+
+def cn_time(dt: datetime) -> str:
+    """``11月16日 10:00``."""
+    return f"{dt.month}月{dt.day}日 {dt:%H:%M}"
+
+
 @dataclass
 class UnitStats:
     """One row of the per-unit ticket table."""
@@ -117,15 +127,67 @@ class ReportData:
     top_events: list[dict[str, Any]] = field(default_factory=list)
     units: list[UnitStats] = field(default_factory=list)
     overdue_tickets: list[dict[str, Any]] = field(default_factory=list)
+    previous: ReportData | None = None  # the window before, for 环比
 
     @property
     def subject(self) -> str:
         zone = ZoneInfo(self.tz)
-        first = self.start.astimezone(zone).strftime("%Y-%m-%d")
-        last = (self.end - timedelta(seconds=1)).astimezone(zone).strftime("%Y-%m-%d")
+        first = self.start.astimezone(zone)
+        last = (self.end - timedelta(seconds=1)).astimezone(zone)
         name = "舆情周报" if self.kind == "weekly" else "舆情日报"
-        period = first if first == last else f"{first} 至 {last}"
+        if first.date() == last.date():
+            period = cn_date(first)
+        elif first.year == last.year:
+            period = f"{cn_date(first)}至{last.month}月{last.day}日"
+        else:
+            period = f"{cn_date(first)}至{cn_date(last)}"
         return f"【{name}】{period}（{self.scope_name}）"
+
+    @property
+    def period_word(self) -> str:
+        return "本周" if self.kind == "weekly" else "昨日"
+
+    def change(self, name: str) -> str:
+        """环比 of one figure against the previous window, in words."""
+        if self.previous is None:
+            return ""
+        now, before = getattr(self, name), getattr(self.previous, name)
+        if not before:
+            return "上期为0" if now else "与上期持平"
+        pct = 100 * (now - before) / before
+        if abs(pct) < 0.05:
+            return "环比持平"
+        return f"环比{'增长' if pct > 0 else '下降'}{abs(pct):.1f}%"
+
+    @property
+    def ranking(self) -> list[UnitStats]:
+        """Units by how well they handled their tickets: fewest overdue per ticket, then fastest to sign."""
+        def key(u: UnitStats) -> tuple[float, float, str]:
+            handled = max(1, u.opened + u.open_now)
+            sign = statistics.fmean(u.sign_hours) if u.sign_hours else float("inf")
+            return (u.overdue / handled, sign, u.unit)
+
+        return sorted((u for u in self.units if u.opened or u.open_now or u.closed), key=key)
+
+    @property
+    def summary(self) -> str:
+        """A short written summary (综述) of the period."""
+        word = self.period_word
+        posts_change = self.change("posts")
+        parts = [f"{word}{self.scope_name}共监测到网络信息{self.posts}条"
+                 + (f"（{posts_change}）" if posts_change else "")
+                 + f"，其中负面信息{self.negative}条，占{self.negative_share}；形成舆情事件{self.events}个，"
+                 f"新增预警工单{self.opened}件、办结{self.closed}件"
+                 + (f"，超时{self.overdue}件" if self.overdue else "，无超时工单") + "。"]
+        if self.top_events:
+            top = self.top_events[0]
+            parts.append(f"最受关注的是「{top['title']}」（热度{top['heat']}，{top['status']}）。")
+        late = [u.name for u in self.ranking if u.overdue]
+        if late:
+            parts.append(f"{'、'.join(late[:3])}{'等' if len(late) > 3 else ''}存在超时工单，需加快办理。")
+        elif self.opened:
+            parts.append("各责任单位均按时限办理。")
+        return "".join(parts)
 
     @property
     def negative_share(self) -> str:
@@ -187,9 +249,9 @@ def _samples(event: EventRow, tickets: Sequence[TicketRow], post_store: PostStor
 
 def collect(
     session: Session, *, kind: Kind, unit: str | None, now: datetime, post_store: PostStore | None = None,
-    dashboard_url: str, tz: str = "Asia/Shanghai",
+    dashboard_url: str, tz: str = "Asia/Shanghai", compare: bool = True,
 ) -> ReportData:
-    """Read the figures of one report from the database (and the post store when given)."""
+    """Read the figures of one report from the database (and the post store when given), with the window before."""
     start, end = report_window(kind, now, tz)
     names = {u.id: u.name for u in session.scalars(select(UnitRow))}
     if unit is not None and unit not in names:
@@ -224,7 +286,7 @@ def collect(
             data.overdue_tickets.append({
                 "title": " ".join(mask_text(t.title or t.id).split())[:80], "url": ticket_url(dashboard_url, t.id),
                 "unit": names.get(t.lead_unit, t.lead_unit), "state": STATE_LABELS.get(t.state, t.state),
-                "deadline": first.astimezone(zone).strftime("%m-%d %H:%M") if first else "—",
+                "deadline": cn_time(first.astimezone(zone)) if first else "—",
             })
         if t.escalation in ESCALATIONS:
             setattr(s, ESCALATIONS[t.escalation], getattr(s, ESCALATIONS[t.escalation]) + 1)
@@ -246,7 +308,11 @@ def collect(
         linked = by_event.get(e.id, [])
         level = max([t.level for t in linked] + ([e.level] if e.level else []), default=0)
         level = level if level in LEVEL_STYLE else 0
+        latest = max(linked, key=lambda t: t.created_at) if linked else None
+        status = (f"{names.get(latest.lead_unit, latest.lead_unit)}{STATE_LABELS.get(latest.state, latest.state)}"
+                  if latest is not None else "未生成工单")
         data.top_events.append({
+            "status": status,
             "title": " ".join(mask_text(e.title or e.id).split())[:80], "heat": f"{e.heat:.0f}", "size": e.size,
             "negative": e.negative_count, "topic": e.topic or "", "level": level,
             "level_words": level_words(level) if level else "", "colour": LEVEL_COLOURS.get(level, "#222"),
@@ -256,7 +322,7 @@ def collect(
 
     # Post counts: the post store's overview for the office, event members otherwise.
     day_starts = [start + timedelta(days=i) for i in range((end - start).days)]
-    data.days = [d.astimezone(zone).strftime("%m-%d") for d in day_starts]
+    data.days = [f"{d.astimezone(zone).month}月{d.astimezone(zone).day}日" for d in day_starts]
     posts_by_day = [0] * len(day_starts)
     neg_by_day = [0] * len(day_starts)
     overview = None
@@ -294,22 +360,28 @@ def collect(
         if data.posts:
             data.sentiment = {"负面": data.negative, "非负面": data.posts - data.negative}
     data.daily_posts, data.daily_negative = posts_by_day, neg_by_day
+    if compare:  # the window just before this one (its "now" is this window's start)
+        data.previous = collect(session, kind=kind, unit=unit, now=start, post_store=post_store,
+                                dashboard_url=dashboard_url, tz=tz, compare=False)
     return data
 
 
 def render_text(data: ReportData) -> str:
     """The plain-text alternative."""
-    lines = [data.subject, "",
-             f"信息总量 {data.posts}　负面占比 {data.negative_share}　事件 {data.events}　"
+    lines = [data.subject, "", "综述：" + data.summary, "",
+             f"信息总量 {data.posts}（{data.change('posts') or '—'}）"
+             f"　负面 {data.negative}（{data.change('negative') or '—'}）"
+             f"　负面占比 {data.negative_share}　事件 {data.events}　"
              f"新增工单 {data.opened}　办结 {data.closed}　超时 {data.overdue}", "", "重点事件："]
     for i, e in enumerate(data.top_events, 1):
-        lines.append(f"{i}. {e['title']}（热度 {e['heat']}，信息 {e['size']} 条）{e['url']}")
+        lines.append(f"{i}. {e['title']}（热度 {e['heat']}，信息 {e['size']} 条；办理情况：{e['status']}）{e['url']}")
         lines.extend(f"   > {s}" for s in e["samples"])
     if not data.top_events:
         lines.append("本期无重点事件。")
-    lines += ["", "工单办理（新增/办结/在办/超时/平均签收h/平均回应h）："]
-    for u in data.units:
-        lines.append(f"- {u.name}：{u.opened}/{u.closed}/{u.open_now}/{u.overdue}/{u.avg_sign_h}/{u.avg_respond_h}"
+    lines += ["", "单位排名（新增/办结/在办/超时/平均签收h/平均回应h）："]
+    for rank, u in enumerate(data.ranking, 1):
+        lines.append(f"{rank}. {u.name}：{u.opened}/{u.closed}/{u.open_now}/{u.overdue}/{u.avg_sign_h}/"
+                     f"{u.avg_respond_h}"
                      f"　催办 {u.remind} 超时 {u.overdue_notice} 通报 {u.bulletin} 督办 {u.supervise}")
     lines += ["", f"详情：{data.dashboard_url}", "本报告由系统自动生成，样本信息已做去标识化处理。"]
     return "\n".join(lines) + "\n"
@@ -333,11 +405,14 @@ def build_report(
     zone = ZoneInfo(tz)
     view = {
         "subject": data.subject, "tz": tz, "dashboard_url": data.dashboard_url,
-        "generated": now.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-        "period": f"{data.start.astimezone(zone):%Y-%m-%d %H:%M} — {data.end.astimezone(zone):%Y-%m-%d %H:%M}",
+        "generated": f"{cn_date(now.astimezone(zone))} {now.astimezone(zone):%H:%M}",
+        "period": f"{cn_time(data.start.astimezone(zone))} 至 {cn_time(data.end.astimezone(zone))}",
+        "summary": data.summary,
         "totals": {"posts": data.posts, "negative_share": data.negative_share, "events": data.events,
                    "opened": data.opened, "closed": data.closed, "overdue": data.overdue},
-        "top_events": data.top_events, "units": data.units, "overdue_tickets": data.overdue_tickets[:20],
+        "changes": {k: data.change(k) for k in ("posts", "negative", "events", "opened", "closed", "overdue")},
+        "previous_share": data.previous.negative_share if data.previous else "—",
+        "top_events": data.top_events, "units": data.ranking, "overdue_tickets": data.overdue_tickets[:20],
     }
     html = _env.get_template("report.html.j2").render(
         r=view, charts=[{"cid": cids[name][1:-1], "alt": alt} for name, alt, _png in images]

@@ -1008,24 +1008,28 @@ async function refreshScreen() {
   for (const t of tickets.items) state.levels.set(t.id, t.level);
   drawScreenWall();
   $("screen-updated").textContent = `数据更新于 ${fmtTime(now)}`;
+  screenClock();
   tick();
 }
-/** Six cards at a time; the pages turn by themselves so the wall never scrolls. */
+/** Five cards at a time; the pages turn by themselves so the wall never scrolls. */
 function drawScreenWall() {
   const wall = $("screen-wall");
   if (!wall) return;
   const items = [...state.wall.values()].filter((t) => OPEN_STATES.has(t.state)).sort(wallSort);
-  const per = 6, pages = Math.max(1, Math.ceil(items.length / per));
+  const per = 5, pages = Math.max(1, Math.ceil(items.length / per));
   state.screenPage = (state.screenPage || 0) % pages;
   wall.replaceChildren(...(items.length ? items.slice(state.screenPage * per, state.screenPage * per + per).map((t) => alertCard(t, false)) : [h("p", { class: "muted" }, "暂无未办结预警")]));
   $("screen-wall-page").textContent = pages > 1 ? ` 第 ${state.screenPage + 1}/${pages} 页 · 共 ${items.length} 件` : "";
+}
+function screenClock() {
+  const c = $("screen-clock");
+  if (c) c.textContent = new Date().toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai", month: "long", day: "numeric", weekday: "long", hour: "2-digit", minute: "2-digit" });
 }
 setInterval(() => {
   if (document.body.dataset.page !== "screen") return;
   state.screenPage = (state.screenPage || 0) + 1;
   drawScreenWall();
-  const c = $("screen-clock");
-  if (c) c.textContent = new Date().toLocaleString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai", month: "long", day: "numeric", weekday: "long", hour: "2-digit", minute: "2-digit" });
+  screenClock();
 }, 15000);
 setInterval(() => { if (document.body.dataset.page === "screen" && !document.hidden) refreshScreen().catch(() => {}); }, 30000);
 

@@ -131,7 +131,7 @@ def test_unit_report_counts_lead_and_cooperation(db: Database) -> None:
 def test_report_mime_charts_escaping_masking(db: Database) -> None:
     with db.transaction() as s:
         msg = build_report(s, kind="weekly", unit=None, now=NOW, dashboard_url=DASH, to=["office@gov.example"])
-    assert msg["Subject"] == "【舆情周报】2026-11-16 至 2026-11-22（全市）"
+    assert msg["Subject"] == "【舆情周报】2026年11月16日至11月22日（全市）"
     text, html, pngs = parts(msg)
     assert len(pngs) == 3 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs.values())
     assert set(re.findall(r'src="cid:([^"]+)"', html)) == set(pngs)
@@ -174,7 +174,7 @@ def test_mailed_through_real_smtp_server(db: Database) -> None:
     assert srv.inbox.rcpt == [["office@gov.example"], ["a3@gov.example"]]
     office, unit = srv.inbox.messages()
     assert office["From"] == "yuqing@gov.example" and office["Date"] is not None
-    assert unit["Subject"] == "【舆情周报】2026-11-16 至 2026-11-22（A3区人民政府）"
+    assert unit["Subject"] == "【舆情周报】2026年11月16日至11月22日（A3区人民政府）"
     for msg in (office, unit):
         reparsed = BytesParser(policy=policy.default).parsebytes(msg.as_bytes())
         text, html, pngs = parts(reparsed)  # type: ignore[arg-type]
@@ -221,3 +221,30 @@ def test_scheduled_reports_run_once_across_workers(db: Database) -> None:
     assert first == {"weekly": {"office": "sent", "gov-a3": "sent"}}
     assert second == {}
     assert len(srv.inbox.raw) == 2
+
+
+def test_week_on_week_summary_status_and_ranking(db: Database) -> None:
+    """环比 against the week before, a written summary, each key event's handling status, units ranked."""
+    with db.transaction() as s:
+        s.add(EventRow(id="EP", title="上周事件", first_seen=TUE - timedelta(days=7), last_seen=TUE - timedelta(days=7),
+                       size=4, heat=10.0))
+        s.flush()
+        for i in range(4):
+            s.add(EventMemberRow(post_id=f"prev{i}", event_id="EP", published_at=TUE - timedelta(days=7, hours=i),
+                                 negative=i < 2))
+    with db.transaction() as s:
+        data = collect(s, kind="weekly", unit=None, now=NOW, dashboard_url=DASH)
+        msg = build_report(s, kind="weekly", unit=None, now=NOW, dashboard_url=DASH)
+    assert data.previous is not None and (data.previous.posts, data.previous.negative) == (4, 2)
+    assert data.change("posts") == "环比增长150.0%" and data.change("negative") == "环比增长150.0%"
+    assert data.previous.previous is None  # one step back only
+    assert [e["status"] for e in data.top_events] == ["A3区人民政府已办结", "市生态环境局待签收"]
+    assert [u.unit for u in data.ranking] == ["gov-a3", "env-b"]  # no overdue before one overdue
+    assert data.summary.startswith("本周全市共监测到网络信息10条（环比增长150.0%），其中负面信息5条，占50.0%；")
+    assert "最受关注的是「城东小区污水外溢」（热度95，A3区人民政府已办结）。" in data.summary
+    assert "市生态环境局存在超时工单，需加快办理。" in data.summary
+    text, html, _pngs = parts(msg)
+    assert "综述：本周全市" in text and "办理情况：A3区人民政府已办结" in text
+    assert 'id="summary"' in html and "环比增长150.0%" in html and "<td>1</td><td>A3区人民政府</td>" in html
+    assert "统计时段：11月16日 00:00 至 11月23日 00:00（北京时间）" in html
+    assert re.search(r"生成时间：2026年11月23日 08:30", html)
