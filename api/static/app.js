@@ -619,7 +619,7 @@ function ticketCard(t) {
 }
 async function unitOptions() {
   if (state.units) return state.units;
-  if (!["admin", "analyst", "leader"].includes(state.user.role)) return null; // unit users may not list units
+  if (!["admin", "analyst", "leader"].includes(state.user.role)) return state.unitNames || null; // names from /people
   try {
     const res = await api("/api/v1/admin/units");
     state.units = Object.fromEntries(res.items.map((u) => [u.id, u.name]));
@@ -673,7 +673,7 @@ function cooperatingNames(t) {
   const ids = t.cooperating_units || [];
   const names = (t.routing || {}).cooperating_unit_names;
   if (Array.isArray(names) && names.length === ids.length) return names;
-  return ids.map((id) => (state.units && state.units[id]) || id);
+  return ids.map((id) => unitLabel(id));
 }
 async function post(t, path, body, done) {
   try {
