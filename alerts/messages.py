@@ -64,6 +64,7 @@ KIND_LABELS: dict[str, str] = {
     "ticket.task": "协办任务",
     "ticket.extension": "延期申请",
     "ticket.responded": "已发布回应",
+    "ticket.review": "回应待审核",
     "source.silent": "数据源异常",
     "digest": "预警通知汇总",
 }

@@ -92,6 +92,8 @@ def draft_response(
     session.add(row)
     svc.audit(session, t, actor=actor.username, action="draft_response", from_state=t.state, to_state=t.state,
               now=now, detail={"response_id": row.id, "channel": channel})
+    # The approvers (the office) hear that a draft waits for review (待我审核) without watching the dashboard.
+    svc.notify(session, t, kind="ticket.review", key=row.id, targets=["office"], subject=f"回应待审核：{t.title}")
     svc.flush(session)
     return row
 

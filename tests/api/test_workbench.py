@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from alerts.messages import render_markdown
+from alerts.notifiers.base import Notification
 from alerts.rules.base import Match
 from alerts.tickets import responses
 from alerts.tickets import service as tickets
@@ -75,6 +78,10 @@ def test_approver_queue_holds_drafts_until_they_approved(app_and_container: Any)
         row = responses.draft_response(s, ticket_id=tid, actor=a3, text="已组织核查，今晚公布结果。", channel="website",
                                        now=utcnow())
         rid = row.id
+    with container.db.transaction() as s:  # the office's robot is told a draft waits
+        note = s.scalar(select(OutboxRow).where(OutboxRow.kind == "ticket.review", OutboxRow.target == "office"))
+        assert note is not None and note.notification["payload"]["id"] == tid
+    assert "回应待审核" in render_markdown(Notification.model_validate(note.notification), dashboard_url="https://x")
     queue = client(app, "office1").get("/api/v1/dashboard/todo").json()["review"]
     assert [(r["ticket_id"], r["response_id"], r["drafted_by"]) for r in queue] == [(tid, rid, "h-a3")]
     with container.db.transaction() as s:
