@@ -316,7 +316,8 @@ async function refreshTicket(id, created) {
   else if ($("ticket-state") && $("main").dataset.ticket === id && t.version !== Number($("main").dataset.version)) ticketChanged();
   else if (document.body.dataset.page === "todo") route();
   else if (document.body.dataset.page === "screen") { drawScreenWall(); clearTimeout(state.screenRefresh); state.screenRefresh = setTimeout(() => refreshScreen().catch(() => {}), 1500); }
-  refreshTodoBadge();
+  clearTimeout(state.todoTimer); // a burst of changes asks for the to-do list once
+  state.todoTimer = setTimeout(refreshTodoBadge, 1000);
 }
 /** The wall also re-reads the list every minute: closed tickets leave, deadlines pass, nothing is missed. */
 async function refreshWall() {
