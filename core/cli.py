@@ -216,7 +216,7 @@ def ingest(
         raise typer.BadParameter(f"{path} does not exist")
     settings = _settings()
     container, pipeline = _container_and_pipeline(settings)
-    embedded = settings.bus_kind == "memory"
+    embedded = settings.bus_kind != "kafka"
     if embedded:
         pipeline.start(kinds=["analyze", "alerts"])
     src = JsonlSource(path, follow=follow, source_hint=source)
@@ -257,7 +257,7 @@ def replay(
         raise typer.BadParameter(f"{path} does not exist")
     settings = _settings()
     container, pipeline = _container_and_pipeline(settings)
-    embedded = settings.bus_kind == "memory"
+    embedded = settings.bus_kind != "kafka"
     salt = settings.author_salt.get_secret_value()
     posts = []
     dead = 0
@@ -340,7 +340,7 @@ def dead_replay(ids: Annotated[list[int] | None, typer.Argument(help="ids (defau
 
     settings = _settings()
     container, pipeline = _container_and_pipeline(settings)
-    embedded = settings.bus_kind == "memory"
+    embedded = settings.bus_kind != "kafka"
     if embedded:
         pipeline.start(kinds=["analyze", "alerts"])
     with container.db.transaction() as session:
