@@ -51,36 +51,51 @@ def run(
     demo_rate: Annotated[float, typer.Option(help="demo posts per minute")] = 240.0,
     workers: Annotated[str, typer.Option(help="worker kinds to run here")] = "analyze,alerts,scheduler,sender",
 ) -> None:
-    """Start the API and the workers in one process (embedded mode). Ctrl-C stops cleanly."""
+    """Start the API and the workers in one process (embedded mode). SIGTERM or Ctrl-C stop it gracefully."""
     import uvicorn
 
     from api.app import create_app
+    from core.shutdown import GracefulShutdown, quiet_uvicorn_server
 
     settings = _settings()
     container, pipeline = _container_and_pipeline(settings)
+    server_box: list[Any] = []
+    feeders: list[DemoFeeder] = []
+
+    def stop_server() -> None:
+        for server in server_box:
+            server.should_exit = True
+
+    def stop_intake() -> None:
+        for feeder in feeders:
+            feeder.stop()
+
+    # Installed before the slow start-up (models, index) so an early SIGTERM is a clean stop too.
+    shutdown = GracefulShutdown(pipeline=pipeline, drain_s=settings.shutdown_drain_s, stop_server=stop_server,
+                                stop_intake=stop_intake)
+    shutdown.install()
     container.sync_units()
     _bootstrap_users(container, settings)
     kinds = [k.strip() for k in workers.split(",") if k.strip()]
     log.info("starting workers: %s (mode=%s, bus=%s, posts=%s)", ", ".join(kinds), settings.mode,
              settings.bus_kind, settings.post_store_kind)
-    pipeline.start(kinds=kinds)
-    feeder: DemoFeeder | None = None
-    if demo:
-        feeder = DemoFeeder(pipeline, rate_per_min=demo_rate)
-        feeder.start()
-    api = create_app(container, pipeline=pipeline)
-    config = uvicorn.Config(api, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
-    server = uvicorn.Server(config)
-    log.info("yuqing is up: http://%s:%d  (API docs at /docs)", host, port)
     try:
+        pipeline.start(kinds=kinds)
+        if demo and not shutdown.signals:
+            feeders.append(DemoFeeder(pipeline, rate_per_min=demo_rate))
+            feeders[0].start()
+        api = create_app(container, pipeline=pipeline)
+        config = uvicorn.Config(api, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+        server = quiet_uvicorn_server(config)
+        server_box.append(server)
+        if shutdown.signals:
+            server.should_exit = True  # a signal arrived during start-up: stop right after it
+        log.info("yuqing is up: http://%s:%d  (API docs at /docs)", host, port)
         server.run()
     finally:
         log.info("stopping…")
-        if feeder is not None:
-            feeder.stop()
-        pipeline.stop()
-        container.close()
-        log.info("stopped cleanly")
+        stop_intake()
+        shutdown.finish(close=container.close)
 
 
 def _bootstrap_users(container: Any, settings: Settings) -> None:
