@@ -237,7 +237,8 @@ def ingest(
     src = JsonlSource(path, follow=follow, source_hint=source)
     _stop_on_signal(src)
     try:
-        stats = pipeline.ingest(src, progress=_progress_printer("ingest"))
+        # A followed file may wait long for its next line: publish each post at once rather than batch it.
+        stats = pipeline.ingest(src, progress=_progress_printer("ingest"), publish_batch=1 if follow else 500)
         if embedded and wait:
             typer.echo("waiting for analysis to finish…", err=True)
             pipeline.wait_idle(timeout_s=3600)
