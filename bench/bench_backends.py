@@ -174,6 +174,53 @@ def _bench_memory_bus(report: Report) -> None:
     bus.close()
 
 
+def _bus_rate(bus: Any, *, n: int, batch: int, payload: bytes) -> float:
+    """Messages per second through ``bus``: one publisher (``batch`` per publish call), one committing consumer."""
+    consumer = bus.consumer(["bench"], group="bench")
+    received = 0
+
+    def consume() -> None:
+        nonlocal received
+        while received < n:
+            got = consumer.poll(max_records=256, timeout_s=1)  # the event stage's batch size
+            if got:
+                received += len(got)
+                consumer.commit()
+
+    worker = threading.Thread(target=consume)
+    started = time.perf_counter()
+    worker.start()
+    for i in range(0, n, batch):
+        bus.publish_many("bench", [(f"k{j % 997}", payload) for j in range(i, min(n, i + batch))])
+    worker.join()
+    rate = n / (time.perf_counter() - started)
+    consumer.close()
+    bus.close()
+    return rate
+
+
+def _bench_durable_bus(report: Report) -> None:
+    """The embedded default (SqliteBus, fsync per publish) against MemoryBus on the same post-sized workload."""
+    from core.bus.sqlite import SqliteBus
+
+    n = int(os.environ.get("YUQING_BENCH_BUS_MESSAGES", "40000"))
+    payload = ("{" + '"text": "' + "市民反映小区停水三天" * 60 + '"}').encode()  # ~1.8 KB, a post's JSON
+    memory = _bus_rate(MemoryBus(partitions=4), n=n, batch=500, payload=payload)
+    report("durable_bus.memory_baseline_msgs_per_s", memory)
+    with tempfile.TemporaryDirectory(prefix="yuqing-bench-bus-") as tmp:
+        full = _bus_rate(SqliteBus(Path(tmp) / "full.sqlite", synchronous="full"), n=n, batch=500, payload=payload)
+        normal = _bus_rate(SqliteBus(Path(tmp) / "normal.sqlite", synchronous="normal"), n=n, batch=500,
+                           payload=payload)
+        single = _bus_rate(SqliteBus(Path(tmp) / "single.sqlite", synchronous="full"), n=n // 20, batch=1,
+                           payload=payload)
+        size_kib = (Path(tmp) / "full.sqlite").stat().st_size / 1024
+    report("durable_bus.full_msgs_per_s", full)
+    report("durable_bus.normal_msgs_per_s", normal)
+    report("durable_bus.full_one_per_publish_msgs_per_s", single)
+    report("durable_bus.full_vs_memory_x", full / memory)
+    report("durable_bus.file_kib_after_all_consumed", size_kib)
+
+
 def _bench_kafka(report: Report, bootstrap: str) -> None:
     from core.bus.kafka import KafkaBus
 
@@ -229,6 +276,7 @@ def run(report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="yuqing-bench-") as tmp:
         _bench_sqlite(report, Path(tmp))
     _bench_memory_bus(report)
+    _bench_durable_bus(report)
     if bootstrap := os.environ.get("YUQING_KAFKA_BOOTSTRAP"):
         _bench_kafka(report, bootstrap)
     else:

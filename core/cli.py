@@ -290,7 +290,11 @@ def replay(
     if embedded:
         pipeline.start(kinds=["analyze", "alerts"])
     try:
-        for i, post in enumerate(paced(posts, speed=speed)):
+        if speed <= 0:  # as fast as possible: one bus transaction per 500 posts instead of one per post
+            for start in range(0, len(posts), 500):
+                pipeline.publish_posts(posts[start: start + 500])
+                typer.echo(f"replay: {min(start + 500, len(posts))}/{len(posts)}", err=True)
+        for i, post in enumerate(paced(posts, speed=speed) if speed > 0 else []):
             pipeline.publish_post(post)
             if i % 1000 == 999:
                 typer.echo(f"replay: {i + 1}/{len(posts)}", err=True)

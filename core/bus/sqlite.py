@@ -76,6 +76,7 @@ class SqliteBus(MemoryBus):
         if synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
         self.path = Path(path)
+        self.synchronous = synchronous
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._take_file_lock()
         try:
@@ -152,20 +153,35 @@ class SqliteBus(MemoryBus):
 
     # -- persistence hooks (called by MemoryBus with the bus lock held) ------------------------
 
-    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """One transaction; any SQLite failure (disk full, I/O) is a retryable backend error."""
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]], *, sync: bool = True) -> None:
+        """One transaction; any SQLite failure (disk full, I/O) is a retryable backend error.
+
+        ``sync=False`` skips the fsync even under ``synchronous=FULL``: for offset commits and pruning, whose
+        loss in a power cut only means a redelivery. The WAL keeps transactions in order, so the next synced
+        publish makes them durable too, and none can survive without the messages written before it.
+        """
         if self._closed:
             raise BackendUnavailable("bus is closed")
+        relax = not sync and self.synchronous == "full"
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            if relax:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._db.executemany(sql, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self._write_once(sql, rows)
+            finally:
+                if relax:
+                    self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"bus file {self.path}: {exc}") from exc
+
+    def _write_once(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(sql, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _store_messages(self, messages: Sequence[Message]) -> None:
         self._write("INSERT INTO messages (topic, part, off, key, value, headers) VALUES (?, ?, ?, ?, ?, ?)",
@@ -175,14 +191,15 @@ class SqliteBus(MemoryBus):
     def _store_commit(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
         self._write("INSERT INTO commits (grp, topic, part, off) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (grp, topic, part) DO UPDATE SET off = excluded.off",
-                    [(group, t, p, off) for (t, p), off in offsets.items()])
+                    [(group, t, p, off) for (t, p), off in offsets.items()], sync=False)
 
     def _store_subscription(self, group: str, topic: str) -> None:
         self._write("INSERT OR IGNORE INTO subscriptions (grp, topic) VALUES (?, ?)", [(group, topic)])
 
     def _store_trim(self, topic: str, partition: int, base: int) -> None:
         try:
-            self._write("DELETE FROM messages WHERE topic = ? AND part = ? AND off < ?", [(topic, partition, base)])
+            self._write("DELETE FROM messages WHERE topic = ? AND part = ? AND off < ?", [(topic, partition, base)],
+                        sync=False)
         except BackendUnavailable:
             # Pruning is housekeeping: rows left behind are below every commit and skipped at the next start.
             log.warning("bus: could not prune %s[%d] below %d; will retry at the next trim", topic, partition, base,
