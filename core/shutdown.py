@@ -106,6 +106,8 @@ class GracefulShutdown:
                       "across a stop; the default durable bus does)", queued)
         elif busy:
             log.info("stopped: nothing left queued")
+        elif not self.pipeline.workers:
+            log.info("stopped cleanly (no stage workers in this process: accepted posts wait on the bus)")
         else:
             log.info("stopped cleanly: every accepted post was processed")
         return queued
