@@ -412,7 +412,13 @@ _mount_optional()
 
 def main() -> None:
     """Entry point of the ``yuqing`` script."""
-    app()
+    from core.bus.sqlite import BusInUse
+
+    try:
+        app()
+    except BusInUse as exc:  # an operator's mistake, not a crash: say what to do, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -231,3 +231,38 @@ def test_acknowledged_posts_survive_kill_9_and_sigterm_mid_feed(service: Embedde
     assert max(tickets.values()) == 1, f"events with two tickets: {[e for e, n in tickets.items() if n > 1]}"
     members = posts_per_event_member(service.data_dir)
     assert set(members) == want and max(members.values()) == 1
+
+
+def test_a_second_signal_cuts_the_drain_short_and_the_queue_is_replayed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    service = EmbeddedService(data_dir, drain_s=600.0)  # a drain that would outlast the test
+    try:
+        records = demo_records(1500, seed=29, rate_per_min=600.0)
+        want = {p.id for p in parse_all(records)}
+        service.start()
+        # While it runs, a second process on the same data dir is refused with advice, not a traceback.
+        (tmp_path / "nothing.jsonl").write_text("")
+        other = subprocess.run([sys.executable, "-m", "core.cli", "ingest", str(tmp_path / "nothing.jsonl")],
+                               env=service.env(), cwd=REPO, capture_output=True, text=True, timeout=120,
+                               check=False)
+        assert other.returncode == 2, other
+        assert "in use by another yuqing process" in other.stderr and "Traceback" not in other.stderr
+        feeder = feed_until(service, [records[i: i + 500] for i in range(0, len(records), 500)], acknowledged=3)
+        feeder.join(60)
+        service.signal(signal.SIGTERM)
+        wait_for(lambda: "no longer taking posts" in service.log_text(), timeout_s=30, what="the drain to start")
+        started = time.monotonic()
+        service.signal(signal.SIGTERM)
+        assert service.wait(60) == 0
+        assert time.monotonic() - started < 45, "the second signal must not wait for the 600 s drain"
+        log = service.log_text()
+        assert "SIGTERM again: stopping without waiting for the drain" in log
+        assert "left queued in" in log and "stopped cleanly" not in log, service.tail()
+
+        service.start()  # the queue is on disk: the next start processes it without any new post
+        assert "delivered again from" in service.log_text()
+        wait_for(lambda: want <= stored_post_ids(data_dir), timeout_s=300, every_s=1.0,
+                 what=f"the replayed queue in the post store\n{service.tail()}")
+    finally:
+        service.close()
