@@ -186,7 +186,10 @@ class SqliteBus(MemoryBus):
     def _store_messages(self, messages: Sequence[Message]) -> None:
         self._write("INSERT INTO messages (topic, part, off, key, value, headers) VALUES (?, ?, ?, ?, ?, ?)",
                     [(m.topic, m.partition, m.offset, m.key, m.value,
-                      json.dumps(m.headers, ensure_ascii=False) if m.headers else None) for m in messages])
+                      json.dumps(m.headers, ensure_ascii=False) if m.headers else None) for m in messages],
+                    # Announcement streams (retention topics: ticket changes, dead-letter copies) are a window
+                    # nobody acknowledged; the event stage publishes one per matching post, so no fsync each.
+                    sync=not messages or messages[0].topic not in self.retention)
 
     def _store_commit(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
         self._write("INSERT INTO commits (grp, topic, part, off) VALUES (?, ?, ?, ?) "
