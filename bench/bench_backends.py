@@ -221,6 +221,48 @@ def _bench_durable_bus(report: Report) -> None:
     report("durable_bus.file_kib_after_all_consumed", size_kib)
 
 
+def _pipeline_rate(bus_backend: str, records: list[Any], data_dir: Path) -> float:
+    """Posts per second through the embedded pipeline (analyze + event stage) on the chosen bus."""
+    from core.runtime import Pipeline
+    from core.settings import Settings
+    from core.wiring import Container
+
+    container = Container(Settings(mode="embedded", data_dir=data_dir, database_url="", bus_backend=bus_backend,
+                                   analyze={"sentiment_model": "tfidf", "ner": "off"}))
+    pipeline = Pipeline(container)
+    _ = container.analyzer, container.clusterer, container.post_store  # models load before the clock starts
+    pipeline.start(kinds=["analyze", "alerts"])
+    started = time.perf_counter()
+    pipeline.ingest(records)
+    pipeline.wait_idle(timeout_s=3600, settle_s=0.5)
+    elapsed = time.perf_counter() - started
+    stored = container.post_store.count()
+    pipeline.stop()
+    container.close()
+    return stored / elapsed
+
+
+def _bench_durable_pipeline(report: Report) -> None:
+    """The whole embedded pipeline on the durable bus vs MemoryBus (the cheap TF-IDF model, so the bus shows)."""
+    import json
+
+    from ingest.base import RawRecord
+    from ingest.demo import DemoStream
+
+    n = int(os.environ.get("YUQING_BENCH_BUS_PIPELINE_POSTS", "3000"))
+    records = []
+    for i, record in enumerate(DemoStream(seed=11, rate_per_min=600.0)):
+        if i >= n:
+            break
+        records.append(RawRecord(data=json.dumps(record, ensure_ascii=False).encode(), origin=f"bench:{i}"))
+    with tempfile.TemporaryDirectory(prefix="yuqing-bench-busp-") as tmp:
+        memory = _pipeline_rate("memory", records, Path(tmp) / "memory")
+        durable = _pipeline_rate("sqlite", records, Path(tmp) / "sqlite")
+    report("durable_bus.pipeline_memory_posts_per_s", memory)
+    report("durable_bus.pipeline_durable_posts_per_s", durable)
+    report("durable_bus.pipeline_durable_vs_memory_x", durable / memory)
+
+
 def _bench_kafka(report: Report, bootstrap: str) -> None:
     from core.bus.kafka import KafkaBus
 
@@ -277,6 +319,7 @@ def run(report: Report) -> None:
         _bench_sqlite(report, Path(tmp))
     _bench_memory_bus(report)
     _bench_durable_bus(report)
+    _bench_durable_pipeline(report)
     if bootstrap := os.environ.get("YUQING_KAFKA_BOOTSTRAP"):
         _bench_kafka(report, bootstrap)
     else:
