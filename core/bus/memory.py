@@ -10,6 +10,9 @@ Announcement streams that nobody may read (``tickets.changed`` in embedded mode,
 get ticket changes in-process) are named in ``retention``: such a topic keeps its newest N messages (and
 fewer than 2N), like a Kafka topic's retention, and publishing to it never waits. Without this a topic no
 group subscribes to would pin every message and, after ``max_backlog`` of them, block its publisher.
+
+Nothing here survives the process: embedded mode runs ``core.bus.sqlite.SqliteBus``, this bus plus storage
+through the ``_store_*`` hooks. ``MemoryBus`` alone is for tests, benchmarks and ``YUQING_BUS_BACKEND=memory``.
 """
 
 from __future__ import annotations
