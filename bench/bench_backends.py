@@ -174,6 +174,95 @@ def _bench_memory_bus(report: Report) -> None:
     bus.close()
 
 
+def _bus_rate(bus: Any, *, n: int, batch: int, payload: bytes) -> float:
+    """Messages per second through ``bus``: one publisher (``batch`` per publish call), one committing consumer."""
+    consumer = bus.consumer(["bench"], group="bench")
+    received = 0
+
+    def consume() -> None:
+        nonlocal received
+        while received < n:
+            got = consumer.poll(max_records=256, timeout_s=1)  # the event stage's batch size
+            if got:
+                received += len(got)
+                consumer.commit()
+
+    worker = threading.Thread(target=consume)
+    started = time.perf_counter()
+    worker.start()
+    for i in range(0, n, batch):
+        bus.publish_many("bench", [(f"k{j % 997}", payload) for j in range(i, min(n, i + batch))])
+    worker.join()
+    rate = n / (time.perf_counter() - started)
+    consumer.close()
+    bus.close()
+    return rate
+
+
+def _bench_durable_bus(report: Report) -> None:
+    """The embedded default (SqliteBus, fsync per publish) against MemoryBus on the same post-sized workload."""
+    from core.bus.sqlite import SqliteBus
+
+    n = int(os.environ.get("YUQING_BENCH_BUS_MESSAGES", "40000"))
+    payload = ("{" + '"text": "' + "市民反映小区停水三天" * 60 + '"}').encode()  # ~1.8 KB, a post's JSON
+    memory = _bus_rate(MemoryBus(partitions=4), n=n, batch=500, payload=payload)
+    report("durable_bus.memory_baseline_msgs_per_s", memory)
+    with tempfile.TemporaryDirectory(prefix="yuqing-bench-bus-") as tmp:
+        full = _bus_rate(SqliteBus(Path(tmp) / "full.sqlite", synchronous="full"), n=n, batch=500, payload=payload)
+        normal = _bus_rate(SqliteBus(Path(tmp) / "normal.sqlite", synchronous="normal"), n=n, batch=500,
+                           payload=payload)
+        single = _bus_rate(SqliteBus(Path(tmp) / "single.sqlite", synchronous="full"), n=n // 20, batch=1,
+                           payload=payload)
+        size_kib = (Path(tmp) / "full.sqlite").stat().st_size / 1024
+    report("durable_bus.full_msgs_per_s", full)
+    report("durable_bus.normal_msgs_per_s", normal)
+    report("durable_bus.full_one_per_publish_msgs_per_s", single)
+    report("durable_bus.full_vs_memory_x", full / memory)
+    report("durable_bus.file_kib_after_all_consumed", size_kib)
+
+
+def _pipeline_rate(bus_backend: str, records: list[Any], data_dir: Path) -> float:
+    """Posts per second through the embedded pipeline (analyze + event stage) on the chosen bus."""
+    from core.runtime import Pipeline
+    from core.settings import Settings
+    from core.wiring import Container
+
+    container = Container(Settings(mode="embedded", data_dir=data_dir, database_url="", bus_backend=bus_backend,
+                                   analyze={"sentiment_model": "tfidf", "ner": "off"}))
+    pipeline = Pipeline(container)
+    _ = container.analyzer, container.clusterer, container.post_store  # models load before the clock starts
+    pipeline.start(kinds=["analyze", "alerts"])
+    started = time.perf_counter()
+    pipeline.ingest(records)
+    pipeline.wait_idle(timeout_s=3600, settle_s=0.5)
+    elapsed = time.perf_counter() - started
+    stored = container.post_store.count()
+    pipeline.stop()
+    container.close()
+    return stored / elapsed
+
+
+def _bench_durable_pipeline(report: Report) -> None:
+    """The whole embedded pipeline on the durable bus vs MemoryBus (the cheap TF-IDF model, so the bus shows)."""
+    import json
+
+    from ingest.base import RawRecord
+    from ingest.demo import DemoStream
+
+    n = int(os.environ.get("YUQING_BENCH_BUS_PIPELINE_POSTS", "3000"))
+    records = []
+    for i, record in enumerate(DemoStream(seed=11, rate_per_min=600.0)):
+        if i >= n:
+            break
+        records.append(RawRecord(data=json.dumps(record, ensure_ascii=False).encode(), origin=f"bench:{i}"))
+    with tempfile.TemporaryDirectory(prefix="yuqing-bench-busp-") as tmp:
+        memory = _pipeline_rate("memory", records, Path(tmp) / "memory")
+        durable = _pipeline_rate("sqlite", records, Path(tmp) / "sqlite")
+    report("durable_bus.pipeline_memory_posts_per_s", memory)
+    report("durable_bus.pipeline_durable_posts_per_s", durable)
+    report("durable_bus.pipeline_durable_vs_memory_x", durable / memory)
+
+
 def _bench_kafka(report: Report, bootstrap: str) -> None:
     from core.bus.kafka import KafkaBus
 
@@ -229,6 +318,8 @@ def run(report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="yuqing-bench-") as tmp:
         _bench_sqlite(report, Path(tmp))
     _bench_memory_bus(report)
+    _bench_durable_bus(report)
+    _bench_durable_pipeline(report)
     if bootstrap := os.environ.get("YUQING_KAFKA_BOOTSTRAP"):
         _bench_kafka(report, bootstrap)
     else:

@@ -121,6 +121,16 @@ def _wrap_publish(pipeline: Pipeline, inst: PipelineInstruments) -> None:
         inst.ingested.labels(source=str(source)).inc()
 
     pipeline.publish_post = publish_post  # type: ignore[method-assign]
+    original_many = pipeline.publish_posts
+
+    @functools.wraps(original_many)
+    def publish_posts(posts: list[Any]) -> None:
+        original_many(posts)  # counted once the batch is durable on the bus, as a single post is
+        for post in posts:
+            source = getattr(post.source, "value", post.source)
+            inst.ingested.labels(source=str(source)).inc()
+
+    pipeline.publish_posts = publish_posts  # type: ignore[method-assign]
 
 
 def _wrap_dead_letter(pipeline: Pipeline, inst: PipelineInstruments) -> None:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Posts per event-stage poll: big enough to amortise a transaction, small enough that one topic's backlog
 # never holds the other partitions back for long.
 EVENT_STAGE_BATCH = 256
+# Posts per bus transaction when ingesting: a durable bus commits (and fsyncs) once per publish call.
+INGEST_PUBLISH_BATCH = 500
 
 
 def analyzed_key(post: AnalyzedPost) -> str:
@@ -54,6 +56,8 @@ class Pipeline:
         self.workers: list[StageWorker[Any]] = []
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        # Set when the process is shutting down: ingest entry points refuse new posts (HTTP answers 503).
+        self.draining = threading.Event()
         self.ticket_listeners: list[Callable[[dict[str, Any]], None]] = []
         from alerts.source_health import SourceHealth
 
@@ -64,6 +68,10 @@ class Pipeline:
         """Put one validated post on the raw topic, keyed by its id."""
         self.c.bus.publish(TOPIC_RAW, post.model_dump_json().encode(), key=post.id)
 
+    def publish_posts(self, posts: list[Post]) -> None:
+        """Put validated posts on the raw topic in one publish call (one transaction on a durable bus)."""
+        self.c.bus.publish_many(TOPIC_RAW, [(post.id, post.model_dump_json().encode()) for post in posts])
+
     def dead_letter(self, *, stage: str, source: str, origin: str, reason: str, raw: bytes) -> None:
         """Keep a failed record with its reason and raw bytes (relational store; also the dead topic)."""
         from ingest import deadletters
@@ -73,8 +81,13 @@ class Pipeline:
         log.info("dead letter (%s, %s): %s", stage, origin, reason)
 
     def ingest(self, records: Iterable[Any], *, progress: Callable[[Any], None] | None = None,
-               on_dead: Callable[[Any, str], None] | None = None) -> Any:
-        """Validate raw records and publish them; invalid ones become dead letters (and ``on_dead`` hears of them)."""
+               on_dead: Callable[[Any, str], None] | None = None, publish_batch: int = INGEST_PUBLISH_BATCH) -> Any:
+        """Validate raw records and publish them; invalid ones become dead letters (and ``on_dead`` hears of them).
+
+        Valid posts are published ``publish_batch`` at a time and the bus is flushed before this returns, so
+        every post counted as accepted is durable by then. A source that may wait for its next record (a
+        followed file) should pass ``publish_batch=1`` so no post waits in the buffer.
+        """
         from ingest.service import ingest_records
         from ingest.validate import guess_source
 
@@ -84,11 +97,21 @@ class Pipeline:
             if on_dead is not None:
                 on_dead(record, reason)
 
+        pending: list[Post] = []
+
+        def publish(post: Post) -> None:
+            pending.append(post)
+            if len(pending) >= publish_batch:
+                self.publish_posts(pending)
+                pending.clear()
+
         stats = ingest_records(
-            records, publish=self.publish_post, dead_letter=dead,
+            records, publish=publish, dead_letter=dead,
             salt=self.settings.author_salt.get_secret_value(), max_text_chars=self.settings.max_text_chars,
             progress=progress,
         )
+        if pending:
+            self.publish_posts(pending)
         self.c.bus.flush()
         return stats
 
@@ -254,6 +277,13 @@ class Pipeline:
                 quiet_since = None
             time.sleep(0.05)
         return False
+
+    def drain(self, timeout_s: float) -> bool:
+        """Stop taking posts and wait (bounded) until the workers processed everything queued; True if they did."""
+        self.draining.set()
+        if not self.workers:
+            return self.backlog() == 0
+        return self.wait_idle(timeout_s=timeout_s, settle_s=0.3)
 
     def backlog(self) -> int:
         """Messages published but not yet committed by the stage groups (best effort)."""

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
 
     mode: Literal["embedded", "scale"] = "embedded"
     # Per-part overrides; empty means "follow mode".
-    bus_backend: Literal["", "memory", "kafka"] = ""
+    bus_backend: Literal["", "memory", "sqlite", "kafka"] = ""
     post_store_backend: Literal["", "sqlite", "elasticsearch"] = ""
     data_dir: Path = Path("./data")
     # SQLAlchemy URL for events, tickets, audit, outbox, dead letters. Empty: SQLite file in data_dir.
@@ -209,6 +209,13 @@ class Settings(BaseSettings):
     # The cap is off by default: in a short A/B it may have cost ~10% pipeline throughput.
     malloc_arenas: int = Field(default=0, ge=0)
     heap_trim_interval_s: float = Field(default=60.0, ge=0)
+
+    # Embedded durable bus (bus.sqlite in data_dir): "full" fsyncs every publish (survives a power cut),
+    # "normal" only writes it to the WAL (survives a killed process, not a power cut). See docs/durability.md.
+    bus_synchronous: Literal["full", "normal"] = "full"
+    # On SIGTERM/SIGINT `yuqing run` stops taking posts, then waits this long for the pipeline to drain;
+    # whatever is left stays queued on disk and is processed at the next start.
+    shutdown_drain_s: float = Field(default=25.0, ge=0)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     es: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
@@ -239,7 +246,7 @@ class Settings(BaseSettings):
     @property
     def bus_kind(self) -> str:
         """Which bus to build: explicit choice, else by mode."""
-        return self.bus_backend or ("kafka" if self.mode == "scale" else "memory")
+        return self.bus_backend or ("kafka" if self.mode == "scale" else "sqlite")
 
     @property
     def post_store_kind(self) -> str:
@@ -252,6 +259,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'yuqing.sqlite').resolve()}"
+
+    @property
+    def bus_sqlite_path(self) -> Path:
+        """Where the embedded durable bus keeps its queue."""
+        return self.data_dir / "bus.sqlite"
 
     @property
     def posts_sqlite_path(self) -> Path:

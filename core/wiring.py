@@ -57,11 +57,20 @@ def build_bus(settings: Settings) -> Bus:
         )
         bus.ensure_topics()  # create every topic with the configured partitions up front
         return bus
-    from core.bus.base import TOPIC_TICKETS
-    from core.bus.memory import MemoryBus
+    from core.bus.base import TOPIC_DEAD, TOPIC_TICKETS
 
-    # Embedded dashboards get ticket changes in-process, so nobody may consume this stream: keep a window.
-    return MemoryBus(retention={TOPIC_TICKETS: 10_000})
+    if settings.bus_kind == "memory":
+        from core.bus.memory import MemoryBus
+
+        # Embedded dashboards get ticket changes in-process, so nobody may consume this stream: keep a window.
+        return MemoryBus(retention={TOPIC_TICKETS: 10_000})
+    from core.bus.sqlite import SqliteBus
+
+    # Nobody consumes the announcement and dead-letter copies in embedded mode (the relational dead letters are
+    # the record): keep a window of each so the file cannot grow forever.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteBus(settings.bus_sqlite_path, retention={TOPIC_TICKETS: 10_000, TOPIC_DEAD: 10_000},
+                     synchronous=settings.bus_synchronous)
 
 
 def build_post_store(settings: Settings, *, tokenize: Callable[[str], list[str]]) -> PostStore:

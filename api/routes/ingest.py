@@ -12,14 +12,24 @@ from api.schemas import IngestItemError, IngestResult
 from api.security import require_roles
 from ingest.base import RawRecord
 
+# Seconds a client is asked to wait when the service is shutting down (a restart takes about this long).
+RETRY_AFTER_S = 30
+
 # Machines send with an API token (`yuqing users token NAME`) of an analyst or admin account.
 router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"], dependencies=[Depends(require_roles("admin", "analyst"))])
 
 
-@router.post("", response_model=IngestResult, status_code=202)
+@router.post("", response_model=IngestResult, status_code=202,
+             responses={503: {"description": "shutting down (or the queue is unavailable): send again later"}})
 async def ingest_batch(request: Request, pipeline: PipelineDep, settings: SettingsDep,
                        source: str | None = None) -> IngestResult:
-    """Accept a JSON array of records (or JSON lines); answers which ones were dead-lettered and why."""
+    """Accept a JSON array of records (or JSON lines); answers which ones were dead-lettered and why.
+
+    202 means every accepted record is durable in the queue (it survives any stop of the service).
+    """
+    if pipeline.draining.is_set():
+        raise HTTPException(503, "shutting down: not taking posts; send them again after the restart",
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
     body = await request.body()
     if len(body) > settings.api.max_body_bytes:
         raise HTTPException(413, f"body too large: {len(body)} bytes > {settings.api.max_body_bytes}")

@@ -10,6 +10,9 @@ Announcement streams that nobody may read (``tickets.changed`` in embedded mode,
 get ticket changes in-process) are named in ``retention``: such a topic keeps its newest N messages (and
 fewer than 2N), like a Kafka topic's retention, and publishing to it never waits. Without this a topic no
 group subscribes to would pin every message and, after ``max_backlog`` of them, block its publisher.
+
+Nothing here survives the process: embedded mode runs ``core.bus.sqlite.SqliteBus``, this bus plus storage
+through the ``_store_*`` hooks. ``MemoryBus`` alone is for tests, benchmarks and ``YUQING_BUS_BACKEND=memory``.
 """
 
 from __future__ import annotations
@@ -86,6 +89,20 @@ class MemoryBus(Bus):
         self._groups: dict[str, _Group] = {}
         self._closed = False
 
+    # -- persistence hooks: no-ops here; the durable SqliteBus stores through them (lock held) ----
+
+    def _store_messages(self, messages: Sequence[Message]) -> None:
+        """Make ``messages`` durable before they become visible; raising leaves the log unchanged."""
+
+    def _store_commit(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Make a group's new committed offsets durable before they count."""
+
+    def _store_subscription(self, group: str, topic: str) -> None:
+        """Remember that ``group`` reads ``topic`` (it pins the topic's log from now on)."""
+
+    def _store_trim(self, topic: str, partition: int, base: int) -> None:
+        """Everything of ``topic``/``partition`` below ``base`` is gone from the log."""
+
     # -- internals (call with the lock held) ---------------------------------------------------
 
     def _topic(self, name: str) -> _Topic:
@@ -111,6 +128,7 @@ class MemoryBus(Bus):
             if drop >= _TRIM_CHUNK or (drop > 0 and drop == len(part.log)):
                 del part.log[:drop]
                 part.base += drop
+                self._store_trim(topic.name, p, part.base)
 
     def _rebalance(self, group: _Group) -> None:
         """Spread the group's partitions round-robin over its members (range-free, deterministic)."""
@@ -142,6 +160,7 @@ class MemoryBus(Bus):
             for t in member.topics:
                 topic = self._topic(t)
                 if member.group not in topic.groups:
+                    self._store_subscription(member.group, t)
                     topic.groups.add(member.group)
             group.members.append(member)
             self._rebalance(group)
@@ -176,10 +195,12 @@ class MemoryBus(Bus):
                 self._append_retained(topic, items, headers, keep)
                 return
             # Only commits shrink the backlog and they need this lock: count it once, then add.
+            for _, value in items:
+                _check_value(value)
             backlog = self._backlog(topic)
+            done = 0
             try:
-                for key, value in items:
-                    _check_value(value)
+                while done < len(items):
                     while backlog >= self.max_backlog and not self._closed:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:
@@ -191,19 +212,31 @@ class MemoryBus(Bus):
                         backlog = self._backlog(topic)
                     if self._closed:
                         raise BackendUnavailable("bus is closed")
-                    self._append(topic, key, value, headers)
-                    backlog += 1
+                    # As many as fit, stored in one go (one transaction for a durable bus), then visible.
+                    chunk = items[done: done + self.max_backlog - backlog]
+                    self._append_all(topic, self._prepare(topic, chunk, headers))
+                    done += len(chunk)
+                    backlog += len(chunk)
             finally:
                 self._cond.notify_all()
 
-    def _append(self, topic: _Topic, key: str | None, value: bytes,
-                headers: dict[str, str] | None) -> _Partition:
-        """Append one message to its key's partition (caller holds the lock); returns the partition."""
-        p = partition_for(key, self.partitions, next(topic.round_robin))
-        part = topic.partitions[p]
-        part.log.append(Message(topic=topic.name, key=key, value=bytes(value), partition=p, offset=part.end,
-                                headers=dict(headers or {})))
-        return part
+    def _prepare(self, topic: _Topic, items: Sequence[tuple[str | None, bytes]],
+                 headers: dict[str, str] | None) -> list[Message]:
+        """The messages ``items`` become, with partitions and offsets, not yet appended (lock held)."""
+        ends = [part.end for part in topic.partitions]
+        out = []
+        for key, value in items:
+            p = partition_for(key, self.partitions, next(topic.round_robin))
+            out.append(Message(topic=topic.name, key=key, value=bytes(value), partition=p, offset=ends[p],
+                               headers=dict(headers or {})))
+            ends[p] += 1
+        return out
+
+    def _append_all(self, topic: _Topic, messages: list[Message]) -> None:
+        """Store, then append prepared messages to their partitions (lock held)."""
+        self._store_messages(messages)
+        for message in messages:
+            topic.partitions[message.partition].log.append(message)
 
     def _append_retained(self, topic: _Topic, items: Sequence[tuple[str | None, bytes]],
                          headers: dict[str, str] | None, keep: int) -> None:
@@ -211,14 +244,18 @@ class MemoryBus(Bus):
         if self._closed:
             raise BackendUnavailable("bus is closed")
         per_partition = max(1, -(-keep // self.partitions))
-        for key, value in items:
+        for _, value in items:
             _check_value(value)
-            part = self._append(topic, key, value, headers)
+        messages = self._prepare(topic, items, headers)
+        self._append_all(topic, messages)
+        for p in sorted({m.partition for m in messages}):
+            part = topic.partitions[p]
             # Drop in chunks (a list-prefix delete is O(n)); a reader behind the cut resumes at the base.
             drop = len(part.log) - per_partition
             if drop >= min(_TRIM_CHUNK, per_partition):
                 del part.log[:drop]
                 part.base += drop
+                self._store_trim(topic.name, p, part.base)
         self._cond.notify_all()
 
     def flush(self, timeout_s: float = 30.0) -> None:
@@ -301,9 +338,10 @@ class MemoryConsumer(Consumer):
         bus = self._bus
         with bus._cond:
             group = bus._groups[self.group]
-            for tp, pos in self.positions.items():
-                if pos > group.committed.get(tp, -1):
-                    group.committed[tp] = pos
+            new = {tp: pos for tp, pos in self.positions.items() if pos > group.committed.get(tp, -1)}
+            if new:
+                bus._store_commit(self.group, new)  # durable first: a failed store commits nothing
+                group.committed.update(new)
             for t in self.topics:
                 bus._trim(bus._topics[t])
             bus._cond.notify_all()  # publishers waiting for backlog room

@@ -12,7 +12,7 @@ def test_embedded_is_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path) -> N
     monkeypatch.delenv("YUQING_MODE", raising=False)
     s = Settings(data_dir=tmp_path)
     assert s.mode == "embedded"
-    assert s.bus_kind == "memory"
+    assert s.bus_kind == "sqlite"  # the durable embedded bus
     assert s.post_store_kind == "sqlite"
     assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'yuqing.sqlite').resolve()}"
 

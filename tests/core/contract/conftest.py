@@ -34,13 +34,17 @@ def tokenize() -> Callable[[str], list[str]]:
     return _tokenize()
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
+def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bus]:
     """A fresh bus of each kind, with a small partition count so splitting is visible."""
     if request.param == "memory":
         from core.bus.memory import MemoryBus
 
         built: Bus = MemoryBus(partitions=4)
+    elif request.param == "sqlite":
+        from core.bus.sqlite import SqliteBus
+
+        built = SqliteBus(tmp_path / "bus.sqlite", partitions=4)
     else:
         from core.bus.kafka import KafkaBus
 
