@@ -26,8 +26,8 @@ Decisions (documented because they change what reaches analysis):
   NUL characters are the one exception: they are removed because PostgreSQL text cannot hold them.
 - Naive times are Asia/Shanghai (UTC+8, no DST since 1991); all times are stored in UTC.
 - The author's name never leaves this function in clear: the post keeps ``author_hash`` (salted) and
-  ``author_display`` (masked), and ``author``/``user`` are removed from ``raw``. The dead-letter store
-  keeps the original bytes (inside the core) so a failed record can still be replayed.
+  ``author_display`` (a pseudonym from the hash), and ``author``/``user`` are removed from ``raw``. The
+  dead-letter store keeps the original bytes (inside the core) so a failed record can still be replayed.
 """
 
 from __future__ import annotations
@@ -319,23 +319,24 @@ def _url(obj: dict[str, Any]) -> str | None:
     return url
 
 
-try:  # analyze.privacy owns hashing and masking of people; see _fallback_* for when it is absent
+try:  # analyze.privacy owns hashing and masking of people; see the fallback below for when it is absent
     from analyze.privacy import hash_author as _hash_author
-    from analyze.privacy import mask_author as _mask_author
+    from analyze.privacy import pseudonym as _pseudonym
 except ImportError:  # pragma: no cover - only while analyze.privacy is not installed
     _hash_author = None  # type: ignore[assignment]
-    _mask_author = None  # type: ignore[assignment]
+    _pseudonym = None  # type: ignore[assignment]
 
 
 def _author(obj: dict[str, Any], name: str, salt: str) -> tuple[str | None, str | None]:
     author = _opt_str(obj, name, limit=256)
     if author is None:
         return None, None
-    if _hash_author is not None and _mask_author is not None:
-        return _hash_author(author, salt), _mask_author(author)
+    if _hash_author is not None and _pseudonym is not None:
+        digest = _hash_author(author, salt)
+        return digest, _pseudonym(digest)
     # Same contract as analyze.privacy, used only when that module is missing (stripped-down installs).
     digest = hashlib.blake2b(author.encode(), key=salt.encode()[:64], digest_size=12).hexdigest()
-    return digest, author[0] + "**"
+    return digest, "网友" + digest[:6].upper()
 
 
 def parse_record(raw: bytes, *, source_hint: str | None, salt: str, max_text_chars: int,

@@ -36,13 +36,19 @@ def search_posts(
         raise unprocessable(["query", "limit"], f"limit may be at most {settings.api.page_size_max}")
     if from_ and to and from_ > to:
         raise unprocessable(["query", "from"], "'from' is after 'to'")
+    privileged = is_privileged(user)
+    text = q.strip() if q and q.strip() else None
+    if text is not None and not privileged:
+        # Roles that see masked text search masked text: the raw index must not confirm a number or a name.
+        from analyze.privacy import mask_pii
+
+        text = mask_pii(text).text
     query = PostQuery(
-        q=q.strip() if q and q.strip() else None, source=source.value if source else None,
+        q=text, masked_only=not privileged, source=source.value if source else None,
         sentiment=sentiment.value if sentiment else None, topic=topic, event_id=event_id, district=district,
         since=from_, until=to, limit=limit, offset=offset,
     )
     page = store.search(query)
-    privileged = is_privileged(user)
     return PostPageOut(
         total=page.total, limit=limit, offset=offset,
         items=[PostOut.from_post(p, privileged=privileged) for p in page.items],

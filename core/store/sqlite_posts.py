@@ -165,6 +165,11 @@ def match_expression(tokens: Sequence[str]) -> str:
     return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
 
 
+def _like_escape(text: str) -> str:
+    """``text`` for a LIKE pattern with ESCAPE '\\': its own wildcards matched literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def searchable_tokens(tokens: Sequence[str]) -> list[str]:
     """Drop tokens that ``unicode61`` would index as nothing (punctuation, spaces)."""
     return [t for t in tokens if _WORDLIKE.search(t)]
@@ -457,6 +462,18 @@ class SqlitePostStore(PostStore):
             if words:
                 clauses.append("p.rid IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?)")
                 params.append(words)
+                if query.masked_only:
+                    # The FTS index holds raw words; each word must also be in what this caller can see.
+                    for token in searchable_tokens(self._tokenize(query.q)):
+                        clauses.append("EXISTS (SELECT 1 FROM post_docs m WHERE m.rid = p.rid AND"
+                                       " (coalesce(json_extract(m.doc, '$.title_masked'), '') || char(10) ||"
+                                       " coalesce(json_extract(m.doc, '$.text_masked'), '')) LIKE ? ESCAPE '\\')")
+                        params.append("%" + _like_escape(token) + "%")
+            elif query.masked_only:
+                needle = "%" + _like_escape(query.q.strip()) + "%"
+                clauses.append("p.rid IN (SELECT rid FROM post_docs WHERE json_extract(doc, '$.title_masked') LIKE ?"
+                               " ESCAPE '\\' OR json_extract(doc, '$.text_masked') LIKE ? ESCAPE '\\')")
+                params.extend([needle, needle])
             else:
                 # Nothing indexable (e.g. only symbols): substring match on the raw title and text.
                 needle = "%" + query.q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -494,7 +511,7 @@ class SqlitePostStore(PostStore):
             if words:
                 # FTS counts its own matches from the doclists without touching posts: cheap even for common words.
                 matches = conn.execute("SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH ?", (words,)).fetchone()[0]
-            if matches is not None and all(v is None or v == "" for v in others):
+            if matches is not None and not query.masked_only and all(v is None or v == "" for v in others):
                 total = matches
             elif matches == 0:
                 total = 0
