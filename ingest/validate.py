@@ -115,9 +115,23 @@ def _reject(kind: str, reason: str) -> RecordRejected:
 
 
 def _show(value: Any, limit: int = 40) -> str:
-    """A short repr of an offending value for a reason string (never the whole 1 MB)."""
+    """A short, masked repr of an offending value for a reason string (never the whole 1 MB, never raw PII).
+
+    Reasons go to logs, API answers and the dead-letter list: a phone number typed into the date field must
+    not travel with them. The raw bytes stay in the dead-letter row, inside the core.
+    """
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return mask_reason(text)
+
+
+def mask_reason(reason: str) -> str:
+    """``reason`` with phones, ID and bank numbers, e-mails, plates and cued names masked."""
+    try:
+        from analyze.privacy import mask_pii
+    except ImportError:  # pragma: no cover - stripped-down installs without analyze
+        return re.sub(r"\d{7,}", lambda m: "*" * len(m.group(0)), reason)
+    return mask_pii(reason).text
 
 
 def _type_name(value: Any) -> str:

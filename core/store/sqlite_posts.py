@@ -196,7 +196,9 @@ class SqlitePostStore(PostStore):
     # -- connections ------------------------------------------------------------------------------
 
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from core.private_files import private_file
+
+        private_file(self.path)  # 0600 before SQLite creates it (and its -wal/-shm) with the umask
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
