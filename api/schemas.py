@@ -84,12 +84,20 @@ class IngestItemError(BaseModel):
     reason: str
 
 
+class IngestDuplicate(BaseModel):
+    """A record of the batch that is the same post (source and external id) as an earlier one: not taken."""
+
+    index: int
+    duplicate_of: int
+
+
 class IngestResult(BaseModel):
-    """What an ingest batch did."""
+    """What an ingest batch did: posts taken, records dead-lettered (and why), in-batch duplicates."""
 
     accepted: int
     dead_lettered: int
     errors: list[IngestItemError]
+    duplicates: list[IngestDuplicate] = Field(default_factory=list)
 
 
 class DeadLetterOut(BaseModel):

@@ -49,6 +49,10 @@ MAX_EXTERNAL_ID = 256
 MAX_TITLE_CHARS = 1_000
 MAX_URL_CHARS = 2_048
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_PLACE_HINTS = 50
+MAX_PLACE_HINT_CHARS = 64
+# Fields other than text, title and the ones validated here are kept in ``raw`` as they came: bounded.
+MAX_OTHER_FIELDS_BYTES = 64 * 1024
 MAX_COUNT = 10**12  # larger engagement counts are corrupt data, and would overflow a BIGINT downstream
 OLDEST = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # source clocks drift; a day ahead is still plausible
@@ -322,7 +326,25 @@ def _place_hints(obj: dict[str, Any]) -> list[str]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _reject("type", "field place_hints: expected a list of strings")
-    return [v.strip() for v in value if v.strip()][:50]
+    # Refused, not cut: the whole list is also kept in ``raw``, and 200,000 hints made a 1.2 MB document.
+    if len(value) > MAX_PLACE_HINTS:
+        raise _reject("type", f"field place_hints: too many ({len(value)} > {MAX_PLACE_HINTS})")
+    hints = [v.replace("\x00", "").strip() for v in value]
+    too_long = next((h for h in hints if len(h) > MAX_PLACE_HINT_CHARS), None)
+    if too_long is not None:
+        raise _reject("type", f"field place_hints: an entry is too long ({len(too_long)} characters > "
+                              f"{MAX_PLACE_HINT_CHARS})")
+    return list(dict.fromkeys(h for h in hints if h))
+
+
+def _other_fields(obj: dict[str, Any], used: tuple[str, ...]) -> dict[str, Any]:
+    """The record minus people's names, for ``raw``; refused when the rest is implausibly large."""
+    rest = {k: v for k, v in obj.items() if k not in AUTHOR_FIELDS}
+    extra = {k: v for k, v in rest.items() if k not in used}
+    size = len(json.dumps(extra, ensure_ascii=False))
+    if size > MAX_OTHER_FIELDS_BYTES:
+        raise _reject("too_large", f"record too large: {size} bytes of other fields > {MAX_OTHER_FIELDS_BYTES}")
+    return rest
 
 
 def _url(obj: dict[str, Any]) -> str | None:
@@ -381,12 +403,13 @@ def parse_record(raw: bytes, *, source_hint: str | None, salt: str, max_text_cha
     published_at = _published_at(obj.get(time_field), received, time_field)
     author_hash, author_display = _author(obj, author_field, salt)
     repost_of = _opt_str(obj, "repost_of", limit=MAX_EXTERNAL_ID)
-    raw_payload = {k: v for k, v in obj.items() if k not in AUTHOR_FIELDS}
+    place_hints = _place_hints(obj)
+    raw_payload = _other_fields(obj, ("text", "title", "body", "subject"))
     try:
         return _post(source=source, external_id=external_id, title=title, text=text, url=_url(obj),
                      author_hash=author_hash, author_display=author_display, published_at=published_at,
                      received_at=received, engagement=_engagement(obj), repost_of=repost_of,
-                     place_hints=_place_hints(obj), raw=raw_payload)
+                     place_hints=place_hints, raw=raw_payload)
     except ValidationError as exc:  # the checks above should leave nothing for pydantic; belt and braces
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error.get("loc", ())) or "record"

@@ -92,7 +92,7 @@ def list_tickets(
     event_id: str | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # larger overflows the database's integers
 ) -> TicketPageOut:
     """Tickets the caller may see (unit users: their own unit's only), newest first."""
     filters: dict[str, Any] = {"state": state, "lead_unit": unit, "open": open_, "event_id": event_id, "q": q}
