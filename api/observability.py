@@ -184,9 +184,16 @@ def store_checks(container: Container) -> dict[str, str]:
     try:
         with container.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            # A database that answers reads but refuses writes (read-only file or mount, a standby) cannot
+            # keep tickets: a write that changes nothing, rolled back, finds out without touching data.
+            try:
+                conn.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+            finally:
+                conn.rollback()
         checks["database"] = "ok"
     except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+        readonly = "readonly" in str(exc).replace("-", "").replace(" ", "").lower()
+        checks["database"] = "error: read-only" if readonly else f"error: {type(exc).__name__}"
     try:
         container.post_store.count()
         checks["post_store"] = "ok"
@@ -253,16 +260,32 @@ def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = N
     }
     app.state.rate_limits = limits
     app.state.metrics_registry = registry
+    # Only for deployments that keep /metrics on a monitoring network: YUQING_API__METRICS_PUBLIC=true.
+    metrics_public = bool(getattr(container.settings.api, "metrics_public", False))
 
     @app.get("/metrics", tags=["health"], response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+                        401: {"description": "no scrape token or API token"},
+                        403: {"description": "the token's account is not admin or analyst"}})
     def metrics(request: Request) -> Response:
         """Prometheus metrics (text exposition format)."""
-        if metrics_token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
-                return JSONResponse({"detail": "metrics need the scrape token"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+        given = request.headers.get("authorization", "")
+        if metrics_token is not None and hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
+            pass  # the scrape token
+        elif not metrics_public:
+            # Counts of posts, tickets and dead letters are not for anonymous callers: an admin's or
+            # analyst's API token (Prometheus' ``authorization`` option) or the scrape token is needed.
+            from fastapi import HTTPException
+
+            from api.security import current_user
+
+            try:
+                user = current_user(request)
+            except (HTTPException, AttributeError):  # AttributeError: an app without users (tests, tools)
+                return JSONResponse({"detail": "metrics need the scrape token or an admin/analyst API token"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            if user.role not in ("admin", "analyst"):
+                return JSONResponse({"detail": "metrics need an admin or analyst account"}, status_code=403)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/ready", tags=["health"])

@@ -175,8 +175,10 @@ class ApiSettings(BaseModel):
     ingest_per_minute: float = Field(default=120, gt=0)
     # Behind a reverse proxy: take the client address from X-Forwarded-For.
     trust_forwarded: bool = False
-    # When set, /metrics needs `Authorization: Bearer <token>`.
+    # When set, /metrics also takes `Authorization: Bearer <token>`; otherwise an admin/analyst API token.
     metrics_token: SecretStr | None = None
+    # /metrics without any token (only when it is reachable from the monitoring network alone).
+    metrics_public: bool = False
     # Embedded demo only: create an admin with this password when no user exists.
     bootstrap_admin_password: SecretStr | None = None
 

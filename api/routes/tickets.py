@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,6 +42,18 @@ def _service_errors(session: Session) -> Iterator[None]:
     except ValueError as exc:
         session.rollback()
         raise HTTPException(status_code=400, detail=str(exc)) from exc
+
+
+def visible_ticket(ticket_id: str, user: CurrentUser, session: DbSession) -> None:
+    """404 before anything else for a ticket the caller may not see.
+
+    Without it an action could answer from the ticket's state first (409 "no pending extension" on another
+    unit's ticket), which tells a handler that the id exists: every answer for a foreign ticket is 404.
+    """
+    try:
+        service.get_ticket(session, ticket_id=ticket_id, actor=user)
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=f"工单不存在 / ticket {ticket_id!r} not found") from exc
 
 
 def _policy(request: Request) -> DeadlinePolicy:
@@ -139,7 +151,7 @@ class EmptyIn(BaseModel):
     pass
 
 
-@router.post("/{ticket_id}/acknowledge", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/acknowledge", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def acknowledge(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
                 _body: EmptyIn | None = None) -> TicketDetailOut:
     """签收."""
@@ -148,7 +160,7 @@ def acknowledge(ticket_id: str, request: Request, user: CurrentUser, session: Db
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/assess", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/assess", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def assess(ticket_id: str, body: schemas.AssessIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """研判: facts, risk and the confirmed level."""
@@ -158,7 +170,7 @@ def assess(ticket_id: str, body: schemas.AssessIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/start_handling", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/start_handling", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def start_handling(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
                    body: schemas.HandleIn | None = None) -> TicketDetailOut:
     """处置, with tasks for cooperating units."""
@@ -168,7 +180,7 @@ def start_handling(ticket_id: str, request: Request, user: CurrentUser, session:
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reject", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reject", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def reject(ticket_id: str, body: schemas.ReasonIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """退回 to the office, with a reason."""
@@ -177,7 +189,7 @@ def reject(ticket_id: str, body: schemas.ReasonIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reassign", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reassign", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def reassign(ticket_id: str, body: schemas.ReassignIn, request: Request, user: CurrentUser,
              session: DbSession) -> TicketDetailOut:
     """改派 to another lead unit."""
@@ -187,7 +199,7 @@ def reassign(ticket_id: str, body: schemas.ReassignIn, request: Request, user: C
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/request_extension", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/request_extension", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def request_extension(ticket_id: str, body: schemas.ExtensionIn, request: Request, user: CurrentUser,
                       session: DbSession) -> TicketDetailOut:
     """申请延期 of one stage (``until`` or ``hours`` more)."""
@@ -209,7 +221,7 @@ def request_extension(ticket_id: str, body: schemas.ExtensionIn, request: Reques
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/decide_extension", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/decide_extension", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def decide_extension(ticket_id: str, body: schemas.DecisionIn, request: Request, user: CurrentUser,
                      session: DbSession) -> TicketDetailOut:
     """批准 or 不批准 the pending extension."""
@@ -219,7 +231,7 @@ def decide_extension(ticket_id: str, body: schemas.DecisionIn, request: Request,
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/merge", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/merge", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def merge(ticket_id: str, body: schemas.MergeIn, request: Request, user: CurrentUser,
           session: DbSession) -> TicketDetailOut:
     """合并 into another open ticket."""
@@ -228,7 +240,7 @@ def merge(ticket_id: str, body: schemas.MergeIn, request: Request, user: Current
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/close", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/close", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def close(ticket_id: str, body: schemas.CloseIn, request: Request, user: CurrentUser,
           session: DbSession) -> TicketDetailOut:
     """办结 with a summary."""
@@ -237,7 +249,7 @@ def close(ticket_id: str, body: schemas.CloseIn, request: Request, user: Current
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reopen", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reopen", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def reopen(ticket_id: str, body: schemas.ReasonIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """重开 after a flare-up."""
@@ -247,7 +259,7 @@ def reopen(ticket_id: str, body: schemas.ReasonIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/evaluate", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/evaluate", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def evaluate(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
              body: schemas.EvaluateIn | None = None) -> TicketDetailOut:
     """效果评估 now."""
@@ -259,7 +271,7 @@ def evaluate(ticket_id: str, request: Request, user: CurrentUser, session: DbSes
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses", response_model=TicketDetailOut, status_code=201)
+@router.post("/{ticket_id}/responses", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut, status_code=201)
 def draft_response(ticket_id: str, body: schemas.ResponseIn, request: Request, user: CurrentUser,
                    session: DbSession) -> TicketDetailOut:
     """起草回应口径."""
@@ -276,7 +288,7 @@ def _response_ticket(session: Session, ticket_id: str, response_id: str, user: U
         raise NotFound(f"回应不存在 / response {response_id!r} not found")
 
 
-@router.post("/{ticket_id}/responses/{response_id}/approve", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/approve", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def approve_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser, session: DbSession,
                      body: schemas.ReviewIn | None = None) -> TicketDetailOut:
     """审核通过."""
@@ -288,7 +300,7 @@ def approve_response(ticket_id: str, response_id: str, request: Request, user: C
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/reject", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/reject", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def reject_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser, session: DbSession,
                     body: schemas.ReviewIn | None = None) -> TicketDetailOut:
     """审核不通过 (back to the drafter)."""
@@ -300,7 +312,7 @@ def reject_response(ticket_id: str, response_id: str, request: Request, user: Cu
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/edit", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/edit", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def edit_response(ticket_id: str, response_id: str, body: schemas.ResponseEditIn, request: Request,
                   user: CurrentUser, session: DbSession) -> TicketDetailOut:
     """修改草稿 (published responses cannot change: 409)."""
@@ -310,7 +322,7 @@ def edit_response(ticket_id: str, response_id: str, body: schemas.ResponseEditIn
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/publish", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/publish", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
 def publish_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser,
                      session: DbSession) -> TicketDetailOut:
     """发布 (after enough distinct approvals)."""
