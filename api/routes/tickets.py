@@ -56,6 +56,9 @@ def visible_ticket(ticket_id: str, user: CurrentUser, session: DbSession) -> Non
         raise HTTPException(status_code=404, detail=f"工单不存在 / ticket {ticket_id!r} not found") from exc
 
 
+VISIBLE = [Depends(visible_ticket)]
+
+
 def _policy(request: Request) -> DeadlinePolicy:
     policy: DeadlinePolicy | None = getattr(request.app.state, "deadline_policy", None)
     if policy is None:
@@ -151,7 +154,7 @@ class EmptyIn(BaseModel):
     pass
 
 
-@router.post("/{ticket_id}/acknowledge", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/acknowledge", dependencies=VISIBLE, response_model=TicketDetailOut)
 def acknowledge(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
                 _body: EmptyIn | None = None) -> TicketDetailOut:
     """签收."""
@@ -160,7 +163,7 @@ def acknowledge(ticket_id: str, request: Request, user: CurrentUser, session: Db
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/assess", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/assess", dependencies=VISIBLE, response_model=TicketDetailOut)
 def assess(ticket_id: str, body: schemas.AssessIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """研判: facts, risk and the confirmed level."""
@@ -170,7 +173,7 @@ def assess(ticket_id: str, body: schemas.AssessIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/start_handling", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/start_handling", dependencies=VISIBLE, response_model=TicketDetailOut)
 def start_handling(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
                    body: schemas.HandleIn | None = None) -> TicketDetailOut:
     """处置, with tasks for cooperating units."""
@@ -180,7 +183,7 @@ def start_handling(ticket_id: str, request: Request, user: CurrentUser, session:
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reject", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reject", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reject(ticket_id: str, body: schemas.ReasonIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """退回 to the office, with a reason."""
@@ -189,7 +192,7 @@ def reject(ticket_id: str, body: schemas.ReasonIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reassign", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reassign", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reassign(ticket_id: str, body: schemas.ReassignIn, request: Request, user: CurrentUser,
              session: DbSession) -> TicketDetailOut:
     """改派 to another lead unit."""
@@ -199,7 +202,7 @@ def reassign(ticket_id: str, body: schemas.ReassignIn, request: Request, user: C
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/request_extension", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/request_extension", dependencies=VISIBLE, response_model=TicketDetailOut)
 def request_extension(ticket_id: str, body: schemas.ExtensionIn, request: Request, user: CurrentUser,
                       session: DbSession) -> TicketDetailOut:
     """申请延期 of one stage (``until`` or ``hours`` more)."""
@@ -221,7 +224,7 @@ def request_extension(ticket_id: str, body: schemas.ExtensionIn, request: Reques
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/decide_extension", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/decide_extension", dependencies=VISIBLE, response_model=TicketDetailOut)
 def decide_extension(ticket_id: str, body: schemas.DecisionIn, request: Request, user: CurrentUser,
                      session: DbSession) -> TicketDetailOut:
     """批准 or 不批准 the pending extension."""
@@ -231,7 +234,7 @@ def decide_extension(ticket_id: str, body: schemas.DecisionIn, request: Request,
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/merge", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/merge", dependencies=VISIBLE, response_model=TicketDetailOut)
 def merge(ticket_id: str, body: schemas.MergeIn, request: Request, user: CurrentUser,
           session: DbSession) -> TicketDetailOut:
     """合并 into another open ticket."""
@@ -240,7 +243,7 @@ def merge(ticket_id: str, body: schemas.MergeIn, request: Request, user: Current
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/close", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/close", dependencies=VISIBLE, response_model=TicketDetailOut)
 def close(ticket_id: str, body: schemas.CloseIn, request: Request, user: CurrentUser,
           session: DbSession) -> TicketDetailOut:
     """办结 with a summary."""
@@ -249,7 +252,7 @@ def close(ticket_id: str, body: schemas.CloseIn, request: Request, user: Current
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reopen", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reopen", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reopen(ticket_id: str, body: schemas.ReasonIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """重开 after a flare-up."""
@@ -259,7 +262,7 @@ def reopen(ticket_id: str, body: schemas.ReasonIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/evaluate", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/evaluate", dependencies=VISIBLE, response_model=TicketDetailOut)
 def evaluate(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
              body: schemas.EvaluateIn | None = None) -> TicketDetailOut:
     """效果评估 now."""
@@ -271,7 +274,7 @@ def evaluate(ticket_id: str, request: Request, user: CurrentUser, session: DbSes
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut, status_code=201)
+@router.post("/{ticket_id}/responses", dependencies=VISIBLE, response_model=TicketDetailOut, status_code=201)
 def draft_response(ticket_id: str, body: schemas.ResponseIn, request: Request, user: CurrentUser,
                    session: DbSession) -> TicketDetailOut:
     """起草回应口径."""
@@ -288,7 +291,7 @@ def _response_ticket(session: Session, ticket_id: str, response_id: str, user: U
         raise NotFound(f"回应不存在 / response {response_id!r} not found")
 
 
-@router.post("/{ticket_id}/responses/{response_id}/approve", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/approve", dependencies=VISIBLE, response_model=TicketDetailOut)
 def approve_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser, session: DbSession,
                      body: schemas.ReviewIn | None = None) -> TicketDetailOut:
     """审核通过."""
@@ -300,7 +303,7 @@ def approve_response(ticket_id: str, response_id: str, request: Request, user: C
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/reject", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/reject", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reject_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser, session: DbSession,
                     body: schemas.ReviewIn | None = None) -> TicketDetailOut:
     """审核不通过 (back to the drafter)."""
@@ -312,7 +315,7 @@ def reject_response(ticket_id: str, response_id: str, request: Request, user: Cu
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/edit", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/edit", dependencies=VISIBLE, response_model=TicketDetailOut)
 def edit_response(ticket_id: str, response_id: str, body: schemas.ResponseEditIn, request: Request,
                   user: CurrentUser, session: DbSession) -> TicketDetailOut:
     """修改草稿 (published responses cannot change: 409)."""
@@ -322,7 +325,7 @@ def edit_response(ticket_id: str, response_id: str, body: schemas.ResponseEditIn
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/publish", dependencies=[Depends(visible_ticket)], response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/publish", dependencies=VISIBLE, response_model=TicketDetailOut)
 def publish_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser,
                      session: DbSession) -> TicketDetailOut:
     """发布 (after enough distinct approvals)."""
