@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from api.security import (
@@ -131,7 +132,8 @@ def create_token(body: TokenIn, user: CurrentUser, session: DbSession) -> NewTok
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: str, user: CurrentUser, session: DbSession) -> Response:
+def revoke_token(token_id: Annotated[str, Path(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
+                 user: CurrentUser, session: DbSession) -> Response:
     """Revoke one of the caller's tokens by its id."""
     try:
         found = auth.revoke_token(session, user_id=user.id, token_hash_prefix=token_id)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from alerts.events import service as event_service
-from api.deps import DbSession, PostStoreDep, Reader, SettingsDep, is_privileged, unprocessable
+from api.deps import DbSession, PostStoreDep, QueryTime, Reader, SettingsDep, is_privileged, unprocessable
 from api.schemas import EventOut, EventPageOut, PostOut
 from core.db.models import EventRow, TicketRow
 from core.records import AnalyzedPost, Event
@@ -50,7 +49,7 @@ def list_events(
     user: Reader,
     limit: Annotated[int, Query(ge=1)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
-    since: datetime | None = None,
+    since: QueryTime | None = None,
     samples: Annotated[int, Query(ge=0, le=10)] = 3,
 ) -> EventPageOut:
     """Events sorted by heat (hottest first), each with its size and representative texts."""

@@ -22,7 +22,9 @@ BODY_DOC = {
         "required": True,
         "description": "A JSON array of records, or JSON lines (one record per line).",
         "content": {
-            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            # Any JSON: an array of records, or one record; whatever a record holds is validated per record and
+            # a bad one is dead-lettered with its reason (202), so no body shape is refused as a whole.
+            "application/json": {"schema": {}},
             "application/x-ndjson": {"schema": {"type": "string"}},
         },
     },

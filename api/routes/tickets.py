@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
@@ -23,6 +23,10 @@ from core.errors import ConflictError, Forbidden, InvalidTransition, NotFound
 from core.records import WarningLevel, utcnow
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+# Every spelling WarningLevel.parse takes, so the schema says which levels exist (others: 422).
+StateName = Literal["new", "acknowledged", "assessing", "handling", "responded", "returned", "closed", "evaluated",
+                    "merged"]
+LevelName = Literal["1", "2", "3", "4", "blue", "yellow", "orange", "red", "蓝", "黄", "橙", "红"]
 
 
 @contextmanager
@@ -100,8 +104,8 @@ def _done(session: Session, request: Request, ticket_id: str, user: User) -> Tic
 def list_tickets(
     user: CurrentUser,
     session: DbSession,
-    state: Annotated[list[str] | None, Query()] = None,
-    level: str | None = None,
+    state: Annotated[list[StateName] | None, Query()] = None,
+    level: LevelName | None = None,
     unit: str | None = None,
     open_: Annotated[bool | None, Query(alias="open")] = None,
     event_id: str | None = None,

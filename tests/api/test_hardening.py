@@ -215,3 +215,22 @@ def test_numbers_too_large_for_the_database_are_422_not_500(roomy: TestClient, m
                                                             kwargs: dict) -> None:
     r = getattr(roomy, method)(path, **kwargs)
     assert r.status_code == 422, r.text
+
+
+def test_a_405_names_every_method_of_the_path(roomy: TestClient) -> None:
+    r = roomy.request("OPTIONS", "/api/v1/auth/tokens")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-11-20", "2026-11-20T09:00:00"])
+def test_query_times_must_be_rfc3339_with_an_offset(roomy: TestClient, value: str) -> None:
+    for path in ("/api/v1/posts", "/api/v1/stats/overview"):
+        assert roomy.get(path, params={"to": value}).status_code == 422, (path, value)
+    assert roomy.get("/api/v1/posts", params={"to": "2026-11-20T09:00:00+08:00"}).status_code == 200
+
+
+def test_from_after_to_is_an_empty_window(roomy: TestClient) -> None:
+    window = {"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}
+    r = roomy.get("/api/v1/posts", params=window)
+    assert r.status_code == 200 and r.json()["total"] == 0
+    assert roomy.get("/api/v1/stats/overview", params=window).json()["total"] == 0

@@ -165,7 +165,8 @@ def test_reject_reassign_extension_merge_and_bad_input(env) -> None:
     assert r.status_code == 403
     r = call(client, tokens, "office", "POST", f"/api/v1/tickets/{other}/merge", json={"into": tid})
     assert r.status_code == 200 and r.json()["state"] == "merged" and r.json()["merged_into"] == tid
-    assert call(client, tokens, "office", "GET", "/api/v1/tickets?level=purple").status_code == 400
+    # The schema lists the level names, so an unknown one is a validation error (422) like any other.
+    assert call(client, tokens, "office", "GET", "/api/v1/tickets?level=purple").status_code == 422
 
 
 def test_cookie_session_actions_need_csrf(env) -> None:
@@ -196,8 +197,8 @@ def test_summary_and_unit_reports(env) -> None:
     assert table[0][0] == "单位" and {row[0] for row in table[1:]} >= {"env", "housing", "police"}
     mine = call(client, tokens, "housing", "GET", "/api/v1/reports/units", params={"from": frm}).json()["items"]
     assert [row["unit"] for row in mine] == ["housing"]
-    assert call(client, tokens, "office", "GET", "/api/v1/reports/units",
-                params={"from": "2025-01-01T00:00:00"}).status_code == 400
+    naive = call(client, tokens, "office", "GET", "/api/v1/reports/units", params={"from": "2025-01-01T00:00:00"})
+    assert naive.status_code == 422 and "timezone" in naive.text  # RFC 3339 times need their offset
 
 
 ALL_ACTIONS = [("acknowledge", {}), ("assess", {}), ("start_handling", {}), ("reject", {"reason": "x"}),
