@@ -43,6 +43,8 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_TTL = timedelta(hours=12)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_DEFAULT_SECRET = "change-me-in-production"  # noqa: S105 - the old published placeholder, refused
+# Templates ship these (deploy/k8s/config.yaml says CHANGE-ME): deploying one unchanged is the same mistake.
+PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-in-production", "secret", "replace-me"})
 SECRET_FILE = "session-secret"  # noqa: S105 - a file name, not a secret
 _secret_lock = threading.Lock()
 _secrets: dict[tuple[str, str], str] = {}
@@ -57,7 +59,7 @@ def resolve_session_secret(settings: Any) -> str:
     configured = settings.api.session_secret
     if configured is not None:
         value: str = configured.get_secret_value()
-        if value == PUBLIC_DEFAULT_SECRET or not value.strip():
+        if value == PUBLIC_DEFAULT_SECRET or value.strip().casefold() in PLACEHOLDERS or not value.strip():
             raise InsecureSessionSecret(
                 "YUQING_API__SESSION_SECRET is the public placeholder (or empty): anyone could forge an admin "
                 "session with it. Set a long random value, or unset it to have one generated into the data dir")

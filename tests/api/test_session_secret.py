@@ -13,8 +13,9 @@ from core.settings import ApiSettings, Settings
 from tests.support import embedded
 
 
-def test_the_public_placeholder_is_refused(tmp_path) -> None:
-    settings = Settings(data_dir=tmp_path, api=ApiSettings(session_secret=SecretStr("change-me-in-production")))
+@pytest.mark.parametrize("placeholder", ["change-me-in-production", "CHANGE-ME", " ", ""])
+def test_the_public_placeholders_are_refused(tmp_path, placeholder: str) -> None:
+    settings = Settings(data_dir=tmp_path, api=ApiSettings(session_secret=SecretStr(placeholder)))
     with pytest.raises(InsecureSessionSecret, match="YUQING_API__SESSION_SECRET"):
         resolve_session_secret(settings)
 
