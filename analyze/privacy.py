@@ -199,23 +199,46 @@ def hash_author(author: str, salt: str) -> str:
     return hashlib.blake2b(author.encode("utf-8", "surrogatepass"), key=key, digest_size=16).hexdigest()
 
 
-_ASCII_ID = re.compile(r"^[A-Za-z0-9_\-.]+$")
-_PHONE_LIKE = re.compile(r"^[+＋]?[0-9０-９][0-9０-９\s\-－()（）]{6,}$")
+PSEUDONYM_PREFIX = "网友"
+_PSEUDONYM = re.compile(f"^{PSEUDONYM_PREFIX}[0-9A-F]{{6}}$")
 
 
-def mask_author(author: str) -> str:
-    """Display form of an author: ``A0001****`` for account ids, ``张**`` for names, masked phones."""
+def pseudonym(author_hash: str) -> str:
+    """The display name of an author: ``网友`` + 6 hex digits of the salted hash (stable, reveals nothing)."""
+    return PSEUDONYM_PREFIX + author_hash[:6].upper()
+
+
+def mask_author(author: str, *, salt: str = "") -> str:
+    """Display form of an author: a stable pseudonym (``网友3FA2C1``), never a part of the name or number.
+
+    Any prefix of a name gives it away (``张伟****`` is 张伟; ``zhangwei****`` too), so none is kept.
+    """
     author = (author or "").strip()
     if not author:
         return ""
-    if "*" in author:  # already masked
+    if _PSEUDONYM.match(author):  # already a pseudonym
         return author
-    if _PHONE_LIKE.match(author):
-        return mask_phone(author)
-    if re.match(_CJK, author) and len(author) <= 4:
-        return mask_name(author)
-    if _ASCII_ID.match(author):
-        keep = min(5, max(1, len(author) // 2))
-        return author[:keep] + "****"
-    keep = min(2, max(1, len(author) // 3))
-    return author[:keep] + "****"
+    return pseudonym(hash_author(author, salt))
+
+
+_URL_SPLIT = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*)(.*)$", re.DOTALL)
+
+
+def mask_url(url: str | None) -> str | None:
+    """A link with personal data in its path, query or fragment masked (``?phone=138****5678``).
+
+    The host is kept; the rest is percent-decoded first so ``%31%33%38...`` cannot hide a number, and
+    masked with the text rules (phones, ID and bank cards, e-mails, plates).
+    """
+    if not url:
+        return url
+    from urllib.parse import unquote
+
+    m = _URL_SPLIT.match(url)
+    head, rest = (m.group(1), m.group(2)) if m else ("", url)
+    if not rest:
+        return url
+    decoded = unquote(rest)
+    # Query separators are not spaces or dashes: keep ``a=1&b=2`` from reading as one long number.
+    masked = mask_pii(decoded.replace("+", " ")).text
+    return head + (masked if masked != decoded.replace("+", " ") else rest)

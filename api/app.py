@@ -85,6 +85,9 @@ def create_app(container: Container, *, pipeline: Pipeline | None = None) -> Fas
     )
     app.state.container = container
     app.state.settings = settings
+    from api.security import resolve_session_secret
+
+    resolve_session_secret(settings)  # refuse to start with the public placeholder; generate one if unset
     app.state.db = container.db
     app.state.pipeline = pipeline
     app.state.broadcaster = broadcaster

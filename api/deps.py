@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from api.overview_cache import TtlCache
@@ -15,6 +18,18 @@ from core.store.base import Overview, PostStore
 from core.wiring import Container
 
 PRIVILEGED_ROLES = frozenset({"admin", "analyst"})
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Query times as the schema says (RFC 3339 with an offset): not epoch numbers, not naive local times."""
+    if isinstance(value, str) and not _RFC3339.match(value.strip()):
+        raise ValueError("expected an RFC 3339 date-time with a timezone, e.g. 2026-11-20T09:00:00+08:00")
+    return value
+
+
+# A query parameter that is a point in time; anything pydantic would guess at (0.5, "2026-11-20") is a 422.
+QueryTime = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 def unprocessable(loc: list[str], message: str) -> HTTPException:

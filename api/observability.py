@@ -184,9 +184,16 @@ def store_checks(container: Container) -> dict[str, str]:
     try:
         with container.db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            # A database that answers reads but refuses writes (read-only file or mount, a standby) cannot
+            # keep tickets: a write that changes nothing, rolled back, finds out without touching data.
+            try:
+                conn.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+            finally:
+                conn.rollback()
         checks["database"] = "ok"
     except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+        readonly = "readonly" in str(exc).replace("-", "").replace(" ", "").lower()
+        checks["database"] = "error: read-only" if readonly else f"error: {type(exc).__name__}"
     try:
         container.post_store.count()
         checks["post_store"] = "ok"
@@ -233,6 +240,108 @@ def _warm_up(container: Container) -> str:
     return "loading"
 
 
+# -- the OpenAPI schema says every answer the app gives ------------------------------------------------
+_ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
+    {"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}, "title": "Error"}
+_PUBLIC = {("/api/v1/auth/login", "post"), ("/health", "get"), ("/ready", "get"), ("/", "get")}
+_RATE_LIMITED = {("/api/v1/auth/login", "post"), ("/api/v1/ingest", "post")}
+
+
+def document_errors(schema: dict[str, Any], *, page_size_max: int) -> dict[str, Any]:
+    """Add the error answers FastAPI's generated schema leaves out, so clients (and schemathesis) know them.
+
+    401/403 on everything behind a login, 404 where a path names a thing, 400 and 413 where a body is read,
+    409 on ticket actions, 429 on the rate-limited doors, 503 when a store is down; 422 bodies may carry a
+    plain string detail as well as FastAPI's list. ``limit`` of posts and events gets its real maximum.
+    """
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            wanted: dict[str, str] = {"503": "a store is unavailable"}
+            if (path, method) not in _PUBLIC and path.startswith("/api/"):
+                wanted.update({"401": "not logged in", "403": "not allowed for this role (or no CSRF token)"})
+            if "{" in path:
+                wanted["404"] = "not found (or not visible to the caller)"
+            if method in ("post", "put", "patch", "delete"):
+                wanted.update({"400": "the body could not be read or is inconsistent", "413": "body too large"})
+            if path.startswith("/api/v1/tickets"):
+                wanted.update({"400": "inconsistent request", "409": "not allowed in the ticket's state"})
+            if (path, method) in _RATE_LIMITED:
+                wanted["429"] = "too many requests"
+            for code, why in wanted.items():
+                responses.setdefault(code, {"description": why, "content": error})
+            if "422" in responses:
+                responses["422"]["content"] = {"application/json": {"schema": {"anyOf": [
+                    {"$ref": "#/components/schemas/HTTPValidationError"},
+                    {"$ref": "#/components/schemas/Error"}]}}}
+            for param in op.get("parameters", []):
+                if param.get("name") == "limit" and path in ("/api/v1/posts", "/api/v1/events"):
+                    param["schema"]["maximum"] = page_size_max
+    report = schema.get("paths", {}).get("/api/v1/reports/units", {}).get("get")
+    if report is not None:
+        content = report["responses"]["200"].setdefault("content", {})
+        content["text/csv"] = {"schema": {"type": "string"}}
+        content["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] = {
+            "schema": {"type": "string", "format": "binary"}}
+    return schema
+
+
+def _install_openapi(app: FastAPI, *, page_size_max: int) -> None:
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(
+                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes),
+                page_size_max=page_size_max)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class AllowHeaderMiddleware:
+    """A 405 names every method the path serves, from the OpenAPI paths (Starlette names only the methods of
+    the first route whose path matched)."""
+
+    def __init__(self, app: ASGIApp, *, openapi: Callable[[], dict[str, Any]]) -> None:
+        self.app = app
+        self.openapi = openapi
+        self._paths: list[tuple[re.Pattern[str], set[str]]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_allow(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message.get("status") == 405:
+                methods = self._methods(scope.get("path", ""))
+                if methods:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+                    message = dict(message, headers=headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+    def _methods(self, path: str) -> set[str]:
+        if self._paths is None:
+            paths: list[tuple[re.Pattern[str], set[str]]] = []
+            for template, item in self.openapi().get("paths", {}).items():
+                source = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+                paths.append((re.compile(f"^{source}$"), {m.upper() for m in item if m != "parameters"}))
+            self._paths = paths
+        found: set[str] = set()
+        for compiled, methods in self._paths:
+            if compiled.match(path):
+                found |= methods
+        return found
+
+
 # -- install --------------------------------------------------------------------------------------------
 def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = None,
             login_per_minute: float = 10.0, login_burst: int = 5,
@@ -253,16 +362,32 @@ def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = N
     }
     app.state.rate_limits = limits
     app.state.metrics_registry = registry
+    # Only for deployments that keep /metrics on a monitoring network: YUQING_API__METRICS_PUBLIC=true.
+    metrics_public = bool(getattr(container.settings.api, "metrics_public", False))
 
     @app.get("/metrics", tags=["health"], response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+                        401: {"description": "no scrape token or API token"},
+                        403: {"description": "the token's account is not admin or analyst"}})
     def metrics(request: Request) -> Response:
         """Prometheus metrics (text exposition format)."""
-        if metrics_token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
-                return JSONResponse({"detail": "metrics need the scrape token"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+        given = request.headers.get("authorization", "")
+        if metrics_token is not None and hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
+            pass  # the scrape token
+        elif not metrics_public:
+            # Counts of posts, tickets and dead letters are not for anonymous callers: an admin's or
+            # analyst's API token (Prometheus' ``authorization`` option) or the scrape token is needed.
+            from fastapi import HTTPException
+
+            from api.security import current_user
+
+            try:
+                user = current_user(request)
+            except (HTTPException, AttributeError):  # AttributeError: an app without users (tests, tools)
+                return JSONResponse({"detail": "metrics need the scrape token or an admin/analyst API token"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            if user.role not in ("admin", "analyst"):
+                return JSONResponse({"detail": "metrics need an admin or analyst account"}, status_code=403)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/ready", tags=["health"])
@@ -273,4 +398,6 @@ def install(app: FastAPI, *, container: Container, pipeline: Pipeline | None = N
         return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503)
 
+    app.add_middleware(AllowHeaderMiddleware, openapi=lambda: app.openapi())
     app.add_middleware(ObservabilityMiddleware, limits=limits, trust_forwarded=trust_forwarded)
+    _install_openapi(app, page_size_max=int(getattr(container.settings.api, "page_size_max", 200)))

@@ -30,15 +30,18 @@ class PostOut(BaseModel):
 
     @classmethod
     def from_post(cls, post: AnalyzedPost, *, privileged: bool) -> PostOut:
-        """Masked text and people for everyone but privileged roles."""
+        """Masked text and link for everyone but privileged roles; authors only ever as a pseudonym."""
+        from analyze.privacy import mask_url, pseudonym
+
         return cls(
             id=post.id,
             source=post.source.value,
             external_id=post.external_id,
             title=post.title if privileged else (post.title_masked or ""),
             text=post.text if privileged else (post.text_masked or ""),
-            url=post.url,
-            author=post.author_display,
+            url=post.url if privileged else mask_url(post.url),
+            # From the hash, not the stored display: rows stored before pseudonyms kept part of the name.
+            author=pseudonym(post.author_hash) if post.author_hash else None,
             published_at=post.published_at,
             engagement=post.engagement,
             sentiment=post.sentiment,
@@ -81,12 +84,20 @@ class IngestItemError(BaseModel):
     reason: str
 
 
+class IngestDuplicate(BaseModel):
+    """A record of the batch that is the same post (source and external id) as an earlier one: not taken."""
+
+    index: int
+    duplicate_of: int
+
+
 class IngestResult(BaseModel):
-    """What an ingest batch did."""
+    """What an ingest batch did: posts taken, records dead-lettered (and why), in-batch duplicates."""
 
     accepted: int
     dead_lettered: int
     errors: list[IngestItemError]
+    duplicates: list[IngestDuplicate] = Field(default_factory=list)
 
 
 class DeadLetterOut(BaseModel):

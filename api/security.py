@@ -5,15 +5,26 @@ Cookie sessions: ``yuqing_session`` holds ``{uid, exp, csrf}`` signed with HMAC-
 JavaScript, which must echo it in ``X-CSRF-Token`` on every unsafe request (POST, PUT, PATCH,
 DELETE). The header must equal the token inside the signed session, so a cross-site form, which
 can send the cookie but cannot read it, is refused. Bearer tokens (machines) need no CSRF token.
+
+The session secret: ``YUQING_API__SESSION_SECRET`` when set (the old public placeholder
+``change-me-in-production`` is refused: anyone could forge an admin cookie with it); otherwise a random one
+generated once into ``<data dir>/session-secret`` (mode 0600) and reused, so ``make run`` works on a fresh
+machine and restarts keep sessions. Several API processes on different machines need the variable set.
+
+Sessions are revocable: the cookie carries the user's ``session_version`` and every request compares it
+with the users row; logout, a password change, disabling the account and ``yuqing users revoke`` bump it.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Response
@@ -31,8 +42,48 @@ CSRF_COOKIE = "yuqing_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_TTL = timedelta(hours=12)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_DEFAULT_SECRET = "change-me-in-production"  # noqa: S105 - the known placeholder we warn about
-_warned = False
+PUBLIC_DEFAULT_SECRET = "change-me-in-production"  # noqa: S105 - the old published placeholder, refused
+# Templates ship these (deploy/k8s/config.yaml says CHANGE-ME): deploying one unchanged is the same mistake.
+PLACEHOLDERS = frozenset({"change-me", "changeme", "change-me-in-production", "secret", "replace-me"})
+SECRET_FILE = "session-secret"  # noqa: S105 - a file name, not a secret
+_secret_lock = threading.Lock()
+_secrets: dict[tuple[str, str], str] = {}
+
+
+class InsecureSessionSecret(RuntimeError):
+    """The configured session secret is the public placeholder: refuse to serve."""
+
+
+def resolve_session_secret(settings: Any) -> str:
+    """The HMAC key for session cookies: the configured one, else one generated into the data dir (0600)."""
+    configured = settings.api.session_secret
+    if configured is not None:
+        value: str = configured.get_secret_value()
+        if value == PUBLIC_DEFAULT_SECRET or value.strip().casefold() in PLACEHOLDERS or not value.strip():
+            raise InsecureSessionSecret(
+                "YUQING_API__SESSION_SECRET is the public placeholder (or empty): anyone could forge an admin "
+                "session with it. Set a long random value, or unset it to have one generated into the data dir")
+        return value
+    path = Path(settings.data_dir).resolve() / SECRET_FILE
+    key = ("file", str(path))
+    with _secret_lock:
+        if key in _secrets:
+            return _secrets[key]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            secret = path.read_text(encoding="ascii").strip()
+            if len(secret) < 32:
+                raise InsecureSessionSecret(
+                    f"{path} holds no usable secret: delete it to have one generated") from None
+        else:
+            secret = secrets.token_urlsafe(48)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(secret + "\n")
+            log.info("generated a session secret into %s (mode 0600)", path)
+        _secrets[key] = secret
+        return secret
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -48,13 +99,18 @@ DbSession = Annotated[Session, Depends(get_db)]
 
 
 def session_secret(request: Request) -> str:
-    """The HMAC key for session cookies, from ``app.state.settings``."""
-    global _warned
-    secret: str = request.app.state.settings.api.session_secret.get_secret_value()
-    if secret == _DEFAULT_SECRET and not _warned:
-        _warned = True
-        log.warning("YUQING_API__SESSION_SECRET is the default: set a random secret in production")
-    return secret
+    """The HMAC key for session cookies of the settings in ``app.state.settings``."""
+    return resolve_session_secret(request.app.state.settings)
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the socket peer, or the first X-Forwarded-For entry behind a trusted proxy."""
+    settings = getattr(request.app.state, "settings", None)
+    if settings is not None and settings.api.trust_forwarded:
+        first = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client else "unknown"
 
 
 def start_session(request: Request, response: Response, user: User, *, now: datetime | None = None) -> str:
@@ -62,7 +118,9 @@ def start_session(request: Request, response: Response, user: User, *, now: date
     now = now or utcnow()
     csrf = secrets.token_urlsafe(24)
     exp = int((now + SESSION_TTL).timestamp())
-    value = sign({"uid": user.id, "exp": exp, "csrf": csrf}, session_secret(request))
+    with request.app.state.db.session() as s:
+        version = auth.session_version(s, user_id=user.id) or 0
+    value = sign({"uid": user.id, "sv": version, "exp": exp, "csrf": csrf}, session_secret(request))
     secure = request.url.scheme == "https"
     max_age = int(SESSION_TTL.total_seconds())
     response.set_cookie(SESSION_COOKIE, value, max_age=max_age, httponly=True, samesite="strict", secure=secure,
@@ -109,9 +167,9 @@ def current_user(request: Request) -> User:
             if not sent or not hmac.compare_digest(sent, str(payload.get("csrf", ""))):
                 raise HTTPException(status_code=403, detail="CSRF 校验失败 / missing or wrong X-CSRF-Token header")
         with db.session() as s:
-            user = auth.get_user(s, user_id=payload["uid"])
+            user = auth.user_for_session(s, user_id=payload["uid"], version=payload.get("sv"))
         if user is None:
-            raise _unauthorized("账号不存在或已停用 / account missing or disabled")
+            raise _unauthorized("会话已结束，请重新登录 / session ended (logged out, password changed or revoked)")
     request.state.user = user
     return user
 

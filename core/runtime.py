@@ -75,7 +75,9 @@ class Pipeline:
     def dead_letter(self, *, stage: str, source: str, origin: str, reason: str, raw: bytes) -> None:
         """Keep a failed record with its reason and raw bytes (relational store; also the dead topic)."""
         from ingest import deadletters
+        from ingest.validate import mask_reason
 
+        reason = mask_reason(reason)  # reasons are logged and listed; a quoted field value may be personal data
         with self.c.db.transaction() as session:
             deadletters.record(session, stage=stage, source=source, origin=origin, reason=reason, raw=raw)
         log.info("dead letter (%s, %s): %s", stage, origin, reason)
@@ -117,12 +119,14 @@ class Pipeline:
 
     # -- stage workers ------------------------------------------------------------------------
     def _message_dead_letter(self, stage: str) -> Callable[[Message, str], None]:
+        from ingest.validate import mask_reason
+
         def dead(message: Message, reason: str) -> None:
             self.dead_letter(stage=stage, source="bus", origin=f"{message.topic}@{message.partition}:{message.offset}",
                              reason=reason, raw=message.value)
             try:
                 self.c.bus.publish(TOPIC_DEAD, message.value, key=message.key,
-                                   headers={"reason": reason[:500], "stage": stage})
+                                   headers={"reason": mask_reason(reason)[:500], "stage": stage})
             except Exception:  # the relational copy is the one that matters
                 log.exception("could not copy a dead letter to the dead-letter topic")
 

@@ -166,15 +166,19 @@ class ApiSettings(BaseModel):
     page_size_max: int = Field(default=200, ge=1)
     # The live overview (no from/to) is computed once per this many seconds for all dashboards; 0 = never cached.
     overview_cache_s: float = Field(default=10.0, ge=0)
-    session_secret: SecretStr = SecretStr("change-me-in-production")
+    # HMAC key of session cookies. Unset: generated once into <data_dir>/session-secret (0600). The old public
+    # placeholder "change-me-in-production" is refused at start-up.
+    session_secret: SecretStr | None = None
     cors_origins: list[str] = Field(default_factory=list)
     # Per-address rate limits (token buckets) on the two doors an attacker knocks on.
     login_per_minute: float = Field(default=10, gt=0)
     ingest_per_minute: float = Field(default=120, gt=0)
     # Behind a reverse proxy: take the client address from X-Forwarded-For.
     trust_forwarded: bool = False
-    # When set, /metrics needs `Authorization: Bearer <token>`.
+    # When set, /metrics also takes `Authorization: Bearer <token>`; otherwise an admin/analyst API token.
     metrics_token: SecretStr | None = None
+    # /metrics without any token (only when it is reachable from the monitoring network alone).
+    metrics_public: bool = False
     # Embedded demo only: create an admin with this password when no user exists.
     bootstrap_admin_password: SecretStr | None = None
 

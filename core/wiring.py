@@ -124,6 +124,11 @@ class Container:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._lock = threading.RLock()
+        from alerts.notifiers import channels
+
+        # Ticket notifications go to every enabled channel (the webhook too, not WeChat Work alone).
+        channels.configure(wecom=settings.wecom.enabled,
+                           webhook=bool(settings.webhook.enabled and settings.webhook.url and settings.webhook.secret))
 
     @cached_property
     def tokenize(self) -> Callable[[str], list[str]]:

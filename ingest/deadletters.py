@@ -22,7 +22,7 @@ from core.db.session import Database
 from core.errors import NotFound, RecordError
 from core.records import DeadLetter, Post, Source, utcnow
 from ingest.base import RawRecord
-from ingest.validate import guess_source, parse_record
+from ingest.validate import guess_source, mask_reason, parse_record
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class ReplayResult:
 
 
 def record(session: Session, *, stage: str, source: str, origin: str, reason: str, raw: bytes) -> int:
-    """Store one dead letter and return its id."""
+    """Store one dead letter and return its id (the reason masked: it is logged and listed; raw bytes are kept)."""
+    reason = mask_reason(reason)
     row = DeadLetterRow(stage=stage[:16], source=(source or "unknown")[:32], origin=origin[:256],
                         reason=reason, raw=bytes(raw), received_at=utcnow())
     session.add(row)
@@ -113,8 +114,8 @@ def replay(session: Session, *, ids: Sequence[int] | None, publish: Callable[[Po
         try:
             post = _revalidate(row, salt=salt, max_text_chars=max_text_chars)
         except RecordError as exc:
-            row.replay_result = exc.reason
-            result.failed[row.id] = exc.reason
+            row.replay_result = mask_reason(exc.reason)
+            result.failed[row.id] = row.replay_result
             continue
         publish(post)
         row.replayed_at = utcnow()

@@ -26,8 +26,8 @@ Decisions (documented because they change what reaches analysis):
   NUL characters are the one exception: they are removed because PostgreSQL text cannot hold them.
 - Naive times are Asia/Shanghai (UTC+8, no DST since 1991); all times are stored in UTC.
 - The author's name never leaves this function in clear: the post keeps ``author_hash`` (salted) and
-  ``author_display`` (masked), and ``author``/``user`` are removed from ``raw``. The dead-letter store
-  keeps the original bytes (inside the core) so a failed record can still be replayed.
+  ``author_display`` (a pseudonym from the hash), and ``author``/``user`` are removed from ``raw``. The
+  dead-letter store keeps the original bytes (inside the core) so a failed record can still be replayed.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ MAX_EXTERNAL_ID = 256
 MAX_TITLE_CHARS = 1_000
 MAX_URL_CHARS = 2_048
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_PLACE_HINTS = 50
+MAX_PLACE_HINT_CHARS = 64
+# Fields other than text, title and the ones validated here are kept in ``raw`` as they came: bounded.
+MAX_OTHER_FIELDS_BYTES = 64 * 1024
 MAX_COUNT = 10**12  # larger engagement counts are corrupt data, and would overflow a BIGINT downstream
 OLDEST = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)  # source clocks drift; a day ahead is still plausible
@@ -115,9 +119,23 @@ def _reject(kind: str, reason: str) -> RecordRejected:
 
 
 def _show(value: Any, limit: int = 40) -> str:
-    """A short repr of an offending value for a reason string (never the whole 1 MB)."""
+    """A short, masked repr of an offending value for a reason string (never the whole 1 MB, never raw PII).
+
+    Reasons go to logs, API answers and the dead-letter list: a phone number typed into the date field must
+    not travel with them. The raw bytes stay in the dead-letter row, inside the core.
+    """
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return mask_reason(text)
+
+
+def mask_reason(reason: str) -> str:
+    """``reason`` with phones, ID and bank numbers, e-mails, plates and cued names masked."""
+    try:
+        from analyze.privacy import mask_pii
+    except ImportError:  # pragma: no cover - stripped-down installs without analyze
+        return re.sub(r"\d{7,}", lambda m: "*" * len(m.group(0)), reason)
+    return mask_pii(reason).text
 
 
 def _type_name(value: Any) -> str:
@@ -308,7 +326,25 @@ def _place_hints(obj: dict[str, Any]) -> list[str]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _reject("type", "field place_hints: expected a list of strings")
-    return [v.strip() for v in value if v.strip()][:50]
+    # Refused, not cut: the whole list is also kept in ``raw``, and 200,000 hints made a 1.2 MB document.
+    if len(value) > MAX_PLACE_HINTS:
+        raise _reject("type", f"field place_hints: too many ({len(value)} > {MAX_PLACE_HINTS})")
+    hints = [v.replace("\x00", "").strip() for v in value]
+    too_long = next((h for h in hints if len(h) > MAX_PLACE_HINT_CHARS), None)
+    if too_long is not None:
+        raise _reject("type", f"field place_hints: an entry is too long ({len(too_long)} characters > "
+                              f"{MAX_PLACE_HINT_CHARS})")
+    return list(dict.fromkeys(h for h in hints if h))
+
+
+def _other_fields(obj: dict[str, Any], used: tuple[str, ...]) -> dict[str, Any]:
+    """The record minus people's names, for ``raw``; refused when the rest is implausibly large."""
+    rest = {k: v for k, v in obj.items() if k not in AUTHOR_FIELDS}
+    extra = {k: v for k, v in rest.items() if k not in used}
+    size = len(json.dumps(extra, ensure_ascii=False))
+    if size > MAX_OTHER_FIELDS_BYTES:
+        raise _reject("too_large", f"record too large: {size} bytes of other fields > {MAX_OTHER_FIELDS_BYTES}")
+    return rest
 
 
 def _url(obj: dict[str, Any]) -> str | None:
@@ -319,23 +355,24 @@ def _url(obj: dict[str, Any]) -> str | None:
     return url
 
 
-try:  # analyze.privacy owns hashing and masking of people; see _fallback_* for when it is absent
+try:  # analyze.privacy owns hashing and masking of people; see the fallback below for when it is absent
     from analyze.privacy import hash_author as _hash_author
-    from analyze.privacy import mask_author as _mask_author
+    from analyze.privacy import pseudonym as _pseudonym
 except ImportError:  # pragma: no cover - only while analyze.privacy is not installed
     _hash_author = None  # type: ignore[assignment]
-    _mask_author = None  # type: ignore[assignment]
+    _pseudonym = None  # type: ignore[assignment]
 
 
 def _author(obj: dict[str, Any], name: str, salt: str) -> tuple[str | None, str | None]:
     author = _opt_str(obj, name, limit=256)
     if author is None:
         return None, None
-    if _hash_author is not None and _mask_author is not None:
-        return _hash_author(author, salt), _mask_author(author)
+    if _hash_author is not None and _pseudonym is not None:
+        digest = _hash_author(author, salt)
+        return digest, _pseudonym(digest)
     # Same contract as analyze.privacy, used only when that module is missing (stripped-down installs).
     digest = hashlib.blake2b(author.encode(), key=salt.encode()[:64], digest_size=12).hexdigest()
-    return digest, author[0] + "**"
+    return digest, "网友" + digest[:6].upper()
 
 
 def parse_record(raw: bytes, *, source_hint: str | None, salt: str, max_text_chars: int,
@@ -366,12 +403,13 @@ def parse_record(raw: bytes, *, source_hint: str | None, salt: str, max_text_cha
     published_at = _published_at(obj.get(time_field), received, time_field)
     author_hash, author_display = _author(obj, author_field, salt)
     repost_of = _opt_str(obj, "repost_of", limit=MAX_EXTERNAL_ID)
-    raw_payload = {k: v for k, v in obj.items() if k not in AUTHOR_FIELDS}
+    place_hints = _place_hints(obj)
+    raw_payload = _other_fields(obj, ("text", "title", "body", "subject"))
     try:
         return _post(source=source, external_id=external_id, title=title, text=text, url=_url(obj),
                      author_hash=author_hash, author_display=author_display, published_at=published_at,
                      received_at=received, engagement=_engagement(obj), repost_of=repost_of,
-                     place_hints=_place_hints(obj), raw=raw_payload)
+                     place_hints=place_hints, raw=raw_payload)
     except ValidationError as exc:  # the checks above should leave nothing for pydantic; belt and braces
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error.get("loc", ())) or "record"

@@ -42,3 +42,12 @@ def es_url() -> str:
 def pg_url() -> str:
     """SQLAlchemy URL of a throw-away PostgreSQL database (YUQING_TEST_DATABASE_URL, YUQING_DATABASE_URL)."""
     return _service_env("YUQING_TEST_DATABASE_URL", "YUQING_DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _default_ticket_channels():
+    """A container built by one test sets this process's ticket channels; the next test starts from the default."""
+    from alerts.notifiers import channels
+
+    yield
+    channels.configure(wecom=False, webhook=False)

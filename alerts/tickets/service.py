@@ -108,23 +108,26 @@ def notify(
     key: str,
     targets: Iterable[str],
     subject: str,
-    channel: str = "wecom",
+    channel: str | None = None,
     **more: Any,
 ) -> int:
-    """Enqueue one notification per target; ids are deterministic so a retry never queues twice."""
+    """Enqueue one notification per target and channel (the configured ones unless ``channel`` is given).
+
+    Ids are deterministic so a retry never queues twice.
+    """
+    from alerts.notifiers.channels import ticket_channels
+
     count = 0
-    seen: set[str] = set()
+    wanted = list(dict.fromkeys(t for t in targets if t))
     names = unit_names(session, [ticket.lead_unit, *(ticket.cooperating_units or [])])  # messages show names
-    for target in targets:
-        if not target or target in seen:
-            continue
-        seen.add(target)
-        nid = f"{ticket.id}:{kind}:{key}:{channel}:{target}"
-        if len(nid) > 80:
-            nid = f"{ticket.id}:{kind}:" + hashlib.sha1(nid.encode()).hexdigest()[:20]  # noqa: S324 - an id
-        note = Notification(id=nid, channel=channel, target=target, kind=kind, subject=subject,
-                            payload=payload(ticket, unit_names=names, **more))
-        count += int(enqueue(session, note))
+    for chosen in ((channel,) if channel else ticket_channels()):
+        for target in wanted:
+            nid = f"{ticket.id}:{kind}:{key}:{chosen}:{target}"
+            if len(nid) > 80:
+                nid = f"{ticket.id}:{kind}:" + hashlib.sha1(nid.encode()).hexdigest()[:20]  # noqa: S324 - an id
+            note = Notification(id=nid, channel=chosen, target=target, kind=kind, subject=subject,
+                                payload=payload(ticket, unit_names=names, **more))
+            count += int(enqueue(session, note))
     return count
 
 

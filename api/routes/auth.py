@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
-from api.security import CSRF_COOKIE, CurrentUser, DbSession, end_session, session_payload, start_session
+from api.security import (
+    CSRF_COOKIE,
+    CurrentUser,
+    DbSession,
+    client_address,
+    end_session,
+    session_payload,
+    start_session,
+)
 from core.auth import service as auth
-from core.auth.service import AccountLocked, AuthenticationFailed, User
+from core.auth.service import AuthenticationFailed, User
+from core.auth.throttle import LoginThrottle
 from core.errors import NotFound
 from core.records import utcnow
 
@@ -52,26 +62,44 @@ def _user_out(u: User) -> UserOut:
     return UserOut(id=u.id, username=u.username, role=u.role, unit_id=u.unit_id, display_name=u.display_name)
 
 
-@router.post("/login", response_model=MeOut)
+def login_throttle(request: Request) -> LoginThrottle:
+    """The app's login throttle (one per API process)."""
+    throttle: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.login_throttle = LoginThrottle()
+    return throttle
+
+
+TOO_MANY = "登录尝试过于频繁，请稍后再试 / too many login attempts, try again later"
+
+
+@router.post("/login", response_model=MeOut, responses={
+    401: {"description": "wrong user name or password (the same answer for unknown names)"},
+    429: {"description": "too many failed attempts from this address (for any name, known or not)"}})
 def login(body: LoginIn, request: Request, response: Response, session: DbSession) -> MeOut:
-    """Check the password (accounts lock after repeated failures) and start a cookie session."""
+    """Check the password and start a cookie session; repeated failures from one address are slowed."""
+    throttle = login_throttle(request)
+    address = client_address(request)
+    wait = throttle.wait(address=address, username=body.username)
+    if wait > 0:
+        raise HTTPException(status_code=429, detail=TOO_MANY, headers={"Retry-After": str(int(wait) + 1)})
     try:
         user = auth.authenticate(session, username=body.username, password=body.password, now=utcnow())
-    except AccountLocked as exc:
-        session.commit()
-        retry = max(1, int((exc.until - utcnow()).total_seconds()))
-        raise HTTPException(status_code=429, detail=str(exc), headers={"Retry-After": str(retry)}) from exc
     except AuthenticationFailed as exc:
-        session.commit()  # keep the failure count
+        session.commit()  # keep the failure count shown to admins
+        throttle.failed(address=address, username=body.username)
         raise HTTPException(status_code=401, detail=str(exc)) from exc
     session.commit()
+    throttle.succeeded(address=address, username=body.username)
     csrf = start_session(request, response, user)
     return MeOut(user=_user_out(user), csrf_token=csrf)
 
 
 @router.post("/logout", status_code=204)
-def logout(response: Response, _user: CurrentUser) -> Response:
-    """End the cookie session."""
+def logout(user: CurrentUser, session: DbSession) -> Response:
+    """End the caller's cookie sessions (all of them: a stolen copy of the cookie dies too)."""
+    auth.end_sessions(session, user_id=user.id)
+    session.commit()
     out = Response(status_code=204)
     end_session(out)
     return out
@@ -104,7 +132,8 @@ def create_token(body: TokenIn, user: CurrentUser, session: DbSession) -> NewTok
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: str, user: CurrentUser, session: DbSession) -> Response:
+def revoke_token(token_id: Annotated[str, Path(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
+                 user: CurrentUser, session: DbSession) -> Response:
     """Revoke one of the caller's tokens by its id."""
     try:
         found = auth.revoke_token(session, user_id=user.id, token_hash_prefix=token_id)

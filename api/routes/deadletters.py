@@ -13,6 +13,10 @@ from api.security import require_roles
 from core.db.models import DeadLetterRow
 from ingest import deadletters
 
+# Past these the database cannot hold the number (SQLite integers are 64-bit): 422, never an OverflowError.
+MAX_OFFSET = 1_000_000_000
+MAX_ID = 2**53  # JSON numbers are exact up to here; ids never come near it
+
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"],
                    dependencies=[Depends(require_roles("admin", "analyst"))])
 
@@ -32,7 +36,7 @@ def list_dead_letters(
     stage: str | None = None,
     include_replayed: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DeadLetterPageOut:
     """Dead letters, newest first."""
     total, rows = deadletters.list_dead_letters(
@@ -44,8 +48,7 @@ def list_dead_letters(
 class ReplayRequest(BaseModel):
     """Which dead letters to replay (all pending ones when ids is empty)."""
 
-    # Ids are SQLite/PostgreSQL BIGINTs: a larger number is a 422, not a 500 from the driver.
-    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(default_factory=list, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(default_factory=list, max_length=10_000)
 
 
 class ReplayOut(BaseModel):

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import func, select
 
 from alerts.events import service as event_service
-from api.deps import DbSession, PostStoreDep, Reader, SettingsDep, is_privileged, unprocessable
+from api.deps import DbSession, PostStoreDep, QueryTime, Reader, SettingsDep, is_privileged, unprocessable
 from api.schemas import EventOut, EventPageOut, PostOut
 from core.db.models import EventRow, TicketRow
 from core.records import AnalyzedPost, Event
 from core.store.base import PostStore
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+
+def _visible(query: Any, user: Any) -> Any:
+    """Only tickets the caller may see: a handler is not told other units' ticket ids."""
+    from alerts.tickets.service import visibility_clause
+
+    clause = visibility_clause(user)
+    return query if clause is None else query.where(clause)
 
 
 def _representatives(events: list[Event], *, store: PostStore, samples: int) -> dict[str, AnalyzedPost]:
@@ -42,7 +49,7 @@ def list_events(
     user: Reader,
     limit: Annotated[int, Query(ge=1)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
-    since: datetime | None = None,
+    since: QueryTime | None = None,
     samples: Annotated[int, Query(ge=0, le=10)] = 3,
 ) -> EventPageOut:
     """Events sorted by heat (hottest first), each with its size and representative texts."""
@@ -55,8 +62,8 @@ def list_events(
     total = session.scalar(counted) or 0
     tickets = dict(
         session.execute(
-            select(TicketRow.event_id, TicketRow.id).where(TicketRow.event_id.in_([e.id for e in events]))
-            .order_by(TicketRow.created_at)
+            _visible(select(TicketRow.event_id, TicketRow.id).where(TicketRow.event_id.in_([e.id for e in events])),
+                     user).order_by(TicketRow.created_at)
         ).all()
     )
     privileged = is_privileged(user)
@@ -75,7 +82,8 @@ def get_event(event_id: str, session: DbSession, store: PostStoreDep, user: Read
     if event is None:
         raise HTTPException(404, "event not found")
     ticket_id = session.execute(
-        select(TicketRow.id).where(TicketRow.event_id == event_id).order_by(TicketRow.created_at.desc())
+        _visible(select(TicketRow.id).where(TicketRow.event_id == event_id), user)
+        .order_by(TicketRow.created_at.desc())
     ).scalars().first()
     posts = _representatives([event], store=store, samples=10)
     return _event_out(event, posts=posts, ticket_id=ticket_id, privileged=is_privileged(user), samples=10)

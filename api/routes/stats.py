@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import OverviewCacheDep, PostStoreDep, reader, unprocessable
+from api.deps import OverviewCacheDep, PostStoreDep, QueryTime, reader
 from core.records import SentimentLabel, utcnow
 from core.store.base import Overview, PostQuery, PostStore
 from core.store.keywords import top_keywords
@@ -20,8 +20,8 @@ router = APIRouter(prefix="/api/v1/stats", tags=["stats"], dependencies=[Depends
 def overview(
     store: PostStoreDep,
     cache: OverviewCacheDep,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[QueryTime | None, Query(alias="from")] = None,
+    to: QueryTime | None = None,
     source: str | None = None,
     topic: str | None = None,
     event_id: str | None = None,
@@ -48,7 +48,7 @@ def _overview_of(store: PostStore, *, since: datetime | None, until: datetime | 
     until = until or utcnow()
     since = since or (until - timedelta(days=1))
     if since > until:
-        raise unprocessable(["query", "from"], "'from' is after 'to'")
+        until = since  # an empty window (the schema cannot say "from before to")
     step = interval or ("hour" if until - since <= timedelta(days=3) else "day")
     query = PostQuery(since=since, until=until, source=source, topic=topic, event_id=event_id, district=district)
     return store.overview(query, interval=step)
@@ -70,8 +70,8 @@ class KeywordsOut(BaseModel):
 @router.get("/keywords", response_model=KeywordsOut)
 def keywords(
     store: PostStoreDep,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[QueryTime | None, Query(alias="from")] = None,
+    to: QueryTime | None = None,
     sentiment: SentimentLabel | None = None,
     top: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> KeywordsOut:

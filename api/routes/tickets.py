@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +23,10 @@ from core.errors import ConflictError, Forbidden, InvalidTransition, NotFound
 from core.records import WarningLevel, utcnow
 
 router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+# Every spelling WarningLevel.parse takes, so the schema says which levels exist (others: 422).
+StateName = Literal["new", "acknowledged", "assessing", "handling", "responded", "returned", "closed", "evaluated",
+                    "merged"]
+LevelName = Literal["1", "2", "3", "4", "blue", "yellow", "orange", "red", "蓝", "黄", "橙", "红"]
 
 
 @contextmanager
@@ -42,6 +46,21 @@ def _service_errors(session: Session) -> Iterator[None]:
     except ValueError as exc:
         session.rollback()
         raise HTTPException(status_code=400, detail=str(exc)) from exc
+
+
+def visible_ticket(ticket_id: str, user: CurrentUser, session: DbSession) -> None:
+    """404 before anything else for a ticket the caller may not see.
+
+    Without it an action could answer from the ticket's state first (409 "no pending extension" on another
+    unit's ticket), which tells a handler that the id exists: every answer for a foreign ticket is 404.
+    """
+    try:
+        service.get_ticket(session, ticket_id=ticket_id, actor=user)
+    except NotFound as exc:
+        raise HTTPException(status_code=404, detail=f"工单不存在 / ticket {ticket_id!r} not found") from exc
+
+
+VISIBLE = [Depends(visible_ticket)]
 
 
 def _policy(request: Request) -> DeadlinePolicy:
@@ -93,14 +112,14 @@ def _done(session: Session, request: Request, ticket_id: str, user: User) -> Tic
 def list_tickets(
     user: CurrentUser,
     session: DbSession,
-    state: Annotated[list[str] | None, Query()] = None,
-    level: str | None = None,
+    state: Annotated[list[StateName] | None, Query()] = None,
+    level: LevelName | None = None,
     unit: str | None = None,
     open_: Annotated[bool | None, Query(alias="open")] = None,
     event_id: str | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,  # larger overflows the database's integers
 ) -> TicketPageOut:
     """Tickets the caller may see (unit users: their own unit's only), newest first."""
     filters: dict[str, Any] = {"state": state, "lead_unit": unit, "open": open_, "event_id": event_id, "q": q}
@@ -147,7 +166,7 @@ class EmptyIn(BaseModel):
     pass
 
 
-@router.post("/{ticket_id}/acknowledge", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/acknowledge", dependencies=VISIBLE, response_model=TicketDetailOut)
 def acknowledge(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
                 _body: EmptyIn | None = None) -> TicketDetailOut:
     """签收."""
@@ -156,7 +175,7 @@ def acknowledge(ticket_id: str, request: Request, user: CurrentUser, session: Db
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/assess", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/assess", dependencies=VISIBLE, response_model=TicketDetailOut)
 def assess(ticket_id: str, body: schemas.AssessIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """研判: facts, risk and the confirmed level."""
@@ -166,7 +185,7 @@ def assess(ticket_id: str, body: schemas.AssessIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/start_handling", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/start_handling", dependencies=VISIBLE, response_model=TicketDetailOut)
 def start_handling(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
                    body: schemas.HandleIn | None = None) -> TicketDetailOut:
     """处置, with tasks for cooperating units."""
@@ -176,7 +195,7 @@ def start_handling(ticket_id: str, request: Request, user: CurrentUser, session:
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reject", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reject", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reject(ticket_id: str, body: schemas.ReasonIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """退回 to the office, with a reason."""
@@ -185,7 +204,7 @@ def reject(ticket_id: str, body: schemas.ReasonIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reassign", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reassign", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reassign(ticket_id: str, body: schemas.ReassignIn, request: Request, user: CurrentUser,
              session: DbSession) -> TicketDetailOut:
     """改派 to another lead unit."""
@@ -195,7 +214,7 @@ def reassign(ticket_id: str, body: schemas.ReassignIn, request: Request, user: C
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/request_extension", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/request_extension", dependencies=VISIBLE, response_model=TicketDetailOut)
 def request_extension(ticket_id: str, body: schemas.ExtensionIn, request: Request, user: CurrentUser,
                       session: DbSession) -> TicketDetailOut:
     """申请延期 of one stage (``until`` or ``hours`` more)."""
@@ -217,7 +236,7 @@ def request_extension(ticket_id: str, body: schemas.ExtensionIn, request: Reques
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/decide_extension", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/decide_extension", dependencies=VISIBLE, response_model=TicketDetailOut)
 def decide_extension(ticket_id: str, body: schemas.DecisionIn, request: Request, user: CurrentUser,
                      session: DbSession) -> TicketDetailOut:
     """批准 or 不批准 the pending extension."""
@@ -227,7 +246,7 @@ def decide_extension(ticket_id: str, body: schemas.DecisionIn, request: Request,
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/merge", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/merge", dependencies=VISIBLE, response_model=TicketDetailOut)
 def merge(ticket_id: str, body: schemas.MergeIn, request: Request, user: CurrentUser,
           session: DbSession) -> TicketDetailOut:
     """合并 into another open ticket."""
@@ -236,7 +255,7 @@ def merge(ticket_id: str, body: schemas.MergeIn, request: Request, user: Current
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/close", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/close", dependencies=VISIBLE, response_model=TicketDetailOut)
 def close(ticket_id: str, body: schemas.CloseIn, request: Request, user: CurrentUser,
           session: DbSession) -> TicketDetailOut:
     """办结 with a summary."""
@@ -245,7 +264,7 @@ def close(ticket_id: str, body: schemas.CloseIn, request: Request, user: Current
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/reopen", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/reopen", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reopen(ticket_id: str, body: schemas.ReasonIn, request: Request, user: CurrentUser,
            session: DbSession) -> TicketDetailOut:
     """重开 after a flare-up."""
@@ -255,7 +274,7 @@ def reopen(ticket_id: str, body: schemas.ReasonIn, request: Request, user: Curre
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/evaluate", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/evaluate", dependencies=VISIBLE, response_model=TicketDetailOut)
 def evaluate(ticket_id: str, request: Request, user: CurrentUser, session: DbSession,
              body: schemas.EvaluateIn | None = None) -> TicketDetailOut:
     """效果评估 now."""
@@ -267,7 +286,7 @@ def evaluate(ticket_id: str, request: Request, user: CurrentUser, session: DbSes
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses", response_model=TicketDetailOut, status_code=201)
+@router.post("/{ticket_id}/responses", dependencies=VISIBLE, response_model=TicketDetailOut, status_code=201)
 def draft_response(ticket_id: str, body: schemas.ResponseIn, request: Request, user: CurrentUser,
                    session: DbSession) -> TicketDetailOut:
     """起草回应口径."""
@@ -284,7 +303,7 @@ def _response_ticket(session: Session, ticket_id: str, response_id: str, user: U
         raise NotFound(f"回应不存在 / response {response_id!r} not found")
 
 
-@router.post("/{ticket_id}/responses/{response_id}/approve", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/approve", dependencies=VISIBLE, response_model=TicketDetailOut)
 def approve_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser, session: DbSession,
                      body: schemas.ReviewIn | None = None) -> TicketDetailOut:
     """审核通过."""
@@ -296,7 +315,7 @@ def approve_response(ticket_id: str, response_id: str, request: Request, user: C
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/reject", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/reject", dependencies=VISIBLE, response_model=TicketDetailOut)
 def reject_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser, session: DbSession,
                     body: schemas.ReviewIn | None = None) -> TicketDetailOut:
     """审核不通过 (back to the drafter)."""
@@ -308,7 +327,7 @@ def reject_response(ticket_id: str, response_id: str, request: Request, user: Cu
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/edit", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/edit", dependencies=VISIBLE, response_model=TicketDetailOut)
 def edit_response(ticket_id: str, response_id: str, body: schemas.ResponseEditIn, request: Request,
                   user: CurrentUser, session: DbSession) -> TicketDetailOut:
     """修改草稿 (published responses cannot change: 409)."""
@@ -318,7 +337,7 @@ def edit_response(ticket_id: str, response_id: str, body: schemas.ResponseEditIn
         return _done(session, request, ticket_id, user)
 
 
-@router.post("/{ticket_id}/responses/{response_id}/publish", response_model=TicketDetailOut)
+@router.post("/{ticket_id}/responses/{response_id}/publish", dependencies=VISIBLE, response_model=TicketDetailOut)
 def publish_response(ticket_id: str, response_id: str, request: Request, user: CurrentUser,
                      session: DbSession) -> TicketDetailOut:
     """发布 (after enough distinct approvals)."""

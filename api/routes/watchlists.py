@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import select
 
 from alerts.expr import ExpressionError, parse
@@ -26,7 +26,7 @@ class WatchlistIn(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     expression: str = Field(min_length=1, max_length=2000)
     level: int = Field(default=2, ge=1, le=4)
-    enabled: bool = True
+    enabled: StrictBool = True  # true/false only: 0 or "yes" is a 422, as the schema says
 
 
 class WatchlistOut(WatchlistIn):

@@ -44,7 +44,7 @@ def set_password(
     username: str,
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
 ) -> None:
-    """Replace a user's password and clear a lockout."""
+    """Replace a user's password; every session of the user ends."""
     from sqlalchemy import select
 
     from core.auth.service import set_password as set_pw
@@ -91,3 +91,44 @@ def list_users() -> None:
             locked = "locked" if u.locked_until and u.locked_until > now else ""
             typer.echo(f"{u.id}\t{u.username}\t{u.role}\t{u.unit_id or '-'}\t{'active' if u.active else 'disabled'}"
                        f"\t{locked}".rstrip())
+
+
+def _user_id(session: object, username: str) -> int:
+    from sqlalchemy import select
+
+    from core.db.models import UserRow
+
+    uid = session.scalar(select(UserRow.id).where(UserRow.username == username))  # type: ignore[attr-defined]
+    if uid is None:
+        raise typer.BadParameter(f"no user {username!r}")
+    return int(uid)
+
+
+@app.command("disable")
+def disable(username: str) -> None:
+    """Disable an account: its sessions end at once and its API tokens stop working."""
+    from core.auth.service import set_active
+
+    with _db().transaction() as session:
+        set_active(session, user_id=_user_id(session, username), active=False)
+    typer.echo(f"user {username} disabled; its sessions ended")
+
+
+@app.command("enable")
+def enable(username: str) -> None:
+    """Enable a disabled account again (old sessions stay ended)."""
+    from core.auth.service import set_active
+
+    with _db().transaction() as session:
+        set_active(session, user_id=_user_id(session, username), active=True)
+    typer.echo(f"user {username} enabled")
+
+
+@app.command("revoke")
+def revoke(username: str) -> None:
+    """End every session of a user and delete all of their API tokens (a leaked cookie or token)."""
+    from core.auth.service import revoke_all
+
+    with _db().transaction() as session:
+        count = revoke_all(session, user_id=_user_id(session, username))
+    typer.echo(f"sessions of {username} ended, {count} API token(s) revoked")

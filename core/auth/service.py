@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,7 +30,7 @@ class AuthenticationFailed(YuqingError):
 
 
 class AccountLocked(AuthenticationFailed):
-    """Too many failed logins: the account is locked for a while."""
+    """Too many failed logins from one place: refused for a while (see ``core.auth.throttle``)."""
 
     def __init__(self, message: str, until: datetime) -> None:
         super().__init__(message)
@@ -106,30 +107,20 @@ def authenticate(
     username: str,
     password: str,
     now: datetime | None = None,
-    max_failures: int = 5,
-    lockout: timedelta = timedelta(minutes=15),
 ) -> User:
-    """The user for a correct name and password; counts failures and locks the account after ``max_failures``.
+    """The user for a correct name and password; AuthenticationFailed (one message for every cause) otherwise.
 
-    The caller commits even on failure, so the failure count is kept.
+    No account lock here: anyone could lock anyone out with wrong passwords, and a lock that only known
+    accounts get tells a stranger which names exist. Guessing is slowed by ``core.auth.throttle`` instead,
+    per address and per (address, account), the same for existing and unknown names.
     """
     now = now or utcnow()
     row = session.scalar(select(UserRow).where(UserRow.username == username.strip()))
     if row is None or not row.active:
         dummy_verify(password)  # no user enumeration by timing
         raise AuthenticationFailed("用户名或密码错误 / wrong username or password")
-    if row.locked_until is not None and row.locked_until > now:
-        raise AccountLocked(
-            f"登录失败次数过多，账号锁定至 {row.locked_until.isoformat()} / too many failed logins, "
-            f"account locked until {row.locked_until.isoformat()}",
-            row.locked_until,
-        )
     if not verify_password(row.password_hash, password):
-        row.failed_logins = (row.failed_logins or 0) + 1
-        if row.failed_logins >= max_failures:
-            row.locked_until = now + lockout
-            row.failed_logins = 0
-            log.warning("account %s locked after %d failed logins", row.username, max_failures)
+        row.failed_logins = (row.failed_logins or 0) + 1  # shown to admins (``yuqing users list``), locks nothing
         raise AuthenticationFailed("用户名或密码错误 / wrong username or password")
     row.failed_logins = 0
     row.locked_until = None
@@ -144,14 +135,58 @@ def get_user(session: Session, *, user_id: int) -> User | None:
     return User.from_row(row) if row is not None and row.active else None
 
 
+def session_version(session: Session, *, user_id: int) -> int | None:
+    """The session generation of an active user (cookies carry it), or None when missing or disabled."""
+    row = session.get(UserRow, user_id)
+    return (row.session_version or 0) if row is not None and row.active else None
+
+
+def user_for_session(session: Session, *, user_id: int, version: Any) -> User | None:
+    """The active user of a cookie session whose generation is still current, or None (ended session)."""
+    row = session.get(UserRow, user_id)
+    if row is None or not row.active or not isinstance(version, int) or version != (row.session_version or 0):
+        return None
+    return User.from_row(row)
+
+
+def end_sessions(session: Session, *, user_id: int) -> None:
+    """End every cookie session of the user (logout, password change, disable, revoke)."""
+    row = session.get(UserRow, user_id)
+    if row is None:
+        raise NotFound(f"用户不存在 / user {user_id} does not exist")
+    row.session_version = (row.session_version or 0) + 1
+
+
 def set_password(session: Session, *, user_id: int, password: str) -> None:
-    """Replace a user's password and clear any lockout."""
+    """Replace a user's password; every session of the user ends."""
     row = session.get(UserRow, user_id)
     if row is None:
         raise NotFound(f"用户不存在 / user {user_id} does not exist")
     row.password_hash = hash_password(password)
     row.failed_logins = 0
     row.locked_until = None
+    end_sessions(session, user_id=user_id)
+
+
+def revoke_all(session: Session, *, user_id: int) -> int:
+    """End the user's sessions and delete every API token of theirs; returns how many tokens went."""
+    end_sessions(session, user_id=user_id)
+    tokens = list_tokens(session, user_id=user_id)
+    for row in tokens:
+        session.delete(row)
+    session.flush()
+    log.info("revoked all sessions and %d API token(s) of user %s", len(tokens), user_id)
+    return len(tokens)
+
+
+def set_active(session: Session, *, user_id: int, active: bool) -> None:
+    """Disable (sessions end, tokens stop working while disabled) or re-enable an account."""
+    row = session.get(UserRow, user_id)
+    if row is None:
+        raise NotFound(f"用户不存在 / user {user_id} does not exist")
+    row.active = active
+    end_sessions(session, user_id=user_id)
+    log.info("user %s %s", row.username, "enabled" if active else "disabled")
 
 
 def create_token(session: Session, *, user_id: int, name: str, now: datetime | None = None) -> str:

@@ -239,6 +239,8 @@ class UserRow(Base):
     locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Signed into every cookie session; bumping it (logout, password change, disable, revoke) ends them all.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiTokenRow(Base):

@@ -33,6 +33,9 @@ class PostQuery(BaseModel):
     until: datetime | None = None
     limit: int = Field(default=20, ge=1, le=1000)
     offset: int = Field(default=0, ge=0)
+    # Callers who see masked text only: ``q`` must also match the masked title/text, so a search for an ID,
+    # bank or phone number (or a masked name) is no oracle for whether some post contains it.
+    masked_only: bool = False
 
 
 class PostPage(BaseModel):

@@ -165,6 +165,11 @@ def match_expression(tokens: Sequence[str]) -> str:
     return " ".join('"' + t.replace('"', '""') + '"' for t in tokens)
 
 
+def _like_escape(text: str) -> str:
+    """``text`` for a LIKE pattern with ESCAPE '\\': its own wildcards matched literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def searchable_tokens(tokens: Sequence[str]) -> list[str]:
     """Drop tokens that ``unicode61`` would index as nothing (punctuation, spaces)."""
     return [t for t in tokens if _WORDLIKE.search(t)]
@@ -191,7 +196,9 @@ class SqlitePostStore(PostStore):
     # -- connections ------------------------------------------------------------------------------
 
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from core.private_files import private_file
+
+        private_file(self.path)  # 0600 before SQLite creates it (and its -wal/-shm) with the umask
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -457,6 +464,18 @@ class SqlitePostStore(PostStore):
             if words:
                 clauses.append("p.rid IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?)")
                 params.append(words)
+                if query.masked_only:
+                    # The FTS index holds raw words; each word must also be in what this caller can see.
+                    for token in searchable_tokens(self._tokenize(query.q)):
+                        clauses.append("EXISTS (SELECT 1 FROM post_docs m WHERE m.rid = p.rid AND"
+                                       " (coalesce(json_extract(m.doc, '$.title_masked'), '') || char(10) ||"
+                                       " coalesce(json_extract(m.doc, '$.text_masked'), '')) LIKE ? ESCAPE '\\')")
+                        params.append("%" + _like_escape(token) + "%")
+            elif query.masked_only:
+                needle = "%" + _like_escape(query.q.strip()) + "%"
+                clauses.append("p.rid IN (SELECT rid FROM post_docs WHERE json_extract(doc, '$.title_masked') LIKE ?"
+                               " ESCAPE '\\' OR json_extract(doc, '$.text_masked') LIKE ? ESCAPE '\\')")
+                params.extend([needle, needle])
             else:
                 # Nothing indexable (e.g. only symbols): substring match on the raw title and text.
                 needle = "%" + query.q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -494,7 +513,7 @@ class SqlitePostStore(PostStore):
             if words:
                 # FTS counts its own matches from the doclists without touching posts: cheap even for common words.
                 matches = conn.execute("SELECT COUNT(*) FROM posts_fts WHERE posts_fts MATCH ?", (words,)).fetchone()[0]
-            if matches is not None and all(v is None or v == "" for v in others):
+            if matches is not None and not query.masked_only and all(v is None or v == "" for v in others):
                 total = matches
             elif matches == 0:
                 total = 0

@@ -14,6 +14,8 @@ from analyze.privacy import (
     mask_name,
     mask_phone,
     mask_pii,
+    mask_url,
+    pseudonym,
 )
 
 D = "[0-9０-９]"
@@ -88,10 +90,31 @@ def test_helpers():
     assert mask_name("张三丰") == "张**"
     assert mask_name("") == ""
     assert mask_phone("138-1234-5678") == "138****5678"
-    assert mask_author("A000102948") == "A0001****"
-    assert mask_author("张三") == "张**"
-    assert mask_author("13812345678") == "138****5678"
-    assert mask_author(mask_author("A000102948")) == "A0001****"
+    for author in ("A000102948", "张三", "张伟1988", "zhangwei88", "13812345678", "欧阳娜娜的小号"):
+        shown = mask_author(author, salt="s")
+        assert re.fullmatch("网友[0-9A-F]{6}", shown), shown
+        assert author[0] not in shown[2:] and author[-4:] not in shown and author[:3] not in shown
+        assert mask_author(author, salt="s") == shown and mask_author(shown) == shown  # stable, idempotent
+    assert mask_author("张伟1988", salt="s") != mask_author("张伟1989", salt="s")
+    assert mask_author("张伟1988", salt="s") == pseudonym(hash_author("张伟1988", "s"))
+
+
+@pytest.mark.parametrize(("url", "hidden", "kept"), [
+    ("https://x.org/a?phone=13812345678&x=1", "13812345678", "https://x.org/a?phone=138****5678&x=1"),
+    ("https://x.org/u/110101199003077777/p", "110101199003077777", "https://x.org/u/"),
+    ("https://x.org/a?q=%31%33%38%31%32%33%34%35%36%37%38", "13812345678", "138****5678"),
+    ("https://x.org/pay?card=6222020200112233445", "6222020200112233445", "6222***********3445"),
+    ("https://x.org/a?mail=zhang%40qq.com", "zhang", "z***@qq.com"),
+])
+def test_urls_are_masked(url, hidden, kept):
+    out = mask_url(url)
+    assert hidden not in out and kept in out
+    assert mask_url(out) == out
+
+
+def test_urls_without_personal_data_are_unchanged():
+    for url in ("https://weibo.example.org/a/4890012345", "https://x.org/a?id=123&page=4", None, ""):
+        assert mask_url(url) == url
 
 
 def test_hash_author_is_salted_and_stable():

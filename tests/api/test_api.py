@@ -182,3 +182,18 @@ def test_openapi_docs_served(client) -> None:
 
 
 _ = Path
+
+
+def test_events_name_only_the_tickets_the_caller_may_see(client) -> None:
+    c, _ = client
+    handler = bearer(TOKENS["handler"])
+    everyone = {e["id"]: e["ticket_id"] for e in c.get("/api/v1/events", params={"limit": 200}).json()["items"]}
+    mine = {e["id"]: e["ticket_id"] for e in c.get("/api/v1/events", params={"limit": 200}, headers=handler)
+            .json()["items"]}
+    visible = {tid: c.get(f"/api/v1/tickets/{tid}", headers=handler).status_code == 200
+               for tid in everyone.values() if tid}
+    assert any(not ok for ok in visible.values()), "the stream should open a ticket of another unit"
+    for event_id, tid in everyone.items():
+        assert mine[event_id] == (tid if tid and visible[tid] else None)
+        detail = c.get(f"/api/v1/events/{event_id}", headers=handler).json()
+        assert detail["ticket_id"] == mine[event_id]

@@ -131,3 +131,106 @@ def test_api_answers_carry_the_security_headers(client: TestClient) -> None:
         assert r.headers["x-content-type-options"] == "nosniff", path
         assert "content-security-policy" in r.headers, path
         assert r.headers["x-request-id"], path
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """Like ``client`` with the default body limit (16 MiB), for batches of poisoned records."""
+    from core.auth import passwords
+
+    passwords.configure(time_cost=1, memory_cost_kib=8192, parallelism=1)
+    with embedded(tmp_path_factory.mktemp("roomy"), start=False) as (container, pipeline):
+        app = create_app(container, pipeline=pipeline)
+        with TestClient(app, headers=bearer(make_token(container, "analyst2", "analyst"))) as c:
+            yield c
+    passwords.configure()
+
+
+def _fresh_ingest_budget(client: TestClient) -> None:
+    for bucket in client.app.state.rate_limits.values():
+        bucket.reset()
+
+
+@pytest.mark.parametrize(("bad", "reason"), [
+    (b'{"source": "weibo", "external_id": "s1", "text": "\\ud800", "published_at": "2026-11-20T09:00:00"}',
+     "invalid Unicode"),
+    (b'{"source": "weibo", "external_id": "n1", "text": "x", "likes": ' + b"9" * 5000
+     + b', "published_at": "2026-11-20T09:00:00"}', "malformed JSON"),
+    (b'{"source": "weibo", "external_id": "d1", "text": "x", "deep": ' + b"[" * 100_000 + b"]" * 100_000
+     + b', "published_at": "2026-11-20T09:00:00"}', "nested too deeply"),
+    (b"9" * 5000, "malformed JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+])
+def test_one_poisoned_element_of_an_array_is_dead_lettered_and_the_rest_accepted(
+        roomy: TestClient, bad: bytes, reason: str) -> None:
+    _fresh_ingest_budget(roomy)
+    good = [json.dumps(post_record(f"ok-{i}-{len(bad)}", "A1区路灯坏了"), ensure_ascii=False).encode()
+            for i in range(2)]
+    body = b"[" + b", ".join([good[0], bad, good[1]]) + b"]"
+    r = roomy.post("/api/v1/ingest", content=body)
+    assert r.status_code == 202, r.text[:300]
+    out = r.json()
+    assert out["accepted"] == 2 and out["dead_lettered"] == 1
+    assert out["errors"][0]["index"] == 1 and reason in out["errors"][0]["reason"]
+    listed = roomy.get("/api/v1/dead-letters", params={"limit": 5}).json()["items"]
+    assert any(item["raw_size"] == len(bad) and reason in item["reason"] for item in listed)
+
+
+def test_brackets_and_commas_inside_strings_do_not_split_records(roomy: TestClient) -> None:
+    _fresh_ingest_budget(roomy)
+    records = [post_record("br-1", 'A1区"引号"，[括号], {花括号}, \\ 反斜杠'), post_record("br-2", "A2区]]],,,")]
+    r = roomy.post("/api/v1/ingest", content=json.dumps(records, ensure_ascii=False).encode())
+    assert r.status_code == 202 and r.json()["accepted"] == 2 and r.json()["errors"] == []
+    assert roomy.post("/api/v1/ingest", content=b"[]").json()["accepted"] == 0
+
+
+def test_duplicates_within_a_batch_are_taken_once_and_reported(roomy: TestClient) -> None:
+    _fresh_ingest_budget(roomy)
+    records = [post_record("dup-1", "A1区停电"), post_record("dup-1", "A1区停电（改）"), post_record("dup-2", "A2区")]
+    r = roomy.post("/api/v1/ingest", content=json.dumps(records, ensure_ascii=False).encode())
+    out = r.json()
+    assert r.status_code == 202 and out["accepted"] == 2
+    assert out["duplicates"] == [{"index": 1, "duplicate_of": 0}]
+
+
+def test_place_hints_are_bounded(roomy: TestClient) -> None:
+    _fresh_ingest_budget(roomy)
+    records = [post_record("ph-1", "A1区", place_hints=["A1区"] * 200_000),
+               post_record("ph-2", "A1区", place_hints=["长" * 5000]),
+               post_record("ph-3", "A1区", junk="x" * 100_000),
+               post_record("ph-4", "A1区", place_hints=["A1区", "A1区", "A2区"])]
+    out = roomy.post("/api/v1/ingest", content=json.dumps(records, ensure_ascii=False).encode()).json()
+    assert out["accepted"] == 1 and [e["index"] for e in out["errors"]] == [0, 1, 2]
+    assert "too many (200000 > 50)" in out["errors"][0]["reason"]
+    assert "too long" in out["errors"][1]["reason"] and "too large" in out["errors"][2]["reason"]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), [
+    ("get", "/api/v1/dead-letters", {"params": {"offset": 10**20}}),
+    ("get", "/api/v1/tickets", {"params": {"offset": 10**20}}),
+    ("post", "/api/v1/dead-letters/replay", {"json": {"ids": [10**20]}}),
+    ("post", "/api/v1/dead-letters/replay", {"json": {"ids": [-1]}}),
+])
+def test_numbers_too_large_for_the_database_are_422_not_500(roomy: TestClient, method: str, path: str,
+                                                            kwargs: dict) -> None:
+    r = getattr(roomy, method)(path, **kwargs)
+    assert r.status_code == 422, r.text
+
+
+def test_a_405_names_every_method_of_the_path(roomy: TestClient) -> None:
+    r = roomy.request("OPTIONS", "/api/v1/auth/tokens")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-11-20", "2026-11-20T09:00:00"])
+def test_query_times_must_be_rfc3339_with_an_offset(roomy: TestClient, value: str) -> None:
+    for path in ("/api/v1/posts", "/api/v1/stats/overview"):
+        assert roomy.get(path, params={"to": value}).status_code == 422, (path, value)
+    assert roomy.get("/api/v1/posts", params={"to": "2026-11-20T09:00:00+08:00"}).status_code == 200
+
+
+def test_from_after_to_is_an_empty_window(roomy: TestClient) -> None:
+    window = {"from": "2026-11-21T00:00:00Z", "to": "2026-11-20T00:00:00Z"}
+    r = roomy.get("/api/v1/posts", params=window)
+    assert r.status_code == 200 and r.json()["total"] == 0
+    assert roomy.get("/api/v1/stats/overview", params=window).json()["total"] == 0

@@ -210,3 +210,38 @@ def test_metrics_can_require_a_scrape_token(tmp_path: Path) -> None:
         assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
         assert ok.status_code == 200 and "yuqing_posts_stored" in ok.text
+
+
+def test_metrics_are_closed_to_anonymous_callers_by_default(tmp_path: Path) -> None:
+    with embedded(tmp_path, start=False) as (container, pipeline):
+        app = build(container, pipeline)
+        client = TestClient(app)
+        assert client.get("/metrics").status_code == 401
+        handler = make_token(container, "handler-m", "handler", unit_id="gov-a3")
+        assert client.get("/metrics", headers=bearer(handler)).status_code == 403
+        ok = client.get("/metrics", headers=bearer(make_token(container, "analyst-m", "analyst")))
+        assert ok.status_code == 200 and "yuqing_posts_stored" in ok.text
+
+
+def test_metrics_can_be_made_public_for_a_monitoring_network(tmp_path: Path) -> None:
+    with embedded(tmp_path, start=False, api={"metrics_public": True}) as (container, pipeline):
+        assert TestClient(build(container, pipeline)).get("/metrics").status_code == 200
+
+
+def test_ready_is_unavailable_on_a_read_only_database(tmp_path: Path) -> None:
+    from core.db.session import Database
+
+    with embedded(tmp_path, start=False) as (container, pipeline):
+        client = TestClient(build(container, pipeline))
+        assert client.get("/ready").json()["checks"]["database"] == "ok"
+        path = container.settings.resolved_database_url.removeprefix("sqlite:///")
+        read_only = Database(f"sqlite:///file:{path}?mode=ro&uri=true")
+        writable, container.__dict__["db"] = container.db, read_only
+        try:
+            with read_only.engine.connect() as conn:  # reads still work...
+                conn.exec_driver_sql("SELECT count(*) FROM users").scalar()
+            r = client.get("/ready")
+            assert r.status_code == 503 and r.json()["checks"]["database"] == "error: read-only"
+        finally:
+            container.__dict__["db"] = writable
+            read_only.close()

@@ -103,3 +103,64 @@ def test_writer_stores_ingest_failures_with_a_guessed_source(db: Database) -> No
         ("f:2", "douyin", "missing field: external_id"),
         ("f:3", "mailbox", "invalid UTF-8 at byte 0"),
     }
+
+
+PHONE, ID_NUMBER = "13812345678", "110101199003077777"
+
+
+@pytest.mark.parametrize("field", ["published_at", "source", "url", "engagement"])
+def test_reasons_never_carry_raw_personal_data(db: Database, field: str, caplog: pytest.LogCaptureFixture) -> None:
+    record = json.loads(_raw("A1区停水"))
+    record[field] = f"联系电话{PHONE} 身份证{ID_NUMBER}"
+    raw = json.dumps(record, ensure_ascii=False).encode()
+    caplog.set_level("INFO")
+    stats = ingest_records([RawRecord(data=raw, origin="t:1")], publish=lambda _p: None,
+                           dead_letter=deadletters.writer(db), salt="s", max_text_chars=1000)
+    assert stats.dead_lettered == 1
+    with db.transaction() as s:
+        _total, [row] = deadletters.list_dead_letters(s)
+        assert field in row.reason and row.raw == raw  # the reason still names the field; raw bytes kept
+        for secret in (PHONE, ID_NUMBER):
+            assert secret not in row.reason
+    assert PHONE not in caplog.text and ID_NUMBER not in caplog.text
+
+
+def test_a_later_stage_reason_is_masked_before_it_is_stored_or_logged(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support import embedded
+
+    caplog.set_level("INFO")
+    with embedded(tmp_path, start=False) as (container, pipeline):
+        pipeline.dead_letter(stage="analyze", source="bus", origin="posts.raw@0:1",
+                             reason=f"ValidationError: input_value='我叫张三，电话{PHONE}'", raw=b"{}")
+        with container.db.transaction() as s:
+            _total, [row] = deadletters.list_dead_letters(s, stage="analyze")
+    assert PHONE not in row.reason and "138****5678" in row.reason
+    assert PHONE not in caplog.text
+
+
+def test_database_files_are_private(tmp_path: Path) -> None:
+    import stat
+
+    from tests.support import embedded
+
+    with embedded(tmp_path / "data", start=False) as (container, _pipeline):
+        with container.db.transaction() as s:
+            deadletters.record(s, stage="ingest", source="x", origin="o", reason="r", raw=b"x")
+        container.post_store.count()
+        files = [p for p in (tmp_path / "data").iterdir() if p.is_file()]
+        assert {"yuqing.sqlite", "posts.sqlite"} <= {p.name for p in files}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+
+
+def test_a_world_readable_database_is_tightened_when_opened(tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "old.sqlite"
+    Database(f"sqlite:///{path}").close()
+    path.chmod(0o644)
+    database = Database(f"sqlite:///{path}")
+    database.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

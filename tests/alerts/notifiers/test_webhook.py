@@ -106,3 +106,38 @@ def test_timeout_is_retryable(receiver: Receiver) -> None:
     receiver.hang = True
     with pytest.raises(RetryableSendError, match="timed out"):
         notifier(receiver.url, timeout_s=0.3).send(note())
+
+
+def test_channel_choice_follows_the_settings() -> None:
+    from alerts.notifiers.channels import choose
+
+    assert choose(wecom=False, webhook=True) == ("webhook",)
+    assert choose(wecom=True, webhook=True) == ("wecom", "webhook")
+    assert choose(wecom=True, webhook=False) == ("wecom",)
+    assert choose(wecom=False, webhook=False) == ("wecom",)
+
+
+def test_a_configured_webhook_receives_ticket_notifications(receiver: Receiver, tmp_path) -> None:
+    from alerts.rules.base import Match
+    from alerts.sender import OutboxSender
+    from alerts.tickets import service as svc
+    from core.db.models import OutboxRow
+    from core.records import Event, WarningLevel, utcnow
+    from tests.support import embedded
+
+    webhook = {"enabled": True, "url": receiver.url, "secret": SECRET}
+    with embedded(tmp_path, start=False, webhook=webhook) as (container, _pipeline):
+        container.sync_units()
+        now = utcnow()
+        with container.db.transaction() as s:
+            svc.open_or_update(
+                s, event=Event(id="wh-e1", title="A3区停水", first_seen=now, last_seen=now),
+                match=Match(rule="burst", event_id="wh-e1", level=WarningLevel.orange, reason="信息激增", at=now),
+                lead_unit="gov-a3", cooperating_units=[], routing={}, now=now)
+        with container.db.transaction() as s:
+            channels = {row.channel for row in s.query(OutboxRow)}
+        assert channels == {"webhook"}
+        stats = OutboxSender(container.db, container.notifiers, backoff_base_s=0.0).run_once(utcnow())
+        assert stats.sent >= 1, stats
+    assert receiver.got and all(g["valid"] for g in receiver.got)
+    assert receiver.got[0]["body"]["kind"] == "ticket.created"

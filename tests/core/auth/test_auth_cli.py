@@ -49,3 +49,31 @@ def test_create_list_token_and_password(db_url) -> None:
     finally:
         db.close()
     assert runner.invoke(app, ["token", "nobody"]).exit_code != 0
+
+
+def test_disable_enable_and_revoke(db_url) -> None:
+    from core.auth.service import create_token, create_user, session_version
+
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            user = create_user(s, username="wu", password="wu-password", role="analyst")
+            token = create_token(s, user_id=user.id, name="bot")
+        runner = CliRunner()
+        r = runner.invoke(app, ["disable", "wu"])
+        assert r.exit_code == 0, r.output
+        with db.transaction() as s:
+            assert user_for_token(s, token=token) is None and session_version(s, user_id=user.id) is None
+        assert "wu\tanalyst\t-\tdisabled" in runner.invoke(app, ["list"]).output
+        assert runner.invoke(app, ["enable", "wu"]).exit_code == 0
+        with db.transaction() as s:
+            assert user_for_token(s, token=token).username == "wu"
+            before = session_version(s, user_id=user.id)
+        r = runner.invoke(app, ["revoke", "wu"])
+        assert r.exit_code == 0 and "1 API token(s) revoked" in r.output
+        with db.transaction() as s:
+            assert user_for_token(s, token=token) is None
+            assert session_version(s, user_id=user.id) == before + 1
+        assert runner.invoke(app, ["disable", "nobody"]).exit_code != 0
+    finally:
+        db.close()

@@ -1,4 +1,4 @@
-"""Users, passwords, lockout, API tokens and signed session values against a migrated SQLite database."""
+"""Users, passwords, session revocation, API tokens and signed session values against a migrated SQLite database."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import pytest
 
 from core.auth import passwords, tokens
 from core.auth.service import (
-    AccountLocked,
     AuthenticationFailed,
     authenticate,
     create_token,
     create_user,
     ensure_bootstrap_admin,
     list_tokens,
+    revoke_all,
     revoke_token,
+    session_version,
+    set_active,
+    user_for_session,
     user_for_token,
 )
 from core.db.models import ApiTokenRow, UnitRow, UserRow
@@ -67,24 +70,40 @@ def test_create_user_rules(db) -> None:
         assert row.password_hash.startswith("$argon2")
 
 
-def test_authenticate_and_lockout(db) -> None:
+def test_wrong_passwords_never_lock_the_account(db) -> None:
     with db.transaction() as s:
         create_user(s, username="wang", password="right-password", role="analyst", now=NOW)
     with db.transaction() as s:
         assert authenticate(s, username="wang", password="right-password", now=NOW).username == "wang"
-    for i in range(4):
-        with db.transaction() as s, pytest.raises(AuthenticationFailed):
+    for i in range(20):
+        with db.transaction() as s, pytest.raises(AuthenticationFailed, match="wrong username or password"):
             authenticate(s, username="wang", password=f"bad-{i}", now=NOW)
-    # The fifth failure locks the account; even the right password is refused while locked.
-    with db.transaction() as s, pytest.raises(AuthenticationFailed):
-        authenticate(s, username="wang", password="bad-5", now=NOW)
-    with db.transaction() as s, pytest.raises(AccountLocked) as info:
-        authenticate(s, username="wang", password="right-password", now=NOW + timedelta(minutes=1))
-    assert info.value.until == NOW + timedelta(minutes=15)
+    # A stranger's wrong passwords do not stop the owner (throttling is per address: core.auth.throttle).
     with db.transaction() as s:
-        assert authenticate(s, username="wang", password="right-password", now=NOW + timedelta(minutes=16))
+        assert authenticate(s, username="wang", password="right-password", now=NOW).username == "wang"
     with db.transaction() as s, pytest.raises(AuthenticationFailed, match="wrong username or password"):
         authenticate(s, username="nobody", password="whatever-pw", now=NOW)
+
+
+def test_session_versions_move_on_revocation(db) -> None:
+    with db.transaction() as s:
+        u = create_user(s, username="zhao", password="right-password", role="analyst", now=NOW)
+        create_token(s, user_id=u.id, name="a", now=NOW)
+        plain = create_token(s, user_id=u.id, name="b", now=NOW)
+    with db.transaction() as s:
+        v0 = session_version(s, user_id=u.id)
+        assert user_for_session(s, user_id=u.id, version=v0).username == "zhao"
+        assert user_for_session(s, user_id=u.id, version=None) is None
+        assert revoke_all(s, user_id=u.id) == 2
+    with db.transaction() as s:
+        assert user_for_session(s, user_id=u.id, version=v0) is None
+        assert user_for_token(s, token=plain) is None
+        v1 = session_version(s, user_id=u.id)
+        set_active(s, user_id=u.id, active=False)
+    with db.transaction() as s:
+        assert session_version(s, user_id=u.id) is None and user_for_session(s, user_id=u.id, version=v1) is None
+        with pytest.raises(AuthenticationFailed):
+            authenticate(s, username="zhao", password="right-password", now=NOW)
 
 
 def test_api_tokens_store_only_hash(db) -> None:
