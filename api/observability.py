@@ -210,6 +210,8 @@ def readiness(container: Container, pipeline: Pipeline | None) -> dict[str, str]
     except Exception as exc:
         checks["bus"] = f"error: {type(exc).__name__}"
     if pipeline is not None:
+        # A draining process refuses new posts (ingest answers 503): a balancer must stop sending them here.
+        checks["intake"] = "draining" if pipeline.draining.is_set() else "ok"
         if pipeline.workers:  # an API-only process (ingest publishes, workers run elsewhere) has none
             dead = [w.name for w in pipeline.workers if not w.alive]
             checks["workers"] = "ok" if not dead else f"stopped: {', '.join(dead)}"

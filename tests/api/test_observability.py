@@ -95,6 +95,16 @@ def test_ready_fails_when_a_worker_stops(tmp_path: Path) -> None:
             assert client.get("/health").status_code == 503  # liveness+readiness, as before
 
 
+def test_ready_fails_while_the_process_drains(tmp_path: Path) -> None:
+    with embedded(tmp_path, start=False) as (container, pipeline):
+        pipeline.start(kinds=["alerts"])
+        with TestClient(build(container, pipeline)) as client:
+            assert client.get("/ready").json()["checks"]["intake"] == "ok"
+            pipeline.draining.set()  # what the first SIGTERM does: ingest answers 503 from now on
+            r = client.get("/ready")
+            assert r.status_code == 503 and r.json()["checks"]["intake"] == "draining"
+
+
 def test_api_only_process_is_ready_without_a_model(tmp_path: Path) -> None:
     with embedded(tmp_path, start=False) as (container, _pipeline), TestClient(build(container)) as client:
         r = client.get("/ready")

@@ -114,3 +114,12 @@ def test_workloads_have_limits_and_replicas() -> None:
         assert d["spec"]["replicas"] >= 1
         for container in d["spec"]["template"]["spec"]["containers"]:
             assert container["resources"]["limits"]["memory"]
+
+
+def test_containers_get_longer_to_stop_than_the_drain_takes() -> None:
+    drain_s = Settings().shutdown_drain_s
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert int(compose["x-yuqing"]["stop_grace_period"].rstrip("s")) > drain_s
+    for doc in yaml.safe_load_all((DEPLOY / "k8s" / "workloads.yaml").read_text()):
+        if doc and doc.get("kind") == "Deployment":
+            assert doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain_s, doc["metadata"]["name"]
