@@ -272,6 +272,8 @@ def document_errors(schema: dict[str, Any], *, page_size_max: int) -> dict[str, 
                 wanted.update({"400": "the body could not be read or is inconsistent", "413": "body too large"})
             if path.startswith("/api/v1/tickets"):
                 wanted.update({"400": "inconsistent request", "409": "not allowed in the ticket's state"})
+            if path.startswith("/api/v1/dashboard/users"):
+                wanted["409"] = "conflicts with what exists (name taken, unknown unit, own account, no unit)"
             if (path, method) in _RATE_LIMITED:
                 wanted["429"] = "too many requests"
             for code, why in wanted.items():
@@ -293,13 +295,15 @@ def document_errors(schema: dict[str, Any], *, page_size_max: int) -> dict[str, 
 
 
 def _install_openapi(app: FastAPI, *, page_size_max: int) -> None:
-    from fastapi.openapi.utils import get_openapi
+    # Wraps whatever built the document before (api.routes.apidocs: security schemes, the ingest body's
+    # records), adding the error answers on top, so neither part is lost whichever is installed first.
+    build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_errors(
-                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes),
-                page_size_max=page_size_max)
+        if not getattr(app.state, "openapi_errors_documented", False):
+            app.openapi_schema = document_errors(build(), page_size_max=page_size_max)
+            app.state.openapi_errors_documented = True
+        assert app.openapi_schema is not None
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

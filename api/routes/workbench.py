@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlalchemy import func, select
 
 from alerts.tickets import responses as rsp
@@ -207,7 +207,7 @@ class UserCreateIn(BaseModel):
 class UserActiveIn(BaseModel):
     """Enable or disable an account."""
 
-    active: bool
+    active: StrictBool
 
 
 class UserChangedOut(BaseModel):
@@ -224,10 +224,10 @@ def create_user(body: UserCreateIn, session: DbSession) -> UserChangedOut:
     try:
         user = auth.create_user(session, username=body.username, password=body.password, role=body.role,
                                 unit_id=body.unit_id or None, display_name=body.display_name)
-    except NotFound as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    except (NotFound, ValueError) as exc:
+        # The body is well-formed; it conflicts with what exists (a taken name, an unknown unit, a handler
+        # with no unit).
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
     session.commit()
     return UserChangedOut(username=user.username, active=True)
 
@@ -240,7 +240,7 @@ def set_active(username: str, body: UserActiveIn, session: DbSession,
     if row is None:
         raise HTTPException(status_code=404, detail="用户不存在 / no such user")
     if row.username == admin.username and not body.active:
-        raise HTTPException(status_code=400, detail="不能停用自己的账号 / you cannot disable your own account")
+        raise HTTPException(status_code=409, detail="不能停用自己的账号 / you cannot disable your own account")
     row.active = body.active
     session.commit()
     return UserChangedOut(username=row.username, active=row.active)

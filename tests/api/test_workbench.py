@@ -118,14 +118,14 @@ def test_admin_creates_and_disables_a_user(app_and_container: Any) -> None:
             "password": "a-long-password-1"}
     assert client(app, "office1").post("/api/v1/dashboard/users", json=body).status_code == 403
     assert admin.post("/api/v1/dashboard/users", json=body).status_code == 201
-    assert admin.post("/api/v1/dashboard/users", json=body).status_code == 400  # taken
-    assert admin.post("/api/v1/dashboard/users", json={**body, "username": "x", "unit_id": "nope"}).status_code == 400
+    assert admin.post("/api/v1/dashboard/users", json=body).status_code == 409  # taken
+    assert admin.post("/api/v1/dashboard/users", json={**body, "username": "x", "unit_id": "nope"}).status_code == 409
     login = TestClient(app).post("/api/v1/auth/login", json={"username": "new-a7", "password": "a-long-password-1"})
     assert login.status_code == 200
     assert admin.post("/api/v1/dashboard/users/new-a7/active", json={"active": False}).json() == {
         "username": "new-a7", "active": False}
     again = TestClient(app).post("/api/v1/auth/login", json={"username": "new-a7", "password": "a-long-password-1"})
     assert again.status_code == 401
-    assert admin.post("/api/v1/dashboard/users/admin1/active", json={"active": False}).status_code == 400
+    assert admin.post("/api/v1/dashboard/users/admin1/active", json={"active": False}).status_code == 409
     users = {u["username"]: u for u in admin.get("/api/v1/dashboard/users").json()["items"]}
     assert users["new-a7"]["active"] is False and users["new-a7"]["display_name"] == "赵科员"
