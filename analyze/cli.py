@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from analyze.topics import DEFAULT_MODEL, TopicClassifier, file_sha256, read_jsonl, train_model
+from analyze.topics import DEFAULT_MODEL, WEAK_MARGIN, TopicClassifier, file_sha256, read_jsonl, train_model
 
 app = typer.Typer(help="Text analysis: topic model training and evaluation.", no_args_is_help=True)
 
@@ -35,13 +35,17 @@ def train_topics(
     ),
     no_labelled: bool = typer.Option(False, "--no-labelled", help="Train from weak labels only."),
     seed: int = typer.Option(0, "--seed"),
+    weak_margin: float = typer.Option(WEAK_MARGIN, "--weak-margin", min=0.0, max=1.0,
+                                      help="Keep a weak label when its class leads the runner-up by this share."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Score by cross-validation only; write no model."),
 ) -> None:
     """Train the level-1 topic model from weak labels (+ labelled data) and write it as JSON."""
     _need(messages, "messages file")
     _need(replies, "replies file")
     lab = None if no_labelled or labelled is None else _need(labelled, "labelled file")
     try:
-        report = train_model(messages=messages, replies=replies, labelled=lab, out=out, seed=seed)
+        report = train_model(messages=messages, replies=replies, labelled=lab, out=out, seed=seed,
+                             weak_margin=weak_margin, write=not dry_run)
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -51,6 +55,10 @@ def train_topics(
     typer.echo(f"topics.train.vocab: {report.vocab_size}")
     if report.cv_accuracy is not None:
         typer.echo(f"topics.cv_accuracy: {report.cv_accuracy:.4f}")
+    if report.period_accuracy is not None:
+        typer.echo(f"topics.leave_one_period_out_accuracy: {report.period_accuracy:.4f}")
+    for name, recall in sorted(report.class_recall.items()):
+        typer.echo(f"topics.cv_recall.{name}: {recall:.4f}")
     for name, n in sorted(report.class_counts.items(), key=lambda kv: -kv[1]):
         typer.echo(f"topics.train.class.{name}: {n}")
 

