@@ -14,7 +14,6 @@ from analyze.entities import EntityExtractor
 from analyze.events import minhash_signature
 from analyze.normalize import normalize, strip_html, text_for_scoring
 from analyze.privacy import mask_pii
-from analyze.segment import tokenize
 from analyze.sentiment.base import SentimentModel
 from analyze.topics import TopicClassifier
 from core.records import AnalyzedPost, Post
@@ -51,11 +50,10 @@ class Analyzer:
         plain = [strip_html(p.full_text) for p in posts]
         scoring = [text_for_scoring(t) for t in plain]
         sentiments = self.sentiment.score(scoring, neutral_band=self.neutral_band)
-        topics = self.topics.classify_many(scoring)
         out: list[AnalyzedPost] = []
-        for post, text_plain, text_scoring, sentiment, topic in zip(
-            posts, plain, scoring, sentiments, topics, strict=True
-        ):
+        for post, text_plain, text_scoring, sentiment in zip(posts, plain, scoring, sentiments, strict=True):
+            # One segmentation per post serves the topic model and the stored tokens.
+            topic, tokens = self.topics.classify_and_tokenize(text_scoring)
             if self.ner is not None and post.source.value in self.ner_sources:
                 # Names the model found are masked too (raw names never leave this function).
                 entities, names = self.ner.extract_with_people(text_plain)
@@ -73,7 +71,7 @@ class Analyzer:
                     text_norm=normalize(text_plain),
                     text_masked=masked_text.text,
                     title_masked=masked_title.text if masked_title else "",
-                    tokens=tokenize(text_scoring),
+                    tokens=tokens,
                     sentiment=sentiment,
                     topic=topic,
                     entities=entities,

@@ -145,8 +145,12 @@ def split_subject(text: str) -> tuple[str, str]:
 
 def features(subject: str, body: str) -> list[str]:
     """Model features: subject words (marked ``S_`` and plain) then body words."""
-    sub = tokenize(subject)
-    return [*("S_" + t for t in sub), *sub, *tokenize(body[:BODY_CHARS])]
+    return features_from_tokens(tokenize(subject), tokenize(body[:BODY_CHARS]))
+
+
+def features_from_tokens(subject_tokens: Sequence[str], body_tokens: Sequence[str]) -> list[str]:
+    """features() from words already segmented (the analyze stage segments each post once)."""
+    return [*("S_" + t for t in subject_tokens), *subject_tokens, *body_tokens]
 
 
 def _b64(arr: np.ndarray) -> str:
@@ -262,10 +266,10 @@ class TopicClassifier:
             logger.warning("topics: no model file at %s; keyword scoring only", model_path)
         return cls(taxonomy, model)
 
-    def _level1(self, subject: str, body: str) -> tuple[str, float]:
+    def _level1(self, subject: str, body: str, feats: list[str] | None = None) -> tuple[str, float]:
         shares = self.keywords.shares(subject, body)
         if self.model is not None:
-            p = self.model.proba(features(subject, body), shares)
+            p = self.model.proba(feats if feats is not None else features(subject, body), shares)
             best = int(p.argmax())
             return self.model.classes[best], float(p[best])
         if shares.sum() <= 0:
@@ -309,6 +313,19 @@ class TopicClassifier:
     def classify_many(self, texts: Iterable[str]) -> list[Topic]:
         """classify() for each text, in order."""
         return [self.classify(t) for t in texts]
+
+    def classify_and_tokenize(self, text: str) -> tuple[Topic, list[str]]:
+        """classify() plus the text's words (== ``tokenize(text)``), segmenting the text only once."""
+        subject, body = split_subject(text or "")
+        sub_tokens, body_tokens = tokenize(subject), tokenize(body)
+        feats = None
+        if self.model is not None:
+            # The model reads the first BODY_CHARS of the body; only a longer body is segmented a second time.
+            head = body_tokens if len(body) <= BODY_CHARS else tokenize(body[:BODY_CHARS])
+            feats = features_from_tokens(sub_tokens, head)
+        l1, score = self._level1(subject, body, feats)
+        l2, l3 = self._refine(l1, subject, body)
+        return Topic(l1=l1, l2=l2, l3=l3, score=min(1.0, max(0.0, score))), [*sub_tokens, *body_tokens]
 
     def minsheng(self, topic: Topic) -> str | None:
         """The 民生 area (就学、就医、住房保障 …) a topic falls under, if any."""

@@ -238,3 +238,16 @@ def test_eval_cli_prints_figures_and_names_bad_lines(tmp_path):
     assert "bad.jsonl:2: malformed JSON" in result.output
     result = runner.invoke(app, ["eval-topics", "--data", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_classify_and_tokenize_matches_classify_and_tokenize_separately():
+    """The analyze stage segments a post once; topic and words must be what the two separate calls give."""
+    from analyze.segment import tokenize
+
+    clf = TopicClassifier.load()
+    long_body = "小区门口道路破损严重，雨天积水，居民出行困难。" * 60  # longer than the model's body window
+    texts = [f"{s}\n{b}" for s, b, _ in SMALL] + ["", "只有一行没有标题的正文", f"道路破损\n{long_body}"]
+    for text in texts:
+        topic, tokens = clf.classify_and_tokenize(text)
+        assert topic == clf.classify(text)
+        assert tokens == tokenize(text)
