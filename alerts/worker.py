@@ -24,9 +24,9 @@ from sqlalchemy import select
 from alerts.deadlines import DeadlinePolicy
 from alerts.engine import RuleEngine
 from alerts.events import service as event_service
+from alerts.events.clusterer import EventClusterer
 from alerts.routing import Router
 from alerts.tickets import service as ticket_service
-from analyze.events import EventClusterer
 from core.bus.base import TOPIC_TICKETS, Bus
 from core.db.models import OPEN_TICKET_STATES, EventMemberRow, EventRow, TicketRow
 from core.db.session import Database
