@@ -77,7 +77,9 @@ class EventStage:
         unique: dict[str, AnalyzedPost] = {}
         for post in posts:
             unique.setdefault(post.id, post)
-        posts = list(unique.values())
+        # Publication order, not arrival order: partitions interleave differently on every run, and the
+        # clusterer's answer depends on the order it sees posts in.
+        posts = sorted(unique.values(), key=lambda p: (p.published_at, p.id))
         ids = [p.id for p in posts]
         with self.db.transaction() as session:
             known = dict(

@@ -70,6 +70,15 @@ class _Event:
     districts: Counter[str] = field(default_factory=Counter)
 
 
+def _dominant(anchors: Counter[str]) -> list[str]:
+    """The anchors an event is about: named at least half as often as its commonest one. A post judged
+    against every anchor an event ever met would find a match in any large event, and chain into it."""
+    if not anchors:
+        return []
+    top = max(anchors.values())
+    return sorted(a for a, n in anchors.items() if 2 * n >= top)
+
+
 def _ts(at: datetime) -> float:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
@@ -121,7 +130,7 @@ class EventClusterer:
         if assignment is None:
             assignment = (
                 self._match_near_dup(post.id, sig, ts)
-                or self._match_text(vec, ts, anchors, districts, len(counts))
+                or self._match_text(vec, ts, anchors, districts, len(counts), self._window(post))
                 or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
             )
             if post.repost_of:  # the original is unseen: it will join where its repost went
@@ -154,7 +163,8 @@ class EventClusterer:
             if entry is not None and entry[1] == ts:
                 del self._post_event[pid]
         # Events stay while a repost may still follow into them, or a retelling may still revive them.
-        keep_after = t - max(c.window_hours * 3600.0, (c.repost_window_days + c.revive_window_days) * 86400.0)
+        quiet_hours = max(c.window_hours, c.slow_window_hours, (c.repost_window_days + c.revive_window_days) * 24.0)
+        keep_after = t - quiet_hours * 3600.0
         stale = {e for e, ev in self._events.items() if ev.last < keep_after}
         excess = len(self._events) - len(stale) - c.max_posts
         if excess > 0:
@@ -234,8 +244,14 @@ class EventClusterer:
         return Assignment(event_id=self._near.sigs[cand][1], near_dup_of=cand, is_new_event=False,
                           similarity=round(sim, 4), reason="near_dup")
 
+    def _window(self, post: AnalyzedPost) -> float:
+        """Seconds an event may be quiet and still take this post by its words: citizens' letters about one
+        matter arrive days apart, a social story's posts minutes apart."""
+        slow = post.source.value in self.config.slow_sources
+        return (self.config.slow_window_hours if slow else self.config.window_hours) * 3600.0
+
     def _match_text(self, vec: Vector, ts: float, anchors: list[str], districts: list[str],
-                    n_features: int) -> Assignment | None:
+                    n_features: int, window: float) -> Assignment | None:
         c = self.config
         if not vec:
             return None
@@ -249,13 +265,16 @@ class EventClusterer:
             ev = self._events.get(event_id)
             if ev is None:
                 continue
-            dormant = ts - ev.last > c.window_hours * 3600.0
-            # A story retold weeks later (the same text posted again) revives its event, but only on a
-            # strong match of a substantial post: a quiet event must not collect chance matches.
+            dormant = ts - ev.last > window
+            main = _dominant(ev.anchors)
+            shared = bool(anchors) and shares_anchor(anchors, main)
+            # A quiet event is revived by a retelling weeks later (nearly the same text), or by a post about
+            # the same specific anchor (a compound's residents write for weeks, rarely in the same words);
+            # otherwise it must not collect chance matches.
             too_old = ts - ev.last > c.revive_window_days * 86400.0
-            if dormant and (too_old or n_features < c.short_post_features):
+            if dormant and (too_old or (not shared and n_features < c.short_post_features)):
                 continue
-            if not compatible(anchors, list(ev.anchors)):
+            if not shared and not compatible(anchors, main):
                 continue
             centroid = ev.centroid
             # Shared single characters are chance; a story shares names and phrases (bigrams).
@@ -263,12 +282,12 @@ class EventClusterer:
                 continue
             sim = cosine(vec, centroid, ev.norm)
             anchor = None
-            if anchors and shares_anchor(anchors, list(ev.anchors)):
+            if shared:
                 sim += c.anchor_bonus
                 anchor = anchors[0]
             elif districts and ev.districts and not set(districts) & set(ev.districts):
                 sim -= c.district_penalty
-            needed = max(threshold, c.revive_threshold) if dormant else threshold
+            needed = max(threshold, c.revive_threshold) if dormant and not shared else threshold
             if sim >= needed and (best is None or sim > best[0]):
                 best = (sim, event_id, anchor)
         if best is None:

@@ -24,13 +24,15 @@ class ClustererConfig(BaseModel):
     short_post_threshold: float = Field(default=0.045, gt=0.0, le=1.0)  # ... this lower cosine
     centroid_halflife_hours: float = Field(default=12.0, gt=0)  # older members weigh half after this long
     window_hours: float = Field(default=48.0, gt=0)  # an event quiet for longer takes no new post by text
+    slow_sources: frozenset[str] = frozenset({"mailbox", "hotline"})  # citizens' letters: one matter for weeks
+    slow_window_hours: float = Field(default=336.0, gt=0)  # ... so their events stay open this long
     revive_window_days: float = Field(default=60.0, ge=0)  # a quiet event can be revived by a retelling ...
     revive_threshold: float = Field(default=0.5, gt=0.0, le=1.0)  # ... as similar as this
     centroid_features: int = Field(default=300, ge=16)  # strongest features kept per centroid (memory bound)
 
     # ---- candidate retrieval (inverted index over the events' strongest features)
-    index_features: int = Field(default=12, ge=1)  # a post's strongest features that point to its event
-    query_features: int = Field(default=48, ge=1)  # a post's strongest features used to find candidates
+    index_features: int = Field(default=64, ge=1)  # a post's strongest features that point to its event
+    query_features: int = Field(default=64, ge=1)  # a post's strongest features used to find candidates
     candidates: int = Field(default=100, ge=1)  # candidate events scored in full per post
     postings_per_feature: int = Field(default=64, ge=1)  # most recently active events kept per feature
 

@@ -66,8 +66,8 @@ def test_a_retried_post_gets_the_same_answer():
 
 
 def test_memory_is_bounded_by_time():
-    c = EventClusterer(ClustererConfig(window_hours=1, revive_window_days=0, repost_window_days=0.05,
-                                       near_dup_window_hours=1, gc_every=10_000))
+    c = EventClusterer(ClustererConfig(window_hours=1, slow_window_hours=1, revive_window_days=0,
+                                       repost_window_days=0.05, near_dup_window_hours=1, gc_every=10_000))
     for n in range(200):
         c.assign(make_post(f"p{n}", f"第{n}号通知：{OTHER[n % 10 :]}{n * 7919}", minutes=n * 10))
     before = c.stats()["events"]
