@@ -2,8 +2,9 @@
 
 Each post, in time order, joins the most similar cluster centroid (cosine of bigram TF-IDF, IDF from the
 stream so far) at or above a fixed ``threshold``, else opens a cluster. No reposts, no places, no decay,
-no window. The threshold is fixed at ``BASELINE_THRESHOLD`` (not tuned on the scored data) and reported
-with the figures, because the baseline's score moves with it.
+no window (reposts are followed only when asked, for the linked figures). The threshold is fixed at
+``BASELINE_THRESHOLD`` (not tuned on the scored data) and reported with the figures, because the baseline's
+score moves with it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ def _bigrams(text: str) -> Counter[str]:
     return Counter(run[i : i + 2] for run in _CJK.findall(text or "") for i in range(len(run) - 1))
 
 
-def baseline_clusters(texts: list[tuple[str, str]], threshold: float = BASELINE_THRESHOLD) -> dict[str, int]:
-    """Cluster ``(id, text)`` pairs given in time order; return id -> cluster number."""
+def baseline_clusters(texts: list[tuple[str, str]], threshold: float = BASELINE_THRESHOLD,
+                      reposts: dict[str, str] | None = None) -> dict[str, int]:
+    """Cluster ``(id, text)`` pairs given in time order; return id -> cluster number. With ``reposts``
+    (id -> original id) a repost of a clustered original simply joins it, as issue #23's linked baseline."""
     df: Counter[str] = Counter()
     sq: list[float] = []  # squared norm of each cluster's centroid
     postings: dict[str, dict[int, float]] = {}  # bigram -> cluster -> centroid weight (the centroids, inverted)
     out: dict[str, int] = {}
     for n, (pid, text) in enumerate(texts, start=1):
+        original = (reposts or {}).get(pid)
+        if original is not None and original in out:
+            out[pid] = out[original]
+            continue
         tf = _bigrams(text)
         df.update(tf.keys())
         vec = {g: (1 + math.log(c)) * math.log((n + 1) / (df[g] + 1) + 1) for g, c in tf.items()}

@@ -32,7 +32,7 @@ import numpy as np
 from alerts.events.config import ClustererConfig
 from alerts.events.index import FeatureIndex, NearDupIndex
 from alerts.events.minhash import EMPTY_SIGNATURE_VALUE, minhash_signature
-from alerts.events.places import anchor_keys, compatible, focus_text, shares_anchor
+from alerts.events.places import anchor_keys, compatible, focus_text, shares_anchor, town_keys
 from alerts.events.vectors import StreamIdf, Vector, char_features, cosine, tfidf, top_features
 from core.records import AnalyzedPost, Entities, post_id
 from core.store.base import SignatureRow
@@ -68,6 +68,7 @@ class _Event:
     size: int = 0
     anchors: Counter[str] = field(default_factory=Counter)
     districts: Counter[str] = field(default_factory=Counter)
+    towns: Counter[str] = field(default_factory=Counter)
 
 
 def _dominant(anchors: Counter[str]) -> list[str]:
@@ -125,18 +126,19 @@ class EventClusterer:
         sig = self._signature(post)
         anchors = anchor_keys(post.entities, focus_text(post))
         districts = list(dict.fromkeys(post.entities.districts))
+        places = (districts, town_keys(post.entities))
         assignment = self._match_known(post.id) or self._match_repost(post, ts)
         followed = assignment is not None
         if assignment is None:
             assignment = (
                 self._match_near_dup(post.id, sig, ts)
-                or self._match_text(vec, ts, anchors, districts, len(counts), self._window(post))
+                or self._match_text(vec, ts, anchors, places, len(counts), *self._window(post))
                 or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
             )
             if post.repost_of:  # the original is unseen: it will join where its repost went
                 self._remember(post_id(post.source, post.repost_of), assignment.event_id, ts)
         weight = self.config.repost_weight if followed else 1.0
-        self._index(post.id, assignment.event_id, ts, vec, sig, anchors, districts, weight)
+        self._index(post.id, assignment.event_id, ts, vec, sig, anchors, places, weight)
         self._assigned[post.id] = assignment
         if len(self._assigned) > REPLAY_MEMORY:
             self._assigned.popitem(last=False)
@@ -192,13 +194,14 @@ class EventClusterer:
             if sig.size and np.all(sig == EMPTY_SIGNATURE_VALUE):
                 sig = np.empty(0, dtype=np.int64)
             entities = getattr(row, "entities", None)
-            anchors, districts = [], []
+            anchors: list[str] = []
+            places: tuple[list[str], list[str]] = ([], [])
             if isinstance(entities, Entities):
                 focus = (getattr(row, "title", "") or _text_of(row)[:120]).replace(" ", "")
                 anchors = anchor_keys(entities, focus)
-                districts = list(dict.fromkeys(entities.districts))
+                places = (list(dict.fromkeys(entities.districts)), town_keys(entities))
             weight = self.config.repost_weight if getattr(row, "repost_of", None) else 1.0
-            self._index(pid, row.event_id, _ts(row.published_at), vec, sig, anchors, districts, weight)
+            self._index(pid, row.event_id, _ts(row.published_at), vec, sig, anchors, places, weight)
             n += 1
         if items and self._latest > float("-inf"):
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
@@ -244,21 +247,25 @@ class EventClusterer:
         return Assignment(event_id=self._near.sigs[cand][1], near_dup_of=cand, is_new_event=False,
                           similarity=round(sim, 4), reason="near_dup")
 
-    def _window(self, post: AnalyzedPost) -> float:
-        """Seconds an event may be quiet and still take this post by its words: citizens' letters about one
-        matter arrive days apart, a social story's posts minutes apart."""
-        slow = post.source.value in self.config.slow_sources
-        return (self.config.slow_window_hours if slow else self.config.window_hours) * 3600.0
+    def _window(self, post: AnalyzedPost) -> tuple[float, float]:
+        """Seconds an event may be quiet and still take this post by its words, and the cosine that joins:
+        citizens' letters about one matter arrive days apart, each in the writer's own words, while a social
+        story's posts arrive minutes apart and its retellings copy whole phrases."""
+        c = self.config
+        if post.source.value in c.slow_sources:
+            return c.slow_window_hours * 3600.0, c.slow_threshold
+        return c.window_hours * 3600.0, c.threshold
 
-    def _match_text(self, vec: Vector, ts: float, anchors: list[str], districts: list[str],
-                    n_features: int, window: float) -> Assignment | None:
+    def _match_text(self, vec: Vector, ts: float, anchors: list[str], places: tuple[list[str], list[str]],
+                    n_features: int, window: float, long_threshold: float) -> Assignment | None:
         c = self.config
         if not vec:
             return None
+        districts, towns = places
         query = top_features(vec, c.query_features)
         # A short reaction shares a few characters with its story at best, so its cosine is small by nature;
         # a substantial post about the same story shares whole phrases, and must to join.
-        threshold = c.threshold if n_features >= c.short_post_features else c.short_post_threshold
+        threshold = long_threshold if n_features >= c.short_post_features else c.short_post_threshold
         bigrams = [f for f in vec if len(f) > 1]
         best: tuple[float, str, str | None] | None = None
         for event_id in self._features.candidates(vec, query, c.candidates):
@@ -287,6 +294,9 @@ class EventClusterer:
                 anchor = anchors[0]
             elif districts and ev.districts and not set(districts) & set(ev.districts):
                 sim -= c.district_penalty
+            if towns and not set(towns).isdisjoint(ev.towns):
+                # A town names many matters, so it is only a nudge: an eyewitness in the town's own words.
+                sim += c.town_bonus
             needed = max(threshold, c.revive_threshold) if dormant and not shared else threshold
             if sim >= needed and (best is None or sim > best[0]):
                 best = (sim, event_id, anchor)
@@ -309,7 +319,7 @@ class EventClusterer:
         heapq.heappush(self._post_heap, (ts, pid))
 
     def _index(self, pid: str, event_id: str, ts: float, vec: Vector, sig: np.ndarray, anchors: list[str],
-               districts: list[str], weight: float) -> None:
+               places: tuple[list[str], list[str]], weight: float) -> None:
         c = self.config
         self._latest = max(self._latest, ts)
         self._remember(pid, event_id, ts)
@@ -319,7 +329,8 @@ class EventClusterer:
         ev.size += 1
         ev.last = max(ev.last, ts)
         ev.anchors.update(anchors)
-        ev.districts.update(districts)
+        ev.districts.update(places[0])
+        ev.towns.update(places[1])
         if sig.size:
             self._near.add(pid, sig, event_id, ts)
         if weight <= 0.0 or not vec:

@@ -18,7 +18,7 @@ class ClustererConfig(BaseModel):
     idf_halflife_docs: int = Field(default=200_000, ge=1000)  # document frequencies halve: bounded, follows drift
 
     # ---- similarity to an event
-    threshold: float = Field(default=0.1, gt=0.0, le=1.0)  # cosine to a centroid that joins the event
+    threshold: float = Field(default=0.15, gt=0.0, le=1.0)  # cosine to a centroid that joins the event
     min_shared_bigrams: int = Field(default=2, ge=0)  # bigrams a post must share with a centroid to join it
     short_post_features: int = Field(default=40, ge=0)  # posts with fewer features join at ...
     short_post_threshold: float = Field(default=0.045, gt=0.0, le=1.0)  # ... this lower cosine
@@ -26,6 +26,7 @@ class ClustererConfig(BaseModel):
     window_hours: float = Field(default=48.0, gt=0)  # an event quiet for longer takes no new post by text
     slow_sources: frozenset[str] = frozenset({"mailbox", "hotline"})  # citizens' letters: one matter for weeks
     slow_window_hours: float = Field(default=336.0, gt=0)  # ... so their events stay open this long
+    slow_threshold: float = Field(default=0.1, gt=0.0, le=1.0)  # ... and a letter retold in new words joins
     revive_window_days: float = Field(default=60.0, ge=0)  # a quiet event can be revived by a retelling ...
     revive_threshold: float = Field(default=0.5, gt=0.0, le=1.0)  # ... as similar as this
     centroid_features: int = Field(default=300, ge=16)  # strongest features kept per centroid (memory bound)
@@ -38,6 +39,7 @@ class ClustererConfig(BaseModel):
 
     # ---- places: features and constraints, never join rules on their own
     anchor_bonus: float = Field(default=0.12, ge=0.0)  # both name the same specific anchor (a compound, a firm)
+    town_bonus: float = Field(default=0.05, ge=0.0)  # both name the same town or street (镇/乡/街道)
     district_penalty: float = Field(default=0.08, ge=0.0)  # both name districts and none is shared
 
     # ---- reposts and near-duplicates

@@ -118,7 +118,8 @@ def score(posts: list[AnalyzedPost], truth: dict[str, str], config: ClustererCon
            f"events.time_to_{2 * k}_median_min": statistics.median(paced) if paced else float("nan")}
     if baseline:
         ordered = sorted(posts, key=lambda x: (x.published_at, x.id))
-        base = baseline_clusters([(x.external_id, x.text_norm) for x in ordered])
+        links = {x.external_id: x.repost_of for x in ordered if x.repost_of}
+        base = baseline_clusters([(x.external_id, x.text_norm) for x in ordered], reposts=links)
         bp, br, bf = bcubed({i: str(c) for i, c in base.items()}, truth)
         out |= {"baseline.threshold": BASELINE_THRESHOLD, "baseline.bcubed_precision": bp,
                 "baseline.bcubed_recall": br, "baseline.bcubed_f1": bf,
