@@ -40,6 +40,7 @@ from core.store.base import SignatureRow
 log = logging.getLogger(__name__)
 
 REPLAY_MEMORY = 10_000  # assignments remembered for retried batches (far more than one batch)
+DOMINANT_SHARE = 5  # an anchor named at least 1/5 as often as the event's commonest one is one of its own
 
 
 def event_id_for(first_post_id: str) -> str:
@@ -72,12 +73,12 @@ class _Event:
 
 
 def _dominant(anchors: Counter[str]) -> list[str]:
-    """The anchors an event is about: named at least half as often as its commonest one. A post judged
+    """The anchors an event is about: named at least a fifth as often as its commonest one. A post judged
     against every anchor an event ever met would find a match in any large event, and chain into it."""
     if not anchors:
         return []
     top = max(anchors.values())
-    return sorted(a for a, n in anchors.items() if 2 * n >= top)
+    return sorted(a for a, n in anchors.items() if DOMINANT_SHARE * n >= top)
 
 
 def _ts(at: datetime) -> float:
@@ -131,7 +132,7 @@ class EventClusterer:
         followed = assignment is not None
         if assignment is None:
             assignment = (
-                self._match_near_dup(post.id, sig, ts)
+                self._match_near_dup(post.id, sig, ts, anchors)
                 or self._match_text(vec, ts, anchors, places, len(counts), *self._window(post))
                 or Assignment(event_id=event_id_for(post.id), near_dup_of=None, is_new_event=True, similarity=0.0)
             )
@@ -238,9 +239,11 @@ class EventClusterer:
         return Assignment(event_id=known[0], near_dup_of=original, is_new_event=False, similarity=1.0,
                           reason="repost")
 
-    def _match_near_dup(self, pid: str, sig: np.ndarray, ts: float) -> Assignment | None:
+    def _match_near_dup(self, pid: str, sig: np.ndarray, ts: float, anchors: list[str]) -> Assignment | None:
         c = self.config
-        hit = self._near.best(pid, sig, ts, c.near_dup_window_hours * 3600.0, c.near_dup_threshold)
+        # One template filled in for two schools ("…今天开放日") is two matters, however alike the text.
+        hit = self._near.best(pid, sig, ts, c.near_dup_window_hours * 3600.0, c.near_dup_threshold,
+                              lambda other: compatible(anchors, other))
         if hit is None:
             return None
         cand, sim = hit
@@ -262,11 +265,13 @@ class EventClusterer:
         if not vec:
             return None
         districts, towns = places
+        # Sharing the place's name says "same place", not "same matter": those bigrams do not count below.
+        named = {n[i : i + 2] for n in (*anchors, *districts, *towns) for i in range(len(n) - 1)}
         query = top_features(vec, c.query_features)
         # A short reaction shares a few characters with its story at best, so its cosine is small by nature;
         # a substantial post about the same story shares whole phrases, and must to join.
         threshold = long_threshold if n_features >= c.short_post_features else c.short_post_threshold
-        bigrams = [f for f in vec if len(f) > 1]
+        bigrams = [f for f in vec if len(f) > 1 and f not in named]
         best: tuple[float, str, str | None] | None = None
         for event_id in self._features.candidates(vec, query, c.candidates):
             ev = self._events.get(event_id)
@@ -274,7 +279,9 @@ class EventClusterer:
                 continue
             dormant = ts - ev.last > window
             main = _dominant(ev.anchors)
-            shared = bool(anchors) and shares_anchor(anchors, main)
+            # Two districts' 明德小学 are two schools: names only meet inside a shared (or unknown) district.
+            elsewhere = bool(districts) and bool(ev.districts) and set(districts).isdisjoint(ev.districts)
+            shared = not elsewhere and bool(anchors) and shares_anchor(anchors, main)
             # A quiet event is revived by a retelling weeks later (nearly the same text), or by a post about
             # the same specific anchor (a compound's residents write for weeks, rarely in the same words);
             # otherwise it must not collect chance matches.
@@ -284,19 +291,30 @@ class EventClusterer:
             if not shared and not compatible(anchors, main):
                 continue
             centroid = ev.centroid
-            # Shared single characters are chance; a story shares names and phrases (bigrams).
-            if sum(1 for f in bigrams if f in centroid) < c.min_shared_bigrams:
+            same_town = not elsewhere and bool(towns) and not set(towns).isdisjoint(ev.towns)
+            same_district = bool(districts) and not elsewhere and bool(ev.districts)
+            hot = (shared or same_town or same_district) and ts - ev.last <= c.hot_minutes * 60.0
+            # Shared single characters are chance; a story shares names and phrases (bigrams) besides the
+            # place's name. While the event is busy at the post's place, place and hour are evidence enough
+            # for a specific anchor (an eyewitness: "拉了警戒线" at 青石镇工业园), nearly so for a town; a
+            # district is too big a place for that, it only earns the hour's bonus.
+            needed_bigrams = 0 if hot and shared else 1 if hot and same_town else c.min_shared_bigrams
+            if sum(1 for f in bigrams if f in centroid) < needed_bigrams:
                 continue
             sim = cosine(vec, centroid, ev.norm)
             anchor = None
             if shared:
                 sim += c.anchor_bonus
                 anchor = anchors[0]
-            elif districts and ev.districts and not set(districts) & set(ev.districts):
+            elif elsewhere:
                 sim -= c.district_penalty
-            if towns and not set(towns).isdisjoint(ev.towns):
+            if same_town:
                 # A town names many matters, so it is only a nudge: an eyewitness in the town's own words.
                 sim += c.town_bonus
+            if hot:
+                # Within minutes, one place rarely has two matters: a breaking matter is told in many words
+                # ("闷响", "冒黑烟", "要不要疏散") that share little but the place and the hour.
+                sim += c.hot_place_bonus
             needed = max(threshold, c.revive_threshold) if dormant and not shared else threshold
             if sim >= needed and (best is None or sim > best[0]):
                 best = (sim, event_id, anchor)
@@ -332,7 +350,7 @@ class EventClusterer:
         ev.districts.update(places[0])
         ev.towns.update(places[1])
         if sig.size:
-            self._near.add(pid, sig, event_id, ts)
+            self._near.add(pid, sig, event_id, ts, tuple(anchors))
         if weight <= 0.0 or not vec:
             return
         # Decay relative to the newest member: a late post weighs less, a newer one fades the old ones.

@@ -26,7 +26,7 @@ class ClustererConfig(BaseModel):
     window_hours: float = Field(default=48.0, gt=0)  # an event quiet for longer takes no new post by text
     slow_sources: frozenset[str] = frozenset({"mailbox", "hotline"})  # citizens' letters: one matter for weeks
     slow_window_hours: float = Field(default=336.0, gt=0)  # ... so their events stay open this long
-    slow_threshold: float = Field(default=0.1, gt=0.0, le=1.0)  # ... and a letter retold in new words joins
+    slow_threshold: float = Field(default=0.13, gt=0.0, le=1.0)  # ... and a letter retold in new words joins
     revive_window_days: float = Field(default=60.0, ge=0)  # a quiet event can be revived by a retelling ...
     revive_threshold: float = Field(default=0.5, gt=0.0, le=1.0)  # ... as similar as this
     centroid_features: int = Field(default=300, ge=16)  # strongest features kept per centroid (memory bound)
@@ -40,6 +40,8 @@ class ClustererConfig(BaseModel):
     # ---- places: features and constraints, never join rules on their own
     anchor_bonus: float = Field(default=0.12, ge=0.0)  # both name the same specific anchor (a compound, a firm)
     town_bonus: float = Field(default=0.05, ge=0.0)  # both name the same town or street (镇/乡/街道)
+    hot_minutes: float = Field(default=30.0, ge=0.0)  # an event active this recently at the post's place ...
+    hot_place_bonus: float = Field(default=0.1, ge=0.0)  # ... gets this on top of the place bonus
     district_penalty: float = Field(default=0.08, ge=0.0)  # both name districts and none is shared
 
     # ---- reposts and near-duplicates

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -69,17 +70,17 @@ class NearDupIndex:
         self.num_perm = num_perm
         self.max_bucket = max_bucket
         self._buckets: dict[int, list[str]] = {}
-        self.sigs: dict[str, tuple[np.ndarray, str, float]] = {}
+        self.sigs: dict[str, tuple[np.ndarray, str, float, tuple[str, ...]]] = {}  # post -> (sig, event, ts, anchors)
         self._heap: list[tuple[float, str]] = []
 
     def _keys(self, sig: np.ndarray) -> list[int]:
         return [hash((i, sig[i * self.rows : (i + 1) * self.rows].tobytes())) for i in range(self.bands)]
 
-    def add(self, pid: str, sig: np.ndarray, event_id: str, ts: float) -> None:
-        """Index a post's signature under its event."""
+    def add(self, pid: str, sig: np.ndarray, event_id: str, ts: float, anchors: tuple[str, ...] = ()) -> None:
+        """Index a post's signature under its event, with the specific places it names."""
         if sig.size != self.num_perm or pid in self.sigs:
             return
-        self.sigs[pid] = (sig, event_id, ts)
+        self.sigs[pid] = (sig, event_id, ts, anchors)
         heapq.heappush(self._heap, (ts, pid))
         for key in self._keys(sig):
             bucket = self._buckets.setdefault(key, [])
@@ -87,8 +88,10 @@ class NearDupIndex:
             if len(bucket) > self.max_bucket:  # a template everyone pastes: the newest copies suffice
                 del bucket[0]
 
-    def best(self, pid: str, sig: np.ndarray, ts: float, window: float, threshold: float) -> tuple[str, float] | None:
-        """The most similar indexed post within ``window`` seconds at or above ``threshold``: (post, sim)."""
+    def best(self, pid: str, sig: np.ndarray, ts: float, window: float, threshold: float,
+             compatible: Callable[[tuple[str, ...]], bool] | None = None) -> tuple[str, float] | None:
+        """The most similar indexed post within ``window`` seconds at or above ``threshold`` whose places are
+        ``compatible``: (post, sim)."""
         if sig.size != self.num_perm:
             return None
         seen: set[str] = set()
@@ -98,7 +101,7 @@ class NearDupIndex:
         best: tuple[str, float] | None = None
         for cand in sorted(seen):
             entry = self.sigs.get(cand)
-            if entry is None or abs(ts - entry[2]) > window:
+            if entry is None or abs(ts - entry[2]) > window or (compatible is not None and not compatible(entry[3])):
                 continue
             sim = float(np.mean(entry[0] == sig))
             if sim >= threshold and (best is None or sim > best[1]):
