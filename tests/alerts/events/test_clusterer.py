@@ -114,3 +114,26 @@ def test_the_same_stream_in_other_interleavings_gives_the_same_events():
                 got[p.external_id] = c.assign(p).event_id
         _, _, f1 = bcubed(got, reference)
         assert f1 >= 0.95, f"interleaving {attempt}: agreement {f1:.3f}"
+
+
+PLANT = "青石镇工业园鑫源化工发生爆炸，浓烟滚滚，附近居民听到巨响"
+WITNESS = "青石镇工业园门口拉了警戒线，消防车一辆接一辆往里开"
+
+
+def test_an_eyewitness_at_the_place_joins_the_breaking_matter_but_not_hours_later():
+    c = EventClusterer()
+    first = c.assign(make_post("a", PLANT, places=["青石镇工业园"]))
+    c.assign(make_post("b", PLANT + "，大家注意安全", minutes=2, places=["青石镇工业园"]))
+    now = c.assign(make_post("c", WITNESS, minutes=8, places=["青石镇工业园"]))
+    later = EventClusterer()
+    later.assign(make_post("a", PLANT, places=["青石镇工业园"]))
+    hours = later.assign(make_post("c", WITNESS, minutes=240, places=["青石镇工业园"]))
+    assert now.event_id == first.event_id and hours.is_new_event
+
+
+def test_one_template_filled_in_for_two_schools_is_two_events():
+    c = EventClusterer()
+    template = "今天开放日，孩子回来说新的图书馆特别漂亮，老师也很耐心。"
+    a = c.assign(make_post("a", "第五中学" + template, places=["第五中学"]))
+    b = c.assign(make_post("b", "明德小学" + template, minutes=5, places=["明德小学"]))
+    assert a.event_id != b.event_id
