@@ -112,7 +112,8 @@ def score(posts: list[AnalyzedPost], truth: dict[str, str], config: ClustererCon
     times = {x.external_id: x.published_at.timestamp() for x in posts}
     delays, paced = detection_delays(times, pred, truth, k)
     out = {"events.bcubed_precision": p, "events.bcubed_recall": r, "events.bcubed_f1": f,
-           "events.events": float(len(set(pred.values()))), "events.stories": float(len(set(truth.values()))),
+           "events.events": float(len(set(pred.values()))),
+           "events.stories": float(len({truth[i] for i in pred if i in truth})),
            f"events.delay{k}_median_min": statistics.median(delays) if delays else float("nan"),
            f"events.delay{k}_p90_min": _p90(delays), "events.stories_detected": float(len(delays)),
            f"events.time_to_{2 * k}_median_min": statistics.median(paced) if paced else float("nan")}
