@@ -76,7 +76,7 @@ def _eval_stream(posts: Path, truth: Path | None, half: int | None, lac: bool) -
     if truth is None or not posts.exists() or not truth.exists():
         typer.echo("error: --posts and --truth must name existing files", err=True)
         raise typer.Exit(2)
-    for name, value in eval_stream(posts, truth, half=half).items():
+    for name, value in eval_stream(posts, truth, half=half, lac=lac).items():
         typer.echo(f"{name}: {value:.3f}" if isinstance(value, float) and not value.is_integer() else
                    f"{name}: {value:g}")
 

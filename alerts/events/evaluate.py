@@ -136,13 +136,13 @@ def split_half(posts: list[AnalyzedPost], truth: dict[str, str], half: int) -> l
 
 
 def eval_stream(posts_file: Path, truth_file: Path, *, half: int | None = None,
-                config: ClustererConfig | None = None, entities: bool = True) -> dict[str, float]:
+                config: ClustererConfig | None = None, entities: bool = True, lac: bool = False) -> dict[str, float]:
     """Load, optionally restrict to one half of the stories, and score."""
     extract = None
     if entities:
         from analyze.entities import EntityExtractor
 
-        extract = EntityExtractor.load(use_lac=False).extract
+        extract = EntityExtractor.load(use_lac=lac).extract
     truth = read_truth(truth_file)
     posts = read_posts(posts_file, entities=extract)
     if half is not None:
