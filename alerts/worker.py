@@ -24,9 +24,9 @@ from sqlalchemy import select
 from alerts.deadlines import DeadlinePolicy
 from alerts.engine import RuleEngine
 from alerts.events import service as event_service
+from alerts.events.clusterer import EventClusterer
 from alerts.routing import Router
 from alerts.tickets import service as ticket_service
-from analyze.events import EventClusterer
 from core.bus.base import TOPIC_TICKETS, Bus
 from core.db.models import OPEN_TICKET_STATES, EventMemberRow, EventRow, TicketRow
 from core.db.session import Database
@@ -77,7 +77,9 @@ class EventStage:
         unique: dict[str, AnalyzedPost] = {}
         for post in posts:
             unique.setdefault(post.id, post)
-        posts = list(unique.values())
+        # Publication order, not arrival order: partitions interleave differently on every run, and the
+        # clusterer's answer depends on the order it sees posts in.
+        posts = sorted(unique.values(), key=lambda p: (p.published_at, p.id))
         ids = [p.id for p in posts]
         with self.db.transaction() as session:
             known = dict(

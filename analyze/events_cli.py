@@ -68,8 +68,24 @@ def _purity(groups: list[list[str]]) -> tuple[float, int]:
     return (majority / total if total else float("nan")), total
 
 
+def _eval_stream(posts: Path, truth: Path | None, half: int | None, lac: bool) -> None:
+    """``--posts/--truth``: score the clusterer and the bigram baseline on labelled stories."""
+    from alerts.events.evaluate import eval_stream
+
+    logging.basicConfig(level=logging.WARNING)
+    if truth is None or not posts.exists() or not truth.exists():
+        typer.echo("error: --posts and --truth must name existing files", err=True)
+        raise typer.Exit(2)
+    for name, value in eval_stream(posts, truth, half=half, lac=lac).items():
+        typer.echo(f"{name}: {value:.3f}" if isinstance(value, float) and not value.is_integer() else
+                   f"{name}: {value:g}")
+
+
 def eval_events(
-    file: Path = typer.Argument(..., help="mailbox-shaped JSONL: id, subject, body, time[, user, likes]"),
+    file: Path | None = typer.Argument(None, help="mailbox-shaped JSONL: id, subject, body, time[, user, likes]"),
+    posts: Path | None = typer.Option(None, "--posts", help="posts JSONL (project post format) to score"),
+    truth: Path | None = typer.Option(None, "--truth", help="JSONL external_id -> event_id (with --posts)"),
+    half: int | None = typer.Option(None, "--half", help="score only the even (0) or odd (1) stories"),
     top: int = 15,
     labels: Path | None = typer.Option(None, "--labels", help="JSONL with id and label (default: shared dev set)"),
     merge_labelled: bool = typer.Option(True, "--merge-labelled/--no-merge-labelled",
@@ -78,9 +94,18 @@ def eval_events(
     topics: bool = typer.Option(True, "--topics/--no-topics",
                                 help="classify topics as the analyze stage does (hot-window keys use them)"),
 ) -> None:
-    """Replay messages through the event clusterer; print top events, purity and duplicate recall."""
+    """Replay messages through the event clusterer; print top events, purity and duplicate recall (or, with
+    ``--posts/--truth``, B-cubed scores, the baseline's and detection delay)."""
+    if posts is not None:
+        _eval_stream(posts, truth, half, lac)
+        return
+    if file is None:
+        typer.echo("error: give a mailbox FILE, or --posts FILE --truth TRUTH", err=True)
+        raise typer.Exit(2)
+    from alerts.events.clusterer import EventClusterer
+    from alerts.events.minhash import minhash_signature
+    from alerts.events.places import anchor_keys, focus_text
     from analyze.entities import EntityExtractor
-    from analyze.events import EventClusterer, anchor_keys, focus_text, minhash_signature
     from analyze.normalize import normalize, text_for_scoring
     from analyze.privacy import mask_pii
     from analyze.segment import tokenize

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from alerts.events.minhash import minhash_signature
 from analyze.entities import EntityExtractor
-from analyze.events import minhash_signature
 from analyze.normalize import normalize, strip_html, text_for_scoring
 from analyze.privacy import mask_pii
 from analyze.sentiment.base import SentimentModel

@@ -96,8 +96,9 @@ def _texts() -> list[tuple[str, str, str, datetime]]:
 
 
 def _clusterer_figures(report: Callable[[str, float | int | str], None]) -> None:
+    from alerts.events.clusterer import EventClusterer
+    from alerts.events.minhash import minhash_signature
     from analyze.entities import EntityExtractor
-    from analyze.events import EventClusterer, minhash_signature
     from analyze.normalize import normalize, text_for_scoring
     from analyze.segment import tokenize
     from core.records import AnalyzedPost, Sentiment, SentimentLabel, Source, Topic, post_id

@@ -103,7 +103,7 @@ def bus_order(analysed: list, *, per_post_s: float, max_records: int | None = No
 def incident_figures(analysed: list, incident_of: dict[str, str]) -> dict[str, dict[str, int]]:
     """Per incident: ``events`` its posts are in, ``posts``, ``in_main`` and ``main_size`` of its main event;
     the posts are assigned in the order given."""
-    from analyze.events import EventClusterer
+    from alerts.events.clusterer import EventClusterer
 
     clusterer = EventClusterer()
     event_of = {post.id: clusterer.assign(post).event_id for post in analysed}

@@ -129,15 +129,10 @@ class AnalyzeSettings(BaseModel):
     minhash_perms: int = Field(default=64, ge=16)
     minhash_bands: int = Field(default=16, ge=2)
     near_dup_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
-    event_window_hours: float = Field(default=72.0, gt=0)
-    # Citizen messages about one compound or company span weeks: anchor matches look this far back.
-    event_anchor_window_days: float = Field(default=45.0, gt=0)
-    # A breaking matter told in other words joins its event when it names the same town (or district and
-    # topic) within this many hours.
-    event_hot_window_hours: float = Field(default=12.0, gt=0)
-    # A post sharing only a place with an event joins it while that event is breaking there: named at the
-    # place at least twice within this many minutes, and by at least half of its posts.
-    event_place_join_minutes: float = Field(default=15.0, gt=0)
+    # An event quiet for this long takes no new post by its words (alerts/events/config.py holds the other knobs).
+    event_window_hours: float = Field(default=48.0, gt=0)
+    # A story retold this many days later (nearly the same text) revives its event.
+    event_revive_window_days: float = Field(default=60.0, gt=0)
     # Ceiling of the event stage's in-memory index (~5 KiB per post, so ~0.5 GB): the oldest entries go first.
     event_index_max_posts: int = Field(default=100_000, ge=1000)
     batch_size: int = Field(default=128, ge=1)

@@ -24,10 +24,10 @@ from core.store.base import PostStore
 if TYPE_CHECKING:
     from alerts.deadlines import DeadlinePolicy
     from alerts.engine import RuleEngine
+    from alerts.events.clusterer import EventClusterer
     from alerts.notifiers.base import Notifier
     from alerts.routing import Router
     from alerts.worker import EventStage
-    from analyze.events import EventClusterer
     from analyze.pipeline import Analyzer
     from analyze.sentiment.base import SentimentModel
 
@@ -188,17 +188,19 @@ class Container:
     @cached_property
     def clusterer(self) -> EventClusterer:
         """The event clusterer, its index rebuilt from the posts of the recent window."""
-        from analyze.events import EventClusterer
+        from alerts.events.clusterer import EventClusterer
+        from alerts.events.config import ClustererConfig
         from core.records import utcnow
 
         a = self.settings.analyze
         clusterer = EventClusterer(
-            num_perm=a.minhash_perms, bands=a.minhash_bands, threshold=a.near_dup_threshold,
-            window_hours=a.event_window_hours, anchor_window_days=a.event_anchor_window_days,
-            hot_window_hours=a.event_hot_window_hours, place_join_minutes=a.event_place_join_minutes,
-            max_posts=a.event_index_max_posts,
+            ClustererConfig(
+                num_perm=a.minhash_perms, bands=a.minhash_bands, near_dup_threshold=a.near_dup_threshold,
+                window_hours=a.event_window_hours, revive_window_days=a.event_revive_window_days,
+                max_posts=a.event_index_max_posts,
+            )
         )
-        since = utcnow() - timedelta(days=max(a.event_anchor_window_days, a.event_window_hours / 24.0))
+        since = utcnow() - timedelta(days=max(a.event_revive_window_days, a.event_window_hours / 24.0))
         clusterer.rebuild(self.post_store.recent_signatures(since))
         return clusterer
 

@@ -14,6 +14,7 @@ column (``to_record`` hides it) because the schema has no free JSON column on ev
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +60,49 @@ def _title_of(post: AnalyzedPost) -> str:
     if len(text) > TITLE_CHARS:
         text = text[: TITLE_CHARS - 1] + "…"
     return text or "（无标题）"
+
+
+_SUBJECT = re.compile(r"[0-9A-Za-z\u3400-\u9fff]+")
+SUBJECT_CHARS = 16
+MAX_MATTERS = 200  # subject keys counted per event (the commonest are kept)
+
+
+def _subject_key(post: AnalyzedPost) -> str:
+    """What a post is about, as a key: the opening characters of its masked text (copies and light edits
+    share it; titles are too varied to), or its title without text; a repost votes for its original."""
+    if post.repost_of:
+        return f"{post.source.value}:{post.repost_of}"
+    text = "".join(_SUBJECT.findall(post.text_masked or post.title_masked or ""))
+    return text[:SUBJECT_CHARS]
+
+
+def _vote(matters: dict[str, list[Any]], post: AnalyzedPost) -> None:
+    """Count the post for its matter; a non-repost also offers its title for its own matter and for its
+    reposts' (matters: key -> [votes, title time, title post id, title])."""
+    key = _subject_key(post)
+    entry = matters.setdefault(key, [0, "", "", ""])
+    entry[0] += 1
+    if post.repost_of:
+        return
+    offer = [post.published_at.isoformat(), post.id, _title_of(post)]
+    for k in (key, f"{post.source.value}:{post.external_id}"):
+        e = matters.get(k) if k != key else entry
+        if e is None:
+            e = matters[k] = [0, "", "", ""]
+        if not e[1] or _earlier(offer[:2], e[1:3]):
+            e[1:4] = offer
+
+
+def _representative(matters: dict[str, list[Any]]) -> list[Any] | None:
+    """The titled matter with the most votes (ties: the earliest title, then post id)."""
+    titled = [e for e in matters.values() if e[1]]
+    if not titled:
+        return None
+    best = titled[0]
+    for e in titled[1:]:
+        if e[0] > best[0] or (e[0] == best[0] and _earlier(e[1:3], best[1:3])):
+            best = e
+    return best
 
 
 def _top(counts: dict[str, int], n: int) -> list[str]:
@@ -146,6 +190,7 @@ def _update_row(row: EventRow, fresh: list[AnalyzedPost], *, new_authors: int) -
     districts: dict[str, int] = dict(agg.get("districts") or {})
     reps: list[list[Any]] = [list(r) for r in agg.get("reps") or []]
     title_from: list[str] | None = agg.get("title_from")
+    matters: dict[str, list[Any]] = {k: list(v) for k, v in (agg.get("matters") or {}).items()}
     series: dict[str, int] = dict(row.heat_series or {})
     size = row.size or 0
     if size == 0:
@@ -164,7 +209,8 @@ def _update_row(row: EventRow, fresh: list[AnalyzedPost], *, new_authors: int) -
         hour = _utc_hour(post.published_at)
         series[hour] = series.get(hour, 0) + 1
         reps.append([post.id, post.engagement.total, post.published_at.isoformat()])
-        # The title comes from the earliest post (ties: smallest id), whatever order posts arrive in.
+        _vote(matters, post)
+        # Without a titled matter (only reposts so far) the earliest post's title stands in.
         key = [post.published_at.isoformat(), post.id]
         if title_from is None or _earlier(key, title_from):
             title_from = key
@@ -174,6 +220,13 @@ def _update_row(row: EventRow, fresh: list[AnalyzedPost], *, new_authors: int) -
         if post.published_at > row.last_seen:
             row.last_seen = post.published_at
     row.size = size
+    # The title is a representative post of the event's majority matter: an event that drifted (or a
+    # story whose first post was an off-topic aside) is named by what most of its posts are about.
+    if len(matters) > MAX_MATTERS:
+        matters = dict(sorted(matters.items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_MATTERS])
+    best = _representative(matters)
+    if best is not None:
+        row.title = best[3]
     row.unique_authors = (row.unique_authors or 0) + new_authors + sum(1 for p in fresh if not p.author_hash)
     reps.sort(key=lambda r: (-int(r[1]), r[2], r[0]))
     reps = reps[:REPRESENTATIVES]
@@ -191,7 +244,7 @@ def _update_row(row: EventRow, fresh: list[AnalyzedPost], *, new_authors: int) -
         velocity_per_hour=velocity, negative_share=row.negative_count / size,
     )
     sources[AGG_KEY] = {"topics": topics, "places": places, "districts": districts, "reps": reps,
-                        "title_from": title_from}
+                        "title_from": title_from, "matters": matters}
     row.sources = sources
     row.updated_at = utcnow()
 

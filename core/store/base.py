@@ -65,7 +65,7 @@ class Overview(BaseModel):
 
 
 class SignatureRow(BaseModel):
-    """What the event clusterer needs to rebuild its index after a restart (anchors included)."""
+    """What the event clusterer needs to rebuild its index after a restart (text, anchors, signature)."""
 
     post_id: str
     event_id: str
@@ -75,6 +75,7 @@ class SignatureRow(BaseModel):
     external_id: str = ""
     repost_of: str | None = None
     title: str = ""
+    text_norm: str = ""  # the clusterer recomputes the post's TF-IDF vector from it
     tokens: list[str] = Field(default_factory=list)
     entities: Entities = Field(default_factory=Entities)
     topic: str = ""  # level-1 topic (the district/topic keys of the hot-window rule)

@@ -363,7 +363,7 @@ class ElasticsearchPostStore(PostStore):
                                           {"exists": {"field": "event_id"}}]}},
             "sort": [{"published_at": "asc"}, {"id": "asc"}], "size": 1000,
             "_source": ["id", "event_id", "doc.published_at", "doc.signature", "doc.source", "doc.external_id",
-                        "doc.repost_of", "doc.title", "doc.title_masked", "doc.tokens", "doc.entities",
+                        "doc.repost_of", "doc.title", "doc.title_masked", "doc.text_norm", "doc.tokens", "doc.entities",
                         "doc.topic.l1", "doc.sentiment.label"]}
         while True:
             hits = self._search(body)["hits"]["hits"]
@@ -374,7 +374,7 @@ class ElasticsearchPostStore(PostStore):
                                    signature=doc.get("signature", []), source=doc.get("source", ""),
                                    external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
                                    title=doc.get("title_masked") or doc.get("title") or "",
-                                   tokens=doc.get("tokens") or [],
+                                   text_norm=doc.get("text_norm") or "", tokens=doc.get("tokens") or [],
                                    entities=Entities.model_validate(doc.get("entities") or {}),
                                    topic=(doc.get("topic") or {}).get("l1") or "",
                                    sentiment=(doc.get("sentiment") or {}).get("label") or "")

@@ -705,7 +705,7 @@ class SqlitePostStore(PostStore):
                                    signature=unpack_signature(blob), source=doc.get("source", ""),
                                    external_id=doc.get("external_id", ""), repost_of=doc.get("repost_of"),
                                    title=doc.get("title_masked") or doc.get("title") or "",
-                                   tokens=doc.get("tokens") or [],
+                                   text_norm=doc.get("text_norm") or "", tokens=doc.get("tokens") or [],
                                    entities=Entities.model_validate(doc.get("entities") or {}),
                                    topic=(doc.get("topic") or {}).get("l1") or "",
                                    sentiment=(doc.get("sentiment") or {}).get("label") or "")

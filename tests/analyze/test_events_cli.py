@@ -56,3 +56,27 @@ def test_missing_file_is_a_clear_error(tmp_path):
     app.command()(eval_events)
     result = CliRunner().invoke(app, [str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_posts_and_truth_print_bcubed_the_baseline_and_delay(tmp_path):
+    def rec(ext, text, minute, repost_of=None):
+        return {"source": "weibo", "external_id": ext, "title": "", "text": text, "author": "u",
+                "published_at": f"2012-10-01T08:{minute:02d}:00+08:00", "repost_of": repost_of}
+
+    posts = [rec(f"m{n}", MIXER + "！" * n, n) for n in range(6)]
+    posts += [rec(f"b{n}", BUS + "。" * n, 10 + n) for n in range(2)]
+    posts.append(rec("r1", "转发微博", 20, repost_of="b0"))
+    truth = [{"external_id": p["external_id"], "event_id": "mixer" if p["external_id"].startswith("m") else "bus"}
+             for p in posts]
+    pf, tf = tmp_path / "posts.jsonl", tmp_path / "truth.jsonl"
+    pf.write_text("\n".join(json.dumps(p, ensure_ascii=False) for p in posts), encoding="utf-8")
+    tf.write_text("\n".join(json.dumps(t) for t in truth), encoding="utf-8")
+    app = typer.Typer()
+    app.command()(eval_events)
+    result = CliRunner().invoke(app, ["--posts", str(pf), "--truth", str(tf)])
+    assert result.exit_code == 0, result.output
+    fig = _figures(result.output)
+    assert fig["events.bcubed_f1"] == "1" and fig["events.stories"] == "2"
+    assert fig["events.delay5_median_min"] == "4" and "baseline.bcubed_f1" in fig
+    bad = CliRunner().invoke(app, ["--posts", str(pf)])
+    assert bad.exit_code == 2
