@@ -101,7 +101,8 @@ def build_sentiment(settings: Settings) -> SentimentModel:
         except ModuleNotFoundError as exc:
             raise _need("ml", "scikit-learn/jieba") from exc
         ngram_dir = Path(settings.analyze.sentiment_model_dir) if settings.analyze.sentiment_model_dir else None
-        return NgramSentiment(ngram_dir)
+        return NgramSentiment(ngram_dir, threads=settings.analyze.sentiment_threads,
+                              batch_size=settings.analyze.sentiment_batch)
     if choice == "transformer" or settings.analyze.sentiment_model_dir:
         # Offline by design: models ship with the project or come from a local directory, never a hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

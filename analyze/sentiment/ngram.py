@@ -8,9 +8,13 @@ Heads (logistic regressions on those features, trained on the ``train`` split on
 - ``review``: negative vs positive, product reviews (waimai, hotel, shopping);
 - ``social``: negative vs positive, Weibo posts (the 2-class sets, the polar rows of the 3-class sets) and the
   hand-written government-domain posts in ``data/gov_train.csv``;
+- ``pooled``: negative vs positive on every set's polar rows (the TF-IDF baseline's data);
 - ``tri``: negative / positive / neutral (covid_weibo, smp2020_usual and gov_train.csv);
 - ``domain``: review vs social text, and ``gov``: government-domain post vs other social text (which head
   to trust, and where 中性 notices are common).
+
+Transformer (``ngram.json`` ``"transformer": true``): the small review-trained transformer shipped in
+``model/`` is a further member; its logit enters the stacker like a head's.
 
 Stacker (fitted on the ``val`` split, which no head saw): two small logistic regressions over the heads'
 logits and their products with the domain probability - ``polar`` (negative vs positive, every set) and
@@ -41,7 +45,8 @@ logger = logging.getLogger(__name__)
 SHIPPED_NGRAM_DIR = Path(__file__).resolve().parent / "model" / "ngram"
 N_FEATURES = 2**20
 TEXT_CAP = 600  # chars: head 400 + tail 200; verdicts sit at the start or the end of long reviews
-HEADS = ("review", "social", "tri", "domain", "gov")
+PRUNE = 0.02  # |weight| below this is stored as 0 (the scores move by < 0.01 in logit)
+HEADS = ("review", "social", "pooled", "tri", "domain", "gov")
 # Class order of the 3-way outputs everywhere in this module.
 NEG, POS, NEU = 0, 1, 2
 
@@ -138,14 +143,18 @@ def head_logits(heads: dict[str, tuple[Any, Any]], x: Any) -> dict[str, Any]:
     return out
 
 
-def stack_features(logits: dict[str, Any]) -> Any:
-    """The stacker's inputs: head outputs, the domain probability, and their products."""
+def stack_features(logits: dict[str, Any], transformer: Any = None) -> Any:
+    """The stacker's inputs: head outputs (and the transformer's logit), domain probabilities, their products."""
     import numpy as np
 
     tri = logits["tri"] - logits["tri"].mean(axis=1, keepdims=True)
     p_review = 1.0 / (1.0 + np.exp(-np.clip(logits["domain"], -30, 30)))
     p_gov = (1.0 - p_review) / (1.0 + np.exp(-np.clip(logits["gov"], -30, 30)))
-    base = np.column_stack([logits["review"], logits["social"], tri[:, NEG] - tri[:, POS], tri[:, NEU]])
+    base = np.column_stack([logits["review"], logits["social"], logits["pooled"], tri[:, NEG] - tri[:, POS],
+                            tri[:, NEU]])
+    if transformer is not None:
+        p = np.clip(np.asarray(transformer, dtype=np.float64), 1e-6, 1 - 1e-6)
+        base = np.column_stack([base, np.log(p / (1 - p))])
     return np.column_stack([base, base * p_review[:, None], base * p_gov[:, None], p_review, p_gov])
 
 
@@ -154,7 +163,7 @@ class NgramSentiment(SentimentModel):
 
     name = "ensemble"
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(self, model_dir: Path | None = None, *, threads: int = 2, batch_size: int = 64) -> None:
         import numpy as np
 
         self.model_dir = Path(model_dir) if model_dir is not None else SHIPPED_NGRAM_DIR
@@ -172,6 +181,11 @@ class NgramSentiment(SentimentModel):
         self.heads = heads
         self.stackers = {k: (np.asarray(v["coef"], dtype=np.float64), np.asarray(v["intercept"], dtype=np.float64))
                          for k, v in meta["stackers"].items()}
+        self.transformer: SentimentModel | None = None
+        if meta.get("transformer"):
+            from analyze.sentiment.transformer import TransformerSentiment
+
+            self.transformer = TransformerSentiment(threads=threads, batch_size=batch_size)
         _jieba()
 
     # -- scoring -------------------------------------------------------------------------------------
@@ -207,8 +221,10 @@ class NgramSentiment(SentimentModel):
         polar = np.full(n, 0.5)
         keep = [i for i, t in enumerate(texts) if str(t).strip()]
         if keep:
-            x = self.featurizer.transform([str(texts[i]) for i in keep])
-            z = stack_features(head_logits(self.heads, x))
+            kept = [str(texts[i]) for i in keep]
+            x = self.featurizer.transform(kept)
+            p_tr = self.transformer.predict_negative(kept) if self.transformer is not None else None
+            z = stack_features(head_logits(self.heads, x), p_tr)
             p_neg_polar = _sigmoid(z @ self.stackers["polar"][0] + self.stackers["polar"][1])
             p_neu = _sigmoid(z @ self.stackers["neutral"][0] + self.stackers["neutral"][1])
             polar[keep] = p_neg_polar
@@ -232,7 +248,9 @@ def save_model(directory: Path, *, idf: Any, heads: dict[str, tuple[Any, Any]], 
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {"idf": idf.astype(np.float32)}
     for name, (coef, intercept) in heads.items():
-        arrays[f"{name}_coef"] = np.asarray(coef, dtype=np.float16)
+        coef = np.asarray(coef, dtype=np.float32).copy()
+        coef[np.abs(coef) < PRUNE] = 0.0  # buckets no text moved: zeros compress to nothing
+        arrays[f"{name}_coef"] = coef.astype(np.float16)
         arrays[f"{name}_intercept"] = np.asarray(intercept, dtype=np.float32)
     np.savez_compressed(directory / "ngram.npz", **arrays)
     meta = {"n_features": int(idf.shape[0]),

@@ -27,6 +27,7 @@ from analyze.sentiment.ngram import (
     NEG,
     NEU,
     POS,
+    PRUNE,
     SHIPPED_NGRAM_DIR,
     NgramFeaturizer,
     head_logits,
@@ -53,7 +54,7 @@ def gov_corpus(path: Path = GOV_TRAIN, *, seed: int = 42) -> Corpus:
 
 def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, seed: int = 42,
                 limit: int | None = None, c_review: float = 8.0, c_social: float = 4.0,
-                c_tri: float = 4.0) -> dict[str, Any]:
+                c_tri: float = 4.0, cache_dir: Path | None = None, transformer: bool = True) -> dict[str, Any]:
     """Fit heads and stackers, write the model to ``out``; returns what it measured on the val split."""
     import numpy as np
     import scipy.sparse as sp
@@ -66,7 +67,7 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
     counts: dict[tuple[str, str], Any] = {}
     for name, corpus in corpora.items():
         for part in ("train", "val"):
-            counts[(name, part)] = feat.counts([r.text for r in corpus.parts[part]])
+            counts[(name, part)] = _counts(feat, [r.text for r in corpus.parts[part]], cache_dir)
     logger.info("hashed %d texts in %.0f s", sum(m.shape[0] for m in counts.values()), time.monotonic() - t0)
     feat.fit_idf(sp.vstack([counts[(n, "train")] for n in corpora]).tocsr())
     x = {k: feat.weight(m) for k, m in counts.items()}
@@ -94,6 +95,7 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
     specs = {
         "review": (reviews, polar_rows, c_review),
         "social": (social, polar_rows, c_social),
+        "pooled": (list(corpora), polar_rows, 4.0),
         "tri": (three, lambda r: True, c_tri),
     }
     for head, (names, keep, c) in specs.items():
@@ -123,17 +125,24 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
     clf = LogisticRegression(C=4.0, max_iter=1000, solver="liblinear", class_weight="balanced").fit(
         sp.vstack([xg, xo]).tocsr(), np.r_[np.ones(xg.shape[0]), np.zeros(xo.shape[0])])
     heads["gov"] = (clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32))
-    assert tuple(heads) == HEADS
+    heads = {h: heads[h] for h in HEADS}
     # float16 round trip, as shipped, before the stacker sees the heads
-    heads = {k: (c.astype(np.float16).astype(np.float32), b) for k, (c, b) in heads.items()}
+    heads = {k: (np.where(np.abs(c) < PRUNE, 0.0, c).astype(np.float16).astype(np.float32), b)
+             for k, (c, b) in heads.items()}
 
     # stackers on the val split (balanced so every set weighs the same)
+    member = None
+    if transformer:
+        from analyze.sentiment.transformer import TransformerSentiment
+
+        member = TransformerSentiment(threads=2)
     zs, ys, ws, names = [], [], [], []
     for n in corpora:
         rows = corpora[n].parts["val"]
         if not rows:
             continue
-        zs.append(stack_features(head_logits(heads, x[(n, "val")])))
+        p_tr = member.predict_negative([r.text for r in rows]) if member is not None else None
+        zs.append(stack_features(head_logits(heads, x[(n, "val")]), p_tr))
         ys.append(np.array([r.label for r in rows]))
         ws.append(np.full(len(rows), 1000.0 / len(rows)))
         names.extend([n] * len(rows))
@@ -154,8 +163,27 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
         p = s_polar.predict_proba(z[m])[:, 1]
         pm = y[m] != NEUTRAL
         val[f"{n}.polar_accuracy"] = round(float(((p[pm] >= 0.5) == (y[m][pm] == NEGATIVE)).mean()), 4)
-    info = {"seed": seed, "limit": limit, "c": {"review": c_review, "social": c_social, "tri": c_tri},
+    info = {"transformer": member is not None,
+            "seed": seed, "limit": limit, "c": {"review": c_review, "social": c_social, "tri": c_tri},
             "set_weight": SET_WEIGHT, "train_rows": {n: len(c.parts["train"]) for n, c in corpora.items()},
             "val": val, "wall_seconds": round(time.monotonic() - t0)}
     save_model(out, idf=feat.idf, heads=heads, stackers=stackers, info=info)
     return info
+
+
+def _counts(feat: NgramFeaturizer, texts: list[str], cache_dir: Path | None) -> Any:
+    """Hashed counts, from ``cache_dir`` when the same texts were hashed before (repeated training runs)."""
+    import hashlib
+
+    import scipy.sparse as sp
+
+    if cache_dir is None:
+        return feat.counts(texts)
+    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:20]
+    path = cache_dir / f"counts-{feat.n_features}-{key}.npz"
+    if path.is_file():
+        return sp.load_npz(path).tocsr()
+    matrix = feat.counts(texts)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    sp.save_npz(path, matrix)
+    return matrix

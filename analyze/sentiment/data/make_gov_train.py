@@ -128,6 +128,27 @@ NEUTRAL_THINGS = ("停水", "停电", "道路", "公交线路", "垃圾分类", 
                   "高考", "养老补贴",
                   "公租房", "不动产登记", "义务教育招生", "城市更新", "安全生产", "食品安全", "文明城市创建")
 
+# A solved problem is praise even though it names the problem ("再也不堵了"); the same problem still there is
+# a complaint.
+PROBLEMS = ("堵车", "积水", "停电", "排长队", "跑冤枉路", "闻到臭味", "担心孩子安全", "踩一脚泥", "扛着煤气罐上楼",
+            "半夜被吵醒", "绕远路", "看病难", "停车难", "挤公交", "乱扔垃圾", "漏水", "跑好几趟")
+SOLVED = ("以后再也不用{x}了", "，现在再也不{x}了", "，告别了{x}", "，{x}的老大难问题终于解决了", "，从此不再{x}",
+          "，以前天天{x}，现在好多了", "，一点都不用{x}了")
+STILL = ("，还是天天{x}", "，照样{x}", "，{x}的问题一直没人解决", "，越来越{x}", "，每天都要{x}")
+FIXES = ("{p}新修了停车场", "{p}的排水管网改造好了", "{p}装了新的变压器", "{p}开通了网上办理", "{p}修了一座人行天桥",
+         "{p}建了地下通道", "{p}的菜市场改造完成", "{p}通了天然气", "{p}设了护学岗", "{p}的卫生院搬进了新楼",
+         "{p}增开了一条公交线路", "{p}的背街小巷全部硬化了", "{p}安装了隔音屏", "{p}的医院开了便民门诊")
+NEWS_NEUTRAL = (
+    "{p}新闻办召开发布会，介绍{s}有关情况。",
+    "{p}政府召开常务会议，研究{s}等事项。",
+    "{p}{s}办公地址变更为人民路{k}号，办公电话不变。",
+    "{p}通报{s}进展：已完成年度任务的{k}%。",
+    "{p}{s}办理指南更新，新增网上预约渠道。",
+    "{p}今日开展{s}演练，届时会有警报声，请勿惊慌。",
+    "{p}{s}服务点迁至新址，原址停止办公。",
+    "{p}领导调研{s}工作，要求抓好落实。",
+)
+
 
 def build(seed: int = 7, per_class: int = 700) -> list[tuple[int, str]]:
     rng = random.Random(seed)
@@ -141,7 +162,18 @@ def build(seed: int = 7, per_class: int = 700) -> list[tuple[int, str]]:
         subj = rng.choice(subjects)
         head = f"{rng.choice(COMPLAIN_OPEN)}{rng.choice(PLACES)}{subj.format(k=rng.randint(1, 12))}"
         found[0].add(f"{head}{rng.choice(THINGS[subj][1])}，{rng.choice(COMPLAIN_EXTRA)}".rstrip("，"))
-    while len(found[2]) < per_class:
+    while len(found[1]) < per_class + per_class // 3:
+        x = rng.choice(PROBLEMS)
+        found[1].add(rng.choice(FIXES).format(p=rng.choice(PLACES)) + rng.choice(SOLVED).format(x=x)
+                     + rng.choice(("", "", "。", "，点赞！", "，谢谢！", "，真好。")))
+    while len(found[0]) < per_class + per_class // 6:
+        x = rng.choice(PROBLEMS)
+        found[0].add(f"{rng.choice(PLACES)}{rng.choice(list(THINGS)).format(k=rng.randint(1, 12))}"
+                     + rng.choice(STILL).format(x=x) + rng.choice(("", "。", "，谁来管管？", "，太难了。")))
+    while len(found[2]) < per_class + per_class // 3:
+        place = rng.choice(PLACES) or "本市"
+        found[2].add(rng.choice(NEWS_NEUTRAL).format(p=place, s=rng.choice(NEUTRAL_THINGS), k=rng.randint(1, 99)))
+    while len(found[2]) < per_class * 2:
         place = rng.choice(PLACES) or "本市"
         text = rng.choice(NEUTRAL).format(p=place, s=rng.choice(NEUTRAL_THINGS), k=rng.randint(1, 28))
         found[2].add(text)
