@@ -132,6 +132,14 @@ NEUTRAL_THINGS = ("停水", "停电", "道路", "公交线路", "垃圾分类", 
 # a complaint.
 PROBLEMS = ("堵车", "积水", "停电", "排长队", "跑冤枉路", "闻到臭味", "担心孩子安全", "踩一脚泥", "扛着煤气罐上楼",
             "半夜被吵醒", "绕远路", "看病难", "停车难", "挤公交", "乱扔垃圾", "漏水", "跑好几趟")
+NUISANCES = ("异味", "噪音", "积水", "垃圾", "臭味", "灰尘", "油烟")
+SOLVED_NOUN = ("，现在一点{n}都没有了", "，{n}全没了", "，再也闻不到{n}了", "，{n}问题彻底解决了")
+REMINDERS = ("大家出门注意别乱扔垃圾。", "请大家文明出行，注意安全。",
+             "大家记得按时去办理。", "有需要的邻居可以去看看。",
+             "大家互相转告一下。")
+WORKERS = ("环卫工人", "社区志愿者", "网格员", "交警", "快递小哥", "供电抢修队", "消防员", "医护人员")
+WORK = ("天不亮就在路口忙了", "大冷天还在街上清扫",
+        "冒雨在路口执勤", "连夜抢修线路", "挨家挨户上门登记", "一直守在岗位上")
 SOLVED = ("以后再也不用{x}了", "，现在再也不{x}了", "，告别了{x}", "，{x}的老大难问题终于解决了", "，从此不再{x}",
           "，以前天天{x}，现在好多了", "，一点都不用{x}了")
 STILL = ("，还是天天{x}", "，照样{x}", "，{x}的问题一直没人解决", "，越来越{x}", "，每天都要{x}")
@@ -166,6 +174,12 @@ def build(seed: int = 7, per_class: int = 700) -> list[tuple[int, str]]:
         x = rng.choice(PROBLEMS)
         found[1].add(rng.choice(FIXES).format(p=rng.choice(PLACES)) + rng.choice(SOLVED).format(x=x)
                      + rng.choice(("", "", "。", "，点赞！", "，谢谢！", "，真好。")))
+    while len(found[1]) < per_class + per_class // 2:
+        fix = rng.choice(FIXES).format(p=rng.choice(PLACES))
+        found[1].add(fix + rng.choice(SOLVED_NOUN).format(n=rng.choice(NUISANCES)) + rng.choice(("", "。", "，点赞！")))
+    while len(found[1]) < per_class + per_class // 2 + 150:
+        found[1].add(f"{rng.choice(PLACES)}的{rng.choice(WORKERS)}{rng.choice(WORK)}，"
+                     + rng.choice(("辛苦了！", "致敬！", "", "")) + rng.choice(REMINDERS))
     while len(found[0]) < per_class + per_class // 6:
         x = rng.choice(PROBLEMS)
         found[0].add(f"{rng.choice(PLACES)}{rng.choice(list(THINGS)).format(k=rng.randint(1, 12))}"
