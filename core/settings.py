@@ -114,7 +114,7 @@ class AnalyzeSettings(BaseModel):
 
     # ensemble: the shipped n-gram ensemble (reviews + Weibo + government posts, a learnt 中性 class);
     # transformer: the small review-trained transformer; tfidf / snownlp: the evaluation baselines.
-    sentiment_model: Literal["ensemble", "snownlp", "transformer", "tfidf"] = "transformer"
+    sentiment_model: Literal["ensemble", "snownlp", "transformer", "tfidf"] = "ensemble"
     # ensemble: a directory written by ``yuqing train sentiment-ngram``; transformer (or any other choice, for
     # compatibility): a local transformers sequence-classification model (config + weights + tokenizer).
     sentiment_model_dir: str | None = None

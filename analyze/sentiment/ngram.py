@@ -18,11 +18,10 @@ Transformer (``ngram.json`` ``"transformer": true``): the small review-trained t
 ``model/`` is a further member; its logit enters the stacker like a head's.
 
 Stacker (fitted on the ``val`` split, which no head saw): two small logistic regressions over the heads'
-logits and their products with the domain probability - ``polar`` (negative vs positive, every set) and
-``neutral`` (neutral vs not, the 3-class sets and gov_train.csv). The output is hierarchical:
-P(neutral) from ``neutral``; P(negative) = (1 - P(neutral)) x P(negative | polar). Both are fitted
-log-loss models on held-out rows, so P(negative) is calibrated; ``calibration`` in ``ngram.json`` records
-the measured expected calibration error.
+logits and their products with the domain probabilities - ``polar`` (negative vs positive, every set:
+the 2-class decision, ``predict_both``) and ``tri`` (multinomial negative / positive / neutral, the 3-class
+sets and gov_train.csv: the 3-class verdict and the P(negative) the rules use). Both are log-loss models
+fitted on held-out rows, so their probabilities are calibrated.
 
 Files (``model/ngram/``): ``ngram.json`` (settings, stacker weights, metadata) and ``ngram.npz`` (IDF and the
 head weights, float16) - plain arrays, no pickle. ``yuqing train sentiment-ngram`` rebuilds them.
@@ -249,12 +248,9 @@ class NgramSentiment(SentimentModel):
             x = self.featurizer.transform(kept)
             p_tr = self.transformer.predict_negative(kept) if self.transformer is not None else None
             z = stack_features(head_logits(self.heads, x), p_tr)
-            p_neg_polar = _sigmoid(z @ self.stackers["polar"][0] + self.stackers["polar"][1])
-            p_neu = _sigmoid(z @ self.stackers["neutral"][0] + self.stackers["neutral"][1])
-            polar[keep] = p_neg_polar
-            proba3[keep, NEG] = (1 - p_neu) * p_neg_polar
-            proba3[keep, POS] = (1 - p_neu) * (1 - p_neg_polar)
-            proba3[keep, NEU] = p_neu
+            polar[keep] = _sigmoid(z @ self.stackers["polar"][0] + self.stackers["polar"][1])
+            coef, intercept = self.stackers["tri"]
+            proba3[keep] = _softmax(z @ coef.T + intercept)
         return proba3, polar
 
 
@@ -278,7 +274,8 @@ def save_model(directory: Path, *, idf: Any, heads: dict[str, tuple[Any, Any]], 
         arrays[f"{name}_intercept"] = np.asarray(intercept, dtype=np.float32)
     np.savez_compressed(directory / "ngram.npz", **arrays)
     meta = {"n_features": int(idf.shape[0]),
-            "stackers": {k: {"coef": [float(c) for c in coef], "intercept": float(b)}
+            "stackers": {k: {"coef": np.asarray(coef, dtype=float).tolist(),
+                             "intercept": np.asarray(b, dtype=float).tolist()}
                          for k, (coef, b) in stackers.items()},
             **info}
     (directory / "ngram.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -57,7 +57,8 @@ def gov_corpus(path: Path = GOV_TRAIN, *, seed: int = 42) -> Corpus:
 
 def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, seed: int = 42,
                 limit: int | None = None, c_review: float = 8.0, c_social: float = 4.0,
-                c_tri: float = 4.0, cache_dir: Path | None = None, transformer: bool = False) -> dict[str, Any]:
+                c_tri: float = 4.0, cache_dir: Path | None = None, transformer: bool = False,
+                stack_weighting: str = "sqrt") -> dict[str, Any]:
     """Fit heads and stackers, write the model to ``out``; returns what it measured on the val split."""
     import numpy as np
     import scipy.sparse as sp
@@ -133,14 +134,14 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
     heads = {k: (np.where(np.abs(c) < PRUNE, 0.0, c).astype(np.float16).astype(np.float32), b)
              for k, (c, b) in heads.items()}
 
-    # stackers on the val split; each set weighs sqrt(its rows) (between natural and balanced: the
-    # large sets do not drown the small hand-labelled ones, nor the reverse)
+    # stackers on the val split. polar: each set weighs sqrt(its rows) ("sqrt"; "balanced": all the same);
+    # tri: the 3-class sets and gov weigh the same. (9 weightings x C were compared, docs in the model card.)
     member = None
     if transformer:
         from analyze.sentiment.transformer import TransformerSentiment
 
         member = TransformerSentiment(threads=2)
-    zs, ys, ws, names = [], [], [], []
+    zs, ys, ws, ws_tri, names = [], [], [], [], []
     for n in corpora:
         rows = corpora[n].parts["val"]
         if not rows:
@@ -148,36 +149,20 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
         p_tr = member.predict_negative([r.text for r in rows]) if member is not None else None
         zs.append(stack_features(head_logits(heads, x[(n, "val")]), p_tr))
         ys.append(np.array([r.label for r in rows]))
-        ws.append(np.full(len(rows), 30.0 / math.sqrt(len(rows))))
+        per_row = 1000.0 / len(rows) if stack_weighting == "balanced" else 30.0 / math.sqrt(len(rows))
+        ws.append(np.full(len(rows), per_row))
+        ws_tri.append(np.full(len(rows), 1000.0 / len(rows)))
         names.extend([n] * len(rows))
     z, y, w, set_of = np.vstack(zs), np.concatenate(ys), np.concatenate(ws), np.array(names)
+    w_tri = np.concatenate(ws_tri)
     polar = y != NEUTRAL
-    s_polar = LogisticRegression(C=1.0, max_iter=2000).fit(z[polar], (y[polar] == NEGATIVE).astype(int),
+    s_polar = LogisticRegression(C=10.0, max_iter=3000).fit(z[polar], (y[polar] == NEGATIVE).astype(int),
                                                           sample_weight=w[polar])
     in3 = np.isin(set_of, three)
-    s_neu = LogisticRegression(C=1.0, max_iter=2000).fit(z[in3], (y[in3] == NEUTRAL).astype(int),
-                                                        sample_weight=w[in3])
-    # 中性 is a minority class: shift its logit to the value that maximises macro-F1 on the 3-class val rows
-    # (a prior shift: the ranking, and so the calibration of P(negative | polar), is unchanged)
-    p_pol_val = s_polar.predict_proba(z[in3])[:, 1]
-    neu_logit = s_neu.decision_function(z[in3])
-    y3 = y[in3]
-
-    def macro_f1(shift: float) -> float:
-        p_neu = 1 / (1 + np.exp(-(neu_logit + shift)))
-        probs = np.column_stack([(1 - p_neu) * p_pol_val, (1 - p_neu) * (1 - p_pol_val), p_neu])
-        order = {NEGATIVE: NEG, POSITIVE: POS, NEUTRAL: NEU}
-        gold = np.array([order[int(v)] for v in y3])
-        pred = probs.argmax(axis=1)
-        f1s = []
-        for c in (NEG, POS, NEU):
-            tp = float(((pred == c) & (gold == c)).sum())
-            f1s.append(2 * tp / max(1.0, float((pred == c).sum() + (gold == c).sum())))
-        return sum(f1s) / 3
-
-    shift = max((round(float(b), 2) for b in np.arange(-1.0, 1.01, 0.1)), key=macro_f1)
+    y_tri = np.array([_TRI[int(v)] for v in y[in3]])
+    s_tri = LogisticRegression(C=0.1, max_iter=3000).fit(z[in3], y_tri, sample_weight=w_tri[in3])
     stackers = {"polar": (s_polar.coef_[0], float(s_polar.intercept_[0])),
-                "neutral": (s_neu.coef_[0], float(s_neu.intercept_[0]) + shift)}
+                "tri": (s_tri.coef_, s_tri.intercept_)}
     val = {}
     for n in corpora:
         m = set_of == n
@@ -186,7 +171,7 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
         p = s_polar.predict_proba(z[m])[:, 1]
         pm = y[m] != NEUTRAL
         val[f"{n}.polar_accuracy"] = round(float(((p[pm] >= 0.5) == (y[m][pm] == NEGATIVE)).mean()), 4)
-    info = {"transformer": member is not None, "neutral_shift": shift,
+    info = {"transformer": member is not None, "stack_weighting": stack_weighting,
             "seed": seed, "limit": limit, "c": {"review": c_review, "social": c_social, "tri": c_tri},
             "set_weight": SET_WEIGHT, "train_rows": {n: len(c.parts["train"]) for n, c in corpora.items()},
             "val": val, "wall_seconds": round(time.monotonic() - t0)}

@@ -38,7 +38,8 @@ THINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("垃圾堆成山好几天没人清运", "臭气熏天，苍蝇满天飞", "就设在窗户底下，熏得没法住")),
     "政务服务中心": (
         ("一窗通办，半小时就办完营业执照", "工作人员很耐心，材料不全还主动帮忙复印", "周末也能办事，给点个赞",
-         "手机上就能预约，到了直接办，效率真高", "帮办代办服务很贴心，老人不会操作有人手把手教"),
+         "手机上就能预约，到了直接办，效率真高", "帮办代办服务很贴心，老人不会操作有人手把手教",
+         "一个窗口就全办好了，一上午就拿到证", "材料一次交齐，当天就拿到了执照", "不用来回跑，一趟就办结"),
         ("排了一上午队，窗口只开了两个", "材料让我来回跑了五趟还没办成", "工作人员玩手机不理人",
          "系统老是故障，白跑一趟")),
     "12345热线": (
@@ -133,6 +134,7 @@ NEUTRAL_THINGS = ("停水", "停电", "道路", "公交线路", "垃圾分类", 
 PROBLEMS = ("堵车", "积水", "停电", "排长队", "跑冤枉路", "闻到臭味", "担心孩子安全", "踩一脚泥", "扛着煤气罐上楼",
             "半夜被吵醒", "绕远路", "看病难", "停车难", "挤公交", "乱扔垃圾", "漏水", "跑好几趟")
 NUISANCES = ("异味", "噪音", "积水", "垃圾", "臭味", "灰尘", "油烟")
+CLEANED = ("楼下的垃圾站", "公共厕所", "菜市场", "小区的垃圾房", "河边", "下水道口", "后巷", "公交站台")
 SOLVED_NOUN = ("，现在一点{n}都没有了", "，{n}全没了", "，再也闻不到{n}了", "，{n}问题彻底解决了")
 REMINDERS = ("大家出门注意别乱扔垃圾。", "请大家文明出行，注意安全。",
              "大家记得按时去办理。", "有需要的邻居可以去看看。",
@@ -177,7 +179,12 @@ def build(seed: int = 7, per_class: int = 700) -> list[tuple[int, str]]:
     while len(found[1]) < per_class + per_class // 2:
         fix = rng.choice(FIXES).format(p=rng.choice(PLACES))
         found[1].add(fix + rng.choice(SOLVED_NOUN).format(n=rng.choice(NUISANCES)) + rng.choice(("", "。", "，点赞！")))
-    while len(found[1]) < per_class + per_class // 2 + 150:
+    while len(found[1]) < per_class + per_class // 2 + 80:
+        found[1].add(f"{rng.choice(PLACES)}{rng.choice(CLEANED)}"
+                     + rng.choice(("现在一点{n}都没有", "现在一点{n}也闻不到了", "如今干干净净，没有{n}了",
+                                   "改造后{n}全消失了")).format(n=rng.choice(NUISANCES))
+                     + rng.choice(("。", "，真不错。", "，管理得好。", "")))
+    while len(found[1]) < per_class + per_class // 2 + 230:
         found[1].add(f"{rng.choice(PLACES)}的{rng.choice(WORKERS)}{rng.choice(WORK)}，"
                      + rng.choice(("辛苦了！", "致敬！", "", "")) + rng.choice(REMINDERS))
     while len(found[0]) < per_class + per_class // 6:
