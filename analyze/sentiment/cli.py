@@ -139,18 +139,20 @@ def eval_sentiment(
         three = any(r.label == 2 for r in rows)
         typer.echo(f"sentiment.{set_name}.rows: {len(rows)} ({3 if three else 2} classes)")
         texts, gold = [r.text for r in rows], [r.label for r in rows]
-        snow_rows = min(len(rows), snownlp_rows)
+        # an evenly spaced subset: the files are grouped by label, so the first rows would be one class
+        step = max(1, len(rows) // max(1, snownlp_rows))
+        snow_texts, snow_gold = texts[::step][:snownlp_rows], gold[::step][:snownlp_rows]
         results: list[tuple[str, list[int], list[int]]] = []
-        snow_p = snow.predict_negative(texts[:snow_rows])
         if three:
-            snow_pred = [s.label for s in snow.score(texts[:snow_rows])]
-            results.append(("snownlp", gold[:snow_rows], [_LABEL_ID[str(lab)] for lab in snow_pred]))
+            snow_pred = [s.label for s in snow.score(snow_texts)]
+            results.append(("snownlp", snow_gold, [_LABEL_ID[str(lab)] for lab in snow_pred]))
             t3 = (tfidf3 or tfidf2).predict_proba3(texts)
             results.append(("tfidf", gold, [_argmax3(p) for p in t3]))
             _, s3 = shipped.predict_both(texts)
             results.append((shipped.name, gold, [_argmax3(p) for p in s3]))
         else:
-            results.append(("snownlp", gold[:snow_rows], [0 if p >= 0.5 else 1 for p in snow_p]))
+            snow_p = snow.predict_negative(snow_texts)
+            results.append(("snownlp", snow_gold, [0 if p >= 0.5 else 1 for p in snow_p]))
             results.append(("tfidf", gold, [0 if p >= 0.5 else 1 for p in tfidf2.predict_negative(texts)]))
             polar, _ = shipped.predict_both(texts)
             results.append((shipped.name, gold, [0 if p >= 0.5 else 1 for p in polar]))

@@ -55,3 +55,12 @@ def test_shared_sets_load() -> None:
     train = {r.text for c in corpora.values() for r in c.parts["train"]}
     test = {r.text for c in corpora.values() for r in c.parts["test"]}
     assert not train & test
+
+
+def test_accuracy_and_macro_f1() -> None:
+    from analyze.sentiment.cli import accuracy_macro_f1
+
+    acc, f1 = accuracy_macro_f1([0, 0, 1, 1], [0, 1, 1, 1], classes=(0, 1))
+    assert acc == 0.75 and f1 == pytest.approx((2 / 3 + 0.8) / 2)
+    acc, f1 = accuracy_macro_f1([0, 1, 2], [0, 1, 1], classes=(0, 1, 2))
+    assert acc == pytest.approx(2 / 3) and f1 == pytest.approx((1 + 2 / 3 + 0) / 3)
