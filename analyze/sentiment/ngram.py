@@ -10,6 +10,7 @@ Heads (logistic regressions on those features, trained on the ``train`` split on
 - ``social``: negative vs positive, Weibo posts (the 2-class sets, the polar rows of the 3-class sets) and the
   hand-written government-domain posts in ``data/gov_train.csv``;
 - ``pooled``: negative vs positive on every set's polar rows (the TF-IDF baseline's data);
+- ``human``: negative vs positive on the hand-labelled Weibo sets only (not the emoticon-labelled ``weibo``);
 - ``tri``: negative / positive / neutral (covid_weibo, smp2020_usual and gov_train.csv);
 - ``domain``: review vs social text, and ``gov``: government-domain post vs other social text (which head
   to trust, and where 中性 notices are common).
@@ -46,7 +47,7 @@ SHIPPED_NGRAM_DIR = Path(__file__).resolve().parent / "model" / "ngram"
 N_FEATURES = 2**20
 TEXT_CAP = 600  # chars: head 400 + tail 200; verdicts sit at the start or the end of long reviews
 PRUNE = 0.02  # |weight| below this is stored as 0 (the scores move by < 0.01 in logit)
-HEADS = ("review", "social", "pooled", "tri", "domain", "gov")
+HEADS = ("review", "social", "pooled", "human", "tri", "domain", "gov")
 # Class order of the 3-way outputs everywhere in this module.
 NEG, POS, NEU = 0, 1, 2
 
@@ -174,7 +175,7 @@ def stack_features(logits: dict[str, Any], transformer: Any = None) -> Any:
     p_review = 1.0 / (1.0 + np.exp(-np.clip(logits["domain"], -30, 30)))
     p_gov = (1.0 - p_review) / (1.0 + np.exp(-np.clip(logits["gov"], -30, 30)))
     base = np.column_stack([logits["review"], logits["social"], logits["pooled"], tri[:, NEG] - tri[:, POS],
-                            tri[:, NEU]])
+                            tri[:, NEU]] + ([logits["human"]] if "human" in logits else []))
     if transformer is not None:
         p = np.clip(np.asarray(transformer, dtype=np.float64), 1e-6, 1 - 1e-6)
         base = np.column_stack([base, np.log(p / (1 - p))])

@@ -100,6 +100,7 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
         "review": (reviews, polar_rows, c_review),
         "social": (social, polar_rows, c_social),
         "pooled": (list(corpora), polar_rows, 4.0),
+        "human": ([n for n in social if n not in ("weibo", "gov")], polar_rows, 4.0),
         "tri": (three, lambda r: True, c_tri),
     }
     for head, (names, keep, c) in specs.items():
