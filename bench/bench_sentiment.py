@@ -41,7 +41,7 @@ def _rate(predict: Callable[[list[str]], list[float]], texts: list[str]) -> floa
 
 
 def run(report: Callable[[str, float | int | str], None]) -> None:
-    """Report posts/s of the transformer and snownlp, and their ratio."""
+    """Report posts/s of the ensemble (default), the transformer and snownlp, and their ratios to snownlp."""
     from analyze.sentiment.train import DataError
 
     try:
@@ -61,6 +61,12 @@ def run(report: Callable[[str, float | int | str], None]) -> None:
     s_rate = _rate(snow.predict_negative, texts)
     report("sentiment.snownlp.posts_per_s", s_rate)
     report("sentiment.transformer_vs_snownlp.ratio", t_rate / s_rate)
+    from analyze.sentiment.ngram import NgramSentiment
+
+    ensemble = NgramSentiment()  # the default model (analyze.sentiment_model=ensemble)
+    e_rate = _rate(ensemble.predict_negative, texts)
+    report("sentiment.ensemble.posts_per_s", e_rate)
+    report("sentiment.ensemble_vs_snownlp.ratio", e_rate / s_rate)
     grew: dict[bool, float] = {}
     for onednn in (False, True):
         figures = _varied_shapes_growth(onednn=onednn)

@@ -381,6 +381,7 @@ def _mount_optional() -> None:
     """Mount the areas' commands (each lives next to its code)."""
     mounts = [
         (train_app, "sentiment", "analyze.sentiment.cli", "train_sentiment"),
+        (train_app, "sentiment-ngram", "analyze.sentiment.cli", "train_sentiment_ngram"),
         (train_app, "topics", "analyze.cli", "train_topics"),
         (eval_app, "sentiment", "analyze.sentiment.cli", "eval_sentiment"),
         (eval_app, "topics", "analyze.cli", "eval_topics"),

@@ -112,8 +112,11 @@ class WebhookSettings(BaseModel):
 class AnalyzeSettings(BaseModel):
     """Text analysis: models and clustering."""
 
-    sentiment_model: Literal["snownlp", "transformer", "tfidf"] = "transformer"
-    # Any local directory with a transformers sequence-classification model (config + weights + tokenizer).
+    # ensemble: the shipped n-gram ensemble (reviews + Weibo + government posts, a learnt 中性 class);
+    # transformer: the small review-trained transformer; tfidf / snownlp: the evaluation baselines.
+    sentiment_model: Literal["ensemble", "snownlp", "transformer", "tfidf"] = "ensemble"
+    # ensemble: a directory written by ``yuqing train sentiment-ngram``; transformer (or any other choice, for
+    # compatibility): a local transformers sequence-classification model (config + weights + tokenizer).
     sentiment_model_dir: str | None = None
     sentiment_threads: int = Field(default=2, ge=1)
     sentiment_batch: int = Field(default=64, ge=1)

@@ -95,6 +95,14 @@ def build_post_store(settings: Settings, *, tokenize: Callable[[str], list[str]]
 def build_sentiment(settings: Settings) -> SentimentModel:
     """The sentiment model chosen by settings (``analyze.sentiment_model``)."""
     choice = settings.analyze.sentiment_model
+    if choice == "ensemble":
+        try:
+            from analyze.sentiment.ngram import NgramSentiment
+        except ModuleNotFoundError as exc:
+            raise _need("ml", "scikit-learn/jieba") from exc
+        ngram_dir = Path(settings.analyze.sentiment_model_dir) if settings.analyze.sentiment_model_dir else None
+        return NgramSentiment(ngram_dir, threads=settings.analyze.sentiment_threads,
+                              batch_size=settings.analyze.sentiment_batch)
     if choice == "transformer" or settings.analyze.sentiment_model_dir:
         # Offline by design: models ship with the project or come from a local directory, never a hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

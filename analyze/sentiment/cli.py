@@ -13,15 +13,11 @@ from pathlib import Path
 
 import typer
 
-from analyze.sentiment.base import SentimentModel
 from analyze.sentiment.train import (
-    DATASETS,
     DataError,
     LabelledText,
     TrainConfig,
     default_data_dir,
-    load_splits,
-    read_labelled_csv,
 )
 from analyze.sentiment.transformer import SHIPPED_MODEL_DIR
 
@@ -69,6 +65,27 @@ def train_sentiment(
     typer.echo(f"sentiment.train.temperature: {info['temperature']:.4f}")
 
 
+def train_sentiment_ngram(
+    out: Path = typer.Option(None, "--out", help="model directory to write (default: the shipped model/ngram)"),
+    data: Path | None = typer.Option(None, "--data", help="directory with the *.dev.csv files"),
+    limit: int | None = typer.Option(None, help="cap the train rows per set (quick runs)"),
+    seed: int = typer.Option(42, help="split seed"),
+) -> None:
+    """Train the shipped n-gram ensemble (``analyze.sentiment.ngram``) on every set plus the gov posts."""
+    from analyze.sentiment.ngram import SHIPPED_NGRAM_DIR
+    from analyze.sentiment.train_ngram import train_ngram
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        info = train_ngram(out or SHIPPED_NGRAM_DIR, data_dir=data, seed=seed, limit=limit)
+    except DataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for key, value in info["val"].items():
+        typer.echo(f"sentiment.ngram.val.{key}: {value}")
+    typer.echo(f"sentiment.ngram.wall_seconds: {info['wall_seconds']}")
+
+
 def _parse_upsample(spec: str) -> dict[str, int]:
     try:
         pairs = [item.split("=", 1) for item in spec.split(",") if item.strip()]
@@ -78,43 +95,92 @@ def _parse_upsample(spec: str) -> dict[str, int]:
 
 
 def eval_sentiment(
-    data: Path | None = typer.Option(None, "--data", help="CSV with columns label,text (default: held-out dev splits)"),
-    limit: int | None = typer.Option(None, help="score at most this many rows per data set"),
-    model_dir: Path | None = typer.Option(None, "--model-dir", help="transformers model dir (default: shipped)"),
+    data: Path | None = typer.Option(None, "--data", help="one CSV label,text (0/1[/2]) instead of the test splits"),
+    limit: int | None = typer.Option(None, help="score at most this many test rows per data set"),
+    snownlp_rows: int = typer.Option(300, "--snownlp-rows", help="test rows per set snownlp scores (it is slow)"),
+    train_limit: int | None = typer.Option(None, "--train-limit", help="cap the TF-IDF baseline's train rows per set"),
+    model_dir: Path | None = typer.Option(None, "--model-dir", help="n-gram ensemble dir (default: shipped)"),
 ) -> None:
-    """Accuracy, macro-F1 and confusion matrix of snownlp, TF-IDF and the transformer, per data set."""
+    """snownlp, TF-IDF and the shipped model side by side on the test split of every set (accuracy, macro-F1).
+
+    2-class sets are scored negative vs positive; 3-class sets (label 2 neutral) on all three classes. The
+    TF-IDF baselines are fitted here on the same train split the shipped model was trained on: a 2-class one
+    on every set's polar rows and a 3-class one on the 3-class sets.
+    """
+    from analyze.sentiment.corpora import Row, load_corpora, read_rows
+    from analyze.sentiment.ngram import NgramSentiment
     from analyze.sentiment.snow import SnowNLPSentiment
-    from analyze.sentiment.train import train_tfidf
-    from analyze.sentiment.transformer import TransformerSentiment
+    from analyze.sentiment.tfidf import TfidfSentiment
 
     logging.basicConfig(level=logging.WARNING)
-    seed = _trained_seed(model_dir or SHIPPED_MODEL_DIR)
     try:
-        splits = load_splits(default_data_dir(), seed=seed)
+        corpora = load_corpora(limit=train_limit)
         if data is not None:
-            sets = {data.stem.replace(".", "_"): read_labelled_csv(data)}
+            sets: dict[str, list[Row]] = {data.name.split(".")[0]: read_rows(data)}
         else:
-            sets = {name: splits[name]["test"] for name in DATASETS}
+            sets = {name: c.parts["test"] for name, c in corpora.items()}
     except DataError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if limit is not None:
         sets = {name: rows[:limit] for name, rows in sets.items()}
-
-    train_rows = [r for name in DATASETS for r in splits[name]["train"]]
-    typer.echo(f"sentiment.tfidf.train_rows: {len(train_rows)}")
-    models: list[SentimentModel] = [
-        SnowNLPSentiment(),
-        train_tfidf(splits),
-        TransformerSentiment(model_dir),
-    ]
+    polar_train = [r for c in corpora.values() for r in c.parts["train"] if r.label != 2]
+    three_train = [r for c in corpora.values() if c.classes == 3 for r in c.parts["train"]]
+    typer.echo(f"sentiment.tfidf.train_rows: {len(polar_train)} (2-class), {len(three_train)} (3-class)")
+    tfidf2 = TfidfSentiment().fit([r.text for r in polar_train], [r.label for r in polar_train])
+    tfidf3 = None
+    if three_train:
+        tfidf3 = TfidfSentiment().fit([r.text for r in three_train], [r.label for r in three_train])
+    snow = SnowNLPSentiment()
+    shipped = NgramSentiment(model_dir)
     for set_name, rows in sets.items():
-        typer.echo(f"sentiment.{set_name}.rows: {len(rows)}")
-        for model in models:
-            p_negative = model.predict_negative([r.text for r in rows])
-            for key, value in metrics(rows, p_negative).items():
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                typer.echo(f"sentiment.{set_name}.{model.name}.{key}: {shown}")
+        if not rows:
+            continue
+        three = any(r.label == 2 for r in rows)
+        typer.echo(f"sentiment.{set_name}.rows: {len(rows)} ({3 if three else 2} classes)")
+        texts, gold = [r.text for r in rows], [r.label for r in rows]
+        # an evenly spaced subset: the files are grouped by label, so the first rows would be one class
+        step = max(1, len(rows) // max(1, snownlp_rows))
+        snow_texts, snow_gold = texts[::step][:snownlp_rows], gold[::step][:snownlp_rows]
+        results: list[tuple[str, list[int], list[int]]] = []
+        if three:
+            snow_pred = [s.label for s in snow.score(snow_texts)]
+            results.append(("snownlp", snow_gold, [_LABEL_ID[str(lab)] for lab in snow_pred]))
+            t3 = (tfidf3 or tfidf2).predict_proba3(texts)
+            results.append(("tfidf", gold, [_argmax3(p) for p in t3]))
+            _, s3 = shipped.predict_both(texts)
+            results.append((shipped.name, gold, [_argmax3(p) for p in s3]))
+        else:
+            snow_p = snow.predict_negative(snow_texts)
+            results.append(("snownlp", snow_gold, [0 if p >= 0.5 else 1 for p in snow_p]))
+            results.append(("tfidf", gold, [0 if p >= 0.5 else 1 for p in tfidf2.predict_negative(texts)]))
+            polar, _ = shipped.predict_both(texts)
+            results.append((shipped.name, gold, [0 if p >= 0.5 else 1 for p in polar]))
+        for name, g, pred in results:
+            acc, f1 = accuracy_macro_f1(g, pred, classes=(0, 1, 2) if three else (0, 1))
+            suffix = f" ({len(g)} rows)" if len(g) != len(rows) else ""
+            typer.echo(f"sentiment.{set_name}.{name}.accuracy: {acc:.4f}{suffix}")
+            typer.echo(f"sentiment.{set_name}.{name}.macro_f1: {f1:.4f}{suffix}")
+
+
+_LABEL_ID = {"负面": 0, "正面": 1, "中性": 2, "negative": 0, "positive": 1, "neutral": 2}
+
+
+def _argmax3(p: Sequence[float]) -> int:
+    return max(range(3), key=lambda i: p[i])
+
+
+def accuracy_macro_f1(gold: Sequence[int], pred: Sequence[int], *, classes: Sequence[int]) -> tuple[float, float]:
+    """Accuracy and the mean F1 over ``classes`` (a class never predicted nor present scores 0)."""
+    n = max(1, len(gold))
+    acc = sum(1 for g, p in zip(gold, pred, strict=True) if g == p) / n
+    f1s = []
+    for c in classes:
+        tp = sum(1 for g, p in zip(gold, pred, strict=True) if g == c and p == c)
+        fp = sum(1 for g, p in zip(gold, pred, strict=True) if g != c and p == c)
+        fn = sum(1 for g, p in zip(gold, pred, strict=True) if g == c and p != c)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return acc, sum(f1s) / len(f1s)
 
 
 def metrics(rows: Sequence[LabelledText], p_negative: Sequence[float]) -> dict[str, float | int]:
@@ -164,6 +230,7 @@ def _trained_seed(model_dir: Path) -> int:
 app = typer.Typer(help="Sentiment model: train and evaluate.", no_args_is_help=True)
 app.command("train")(train_sentiment)
 app.command("eval")(eval_sentiment)
+app.command("train-ngram")(train_sentiment_ngram)
 
 if __name__ == "__main__":
     app()

@@ -36,12 +36,16 @@ class TfidfSentiment(SentimentModel):
         self._fitted = False
 
     def fit(self, texts: Sequence[str], labels: Sequence[int]) -> TfidfSentiment:
-        """Learn vocabulary, IDF and weights from labelled texts (1 positive, 0 negative)."""
+        """Learn vocabulary, IDF and weights from labelled texts (1 positive, 0 negative, 2 neutral if any)."""
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        if set(labels) != {0, 1}:
-            raise ValueError(f"labels must contain both 0 and 1, got {sorted(set(labels))}")
+        if not {0, 1} <= set(labels) <= {0, 1, 2}:
+            raise ValueError(f"labels must contain both 0 and 1 (and may contain 2), got {sorted(set(labels))}")
         x = self._vectorizer.fit_transform([clean_text(t) for t in texts])
+        if 2 in set(labels):  # liblinear is binary only; lbfgs fits a multinomial model
+            from sklearn.linear_model import LogisticRegression
+
+            self._clf = LogisticRegression(C=self.c, max_iter=1000, solver="lbfgs")
         self._clf.fit(x, list(labels))
         self._fitted = True
         return self
@@ -56,6 +60,24 @@ class TfidfSentiment(SentimentModel):
         proba = self._clf.predict_proba(self._vectorizer.transform(cleaned))
         neg_col = list(self._clf.classes_).index(0)
         return [0.5 if not c else float(p) for c, p in zip(cleaned, proba[:, neg_col], strict=True)]
+
+    def predict_proba3(self, texts: Sequence[str]) -> list[tuple[float, float, float]]:
+        """(P negative, P positive, P neutral) per text; a 2-class fit has P neutral 0; empty text is neutral."""
+        if not self._fitted:
+            raise RuntimeError("TfidfSentiment is not fitted: call fit() or load()")
+        if not texts:
+            return []
+        cleaned = [clean_text(t) for t in texts]
+        proba = self._clf.predict_proba(self._vectorizer.transform(cleaned))
+        classes = [int(c) for c in self._clf.classes_]
+        out: list[tuple[float, float, float]] = []
+        for c, row in zip(cleaned, proba, strict=True):
+            if not c:
+                out.append((0.0, 0.0, 1.0))
+                continue
+            by = dict(zip(classes, (float(v) for v in row), strict=True))
+            out.append((by.get(0, 0.0), by.get(1, 0.0), by.get(2, 0.0)))
+        return out
 
     def save(self, directory: Path) -> None:
         """Write ``vocab.json`` (settings + vocabulary) and ``tfidf.npz`` (idf, coef, intercept)."""

@@ -1,0 +1,95 @@
+"""The shipped n-gram ensemble: contract, a learnt 中性, government posts (hand-written test set), demo praise."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("jieba")
+
+from analyze.sentiment.ngram import SHIPPED_NGRAM_DIR, NgramSentiment, cap_text, tokens
+from core.records import SentimentLabel
+from ingest import demo_text
+
+GOV_POSTS = Path(__file__).resolve().parent / "gov_posts.csv"
+LABELS = {"0": SentimentLabel.negative, "1": SentimentLabel.positive, "2": SentimentLabel.neutral}
+SLOTS = {"d": "A3区", "street": "梅溪街道", "compound": "金桂苑", "road": "迎宾大道", "school": "明德小学",
+         "hospital": "人民医院", "company": "恒达商贸有限公司", "prop": "恒居物业", "market": "东风农贸市场",
+         "park": "滨江公园", "n": 3, "days": 15, "money": 1200, "bus": 12}
+
+
+@pytest.fixture(scope="module")
+def model() -> NgramSentiment:
+    if not (SHIPPED_NGRAM_DIR / "ngram.npz").is_file():
+        pytest.skip("the shipped n-gram model is not built (yuqing train sentiment-ngram)")
+    return NgramSentiment()
+
+
+def test_contract_on_odd_input(model: NgramSentiment) -> None:
+    texts = ["", "   ", "😀😀", "x" * 50_000, "好"]
+    p = model.predict_negative(texts)
+    assert len(p) == 5 and all(0.0 <= v <= 1.0 for v in p)
+    assert p[0] == p[1] == 0.0
+    proba = model.predict_proba3(texts)
+    assert all(sum(row) == pytest.approx(1.0) for row in proba)
+    assert [s.label for s in model.score(["", " "])] == [SentimentLabel.neutral] * 2
+    assert model.predict_negative([]) == [] and model.score([]) == []
+    # one batch or one at a time: the same scores
+    assert model.predict_negative(texts[2:]) == pytest.approx([model.predict_negative([t])[0] for t in texts[2:]])
+
+
+def test_scores_and_labels_agree(model: NgramSentiment) -> None:
+    texts = ["服务太差了，再也不来了", "太好吃了，下次还点", "明天上午9点召开全区安全生产工作会议"]
+    scored = model.score(texts)
+    assert [s.label for s in scored] == [SentimentLabel.negative, SentimentLabel.positive, SentimentLabel.neutral]
+    assert [s.score for s in scored] == pytest.approx(model.predict_negative(texts))
+    polar, proba3 = model.predict_both(texts)
+    assert polar[0] > 0.5 > polar[1]
+    assert all(row[0] == pytest.approx(s.score) for row, s in zip(proba3, scored, strict=True))
+
+
+def test_hand_written_government_posts(model: NgramSentiment) -> None:
+    with GOV_POSTS.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 60
+    got = model.score([r["text"] for r in rows])
+    wrong = [(r["label"], s.label.value, r["text"])
+             for r, s in zip(rows, got, strict=True) if LABELS[r["label"]] != s.label]
+    assert len(wrong) <= len(rows) // 10, wrong  # >= 90 % right
+    by_class = {lab: sum(r["label"] == lab for r in rows) for lab in LABELS}
+    for lab, n in by_class.items():  # and no class is given up for the others
+        assert sum(w[0] == lab for w in wrong) <= n // 5, (lab, wrong)
+
+
+def test_demo_praise_and_news_never_negative(model: NgramSentiment) -> None:
+    texts = []
+    for parts in demo_text.TOPICS.values():
+        for kind in ("news", "chatter"):
+            texts.extend(t.format_map(SLOTS) for t in parts[kind])
+    texts += [opener.format_map(SLOTS) + t.format_map(SLOTS) for opener in demo_text.NEWS_OPENERS
+              for parts in demo_text.TOPICS.values() for t in parts["news"]]
+    got = model.score(texts)
+    negative = [(round(s.score, 2), t) for s, t in zip(got, texts, strict=True) if s.label == SentimentLabel.negative]
+    assert not negative
+
+
+def test_demo_complaints_are_mostly_negative(model: NgramSentiment) -> None:
+    texts = [t.format_map(SLOTS) for parts in demo_text.TOPICS.values() for t in parts["complaint"]]
+    got = model.score(texts)
+    assert sum(s.label == SentimentLabel.negative for s in got) >= 0.7 * len(texts)
+
+
+def test_features_are_chars_and_words() -> None:
+    toks = tokens("地铁开通了")
+    assert {"地", "地铁", "地铁开", "w:地铁", "w:开通"} <= set(toks)
+    assert any(t.startswith("b:") for t in toks)
+    long = "开头" + "中" * 5000 + "结尾"
+    assert cap_text(long).startswith("开头") and cap_text(long).endswith("结尾") and len(cap_text(long)) < 700
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="cannot load"):
+        NgramSentiment(tmp_path)
