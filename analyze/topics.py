@@ -120,16 +120,20 @@ class KeywordScorer:
 
     def scores(self, subject: str, body: str) -> np.ndarray:
         """Raw keyword score per level-1 class (taxonomy order)."""
+        return self.scores_of_hits(self.hits(subject), self.hits(body[: BODY_CHARS * 2]))
+
+    def scores_of_hits(self, subject_hits: Sequence[str], body_hits: Sequence[str]) -> np.ndarray:
+        """scores() from keyword hits already found (the subject's and the body's first 2 x BODY_CHARS)."""
         out = np.zeros(len(self.l1_index))
-        for text, weight in ((subject, SUBJECT_WEIGHT), (body[: BODY_CHARS * 2], 1.0)):
-            for word in self.hits(text):
+        for words, weight in ((subject_hits, SUBJECT_WEIGHT), (body_hits, 1.0)):
+            for word in words:
                 for l1, w in self.weights[word].items():
                     out[self.l1_index[l1]] += w * weight
         return out
 
-    def shares(self, subject: str, body: str) -> np.ndarray:
+    def shares(self, subject: str, body: str, hits: tuple[list[str], list[str]] | None = None) -> np.ndarray:
         """Keyword scores normalised to sum 1 (all zeros when nothing matched)."""
-        s = self.scores(subject, body)
+        s = self.scores_of_hits(*hits) if hits is not None else self.scores(subject, body)
         total = s.sum()
         return s / total if total > 0 else s
 
@@ -266,8 +270,9 @@ class TopicClassifier:
             logger.warning("topics: no model file at %s; keyword scoring only", model_path)
         return cls(taxonomy, model)
 
-    def _level1(self, subject: str, body: str, feats: list[str] | None = None) -> tuple[str, float]:
-        shares = self.keywords.shares(subject, body)
+    def _level1(self, subject: str, body: str, feats: list[str] | None = None,
+                hits: tuple[list[str], list[str]] | None = None) -> tuple[str, float]:
+        shares = self.keywords.shares(subject, body, hits)
         if self.model is not None:
             p = self.model.proba(feats if feats is not None else features(subject, body), shares)
             best = int(p.argmax())
@@ -277,9 +282,14 @@ class TopicClassifier:
         best = int(shares.argmax())
         return self.taxonomy.l1_names[best], float(shares[best])
 
-    def _refine(self, l1: str, subject: str, body: str) -> tuple[str | None, str | None]:
+    def _keyword_hits(self, subject: str, body: str) -> tuple[list[str], list[str]]:
+        return self.keywords.hits(subject), self.keywords.hits(body[: BODY_CHARS * 2])
+
+    def _refine(self, l1: str, subject: str, body: str,
+                found: tuple[list[str], list[str]] | None = None) -> tuple[str | None, str | None]:
         node1 = self.taxonomy.roots[l1]
-        hits = Counter(self.keywords.hits(subject) * int(SUBJECT_WEIGHT) + self.keywords.hits(body[: BODY_CHARS * 2]))
+        subject_hits, body_hits = found if found is not None else self._keyword_hits(subject, body)
+        hits = Counter(subject_hits * int(SUBJECT_WEIGHT) + body_hits)
         if not hits:
             return None, None
         best2, best2_score, best3 = None, 0.0, None
@@ -323,8 +333,9 @@ class TopicClassifier:
             # The model reads the first BODY_CHARS of the body; only a longer body is segmented a second time.
             head = body_tokens if len(body) <= BODY_CHARS else tokenize(body[:BODY_CHARS])
             feats = features_from_tokens(sub_tokens, head)
-        l1, score = self._level1(subject, body, feats)
-        l2, l3 = self._refine(l1, subject, body)
+        found = self._keyword_hits(subject, body)  # one keyword scan serves both levels
+        l1, score = self._level1(subject, body, feats, found)
+        l2, l3 = self._refine(l1, subject, body, found)
         return Topic(l1=l1, l2=l2, l3=l3, score=min(1.0, max(0.0, score))), [*sub_tokens, *body_tokens]
 
     def minsheng(self, topic: Topic) -> str | None:
