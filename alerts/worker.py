@@ -78,8 +78,11 @@ class EventStage:
         for post in posts:
             unique.setdefault(post.id, post)
         # Publication order, not arrival order: partitions interleave differently on every run, and the
-        # clusterer's answer depends on the order it sees posts in.
-        posts = sorted(unique.values(), key=lambda p: (p.published_at, p.id))
+        # clusterer's answer depends on the order it sees posts in. A stable sort on the time alone: posts of
+        # the same second keep their arrival order, so one partition gives the same order however the stream
+        # is cut into batches (a re-run after a crash cuts it differently; an id tie-break would reorder ties
+        # differently in each cut).
+        posts = sorted(unique.values(), key=lambda p: p.published_at)
         ids = [p.id for p in posts]
         with self.db.transaction() as session:
             known = dict(
