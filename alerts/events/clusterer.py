@@ -279,6 +279,8 @@ class EventClusterer:
         districts, towns = places
         # Sharing the place's name says "same place", not "same matter": those bigrams do not count below.
         named = {n[i : i + 2] for n in (*anchors, *districts, *towns) for i in range(len(n) - 1)}
+        # ... nor do its characters count as words of the matter (see matter_floor).
+        place_features = [f for f in vec if f in named or (len(f) == 1 and any(f in b for b in named))]
         query = top_features(vec, c.query_features)
         # A short reaction shares a few characters with its story at best, so its cosine is small by nature;
         # a substantial post about the same story shares whole phrases, and must to join.
@@ -320,7 +322,7 @@ class EventClusterer:
             sim = cosine(vec, centroid, ev.norm)
             # The place's own name says "same place", not "same matter": the place's bonuses need words of
             # the matter besides it (a compound's everyday complaints are not its water cut).
-            matter = sim - sum(vec[f] * centroid[f] for f in named if f in vec and f in centroid) / ev.norm
+            matter = sim - sum(vec[f] * centroid[f] for f in place_features if f in centroid) / ev.norm
             # An eyewitness at the very place a breaking matter is about (the post's first-named anchor is the
             # event's own) needs no more: "拉了警戒线" at 青石镇工业园 within the half hour.
             eyewitness = hot and shared and _primary_fits(anchors[:1], main, ev.anchors, strict=True)
