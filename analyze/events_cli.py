@@ -58,6 +58,41 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
     return rows, skipped
 
 
+def replay_mailbox(rows: list[dict[str, Any]], *, lac: bool = False, topics: bool = True) -> tuple[dict[str, str], str]:
+    """Replay mailbox rows (as ``_read_jsonl`` gives them; sorted here by time) through the analyze stage's
+    steps and a fresh clusterer: (row id -> event id, entity backend). Sets each row's ``_anchors``."""
+    from alerts.events.clusterer import EventClusterer
+    from alerts.events.minhash import minhash_signature
+    from alerts.events.places import anchor_keys, focus_text
+    from analyze.entities import EntityExtractor
+    from analyze.normalize import normalize, text_for_scoring
+    from analyze.segment import tokenize
+    from analyze.topics import TopicClassifier
+    from core.records import AnalyzedPost, Engagement, Sentiment, SentimentLabel, Source, Topic, post_id
+
+    rows.sort(key=lambda r: (r["_at"], r["id"]))
+    extractor = EntityExtractor.load(use_lac=lac)
+    classifier = TopicClassifier.load() if topics else None
+    clusterer = EventClusterer()
+    event_of: dict[str, str] = {}
+    for r in rows:
+        text = f"{r['subject']}\n{r['body']}" if r["subject"] else r["body"]
+        scoring = text_for_scoring(text)
+        likes = r.get("likes")
+        post = AnalyzedPost(
+            id=post_id("mailbox", r["id"]), source=Source.mailbox, external_id=r["id"], title=r["subject"],
+            text=r["body"], published_at=r["_at"], author_hash=str(r.get("user") or "") or None,
+            engagement=Engagement(likes=likes if isinstance(likes, int) and likes >= 0 else 0),
+            text_norm=normalize(text), tokens=tokenize(scoring),
+            sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5),
+            topic=classifier.classify(scoring) if classifier is not None else Topic(l1="unknown"),
+            entities=extractor.extract(text), signature=minhash_signature(scoring),
+        )
+        event_of[r["id"]] = clusterer.assign(post).event_id
+        r["_anchors"] = anchor_keys(post.entities, focus_text(post))
+    return event_of, extractor.backend
+
+
 def _purity(groups: list[list[str]]) -> tuple[float, int]:
     """Share of labelled members in their event's majority class, over the groups given; and member count."""
     total = majority = 0
@@ -102,15 +137,8 @@ def eval_events(
     if file is None:
         typer.echo("error: give a mailbox FILE, or --posts FILE --truth TRUTH", err=True)
         raise typer.Exit(2)
-    from alerts.events.clusterer import EventClusterer
-    from alerts.events.minhash import minhash_signature
-    from alerts.events.places import anchor_keys, focus_text
-    from analyze.entities import EntityExtractor
-    from analyze.normalize import normalize, text_for_scoring
+    from analyze.normalize import normalize
     from analyze.privacy import mask_pii
-    from analyze.segment import tokenize
-    from analyze.topics import TopicClassifier
-    from core.records import AnalyzedPost, Engagement, Sentiment, SentimentLabel, Source, Topic, post_id
 
     logging.basicConfig(level=logging.WARNING)
     if not file.exists():
@@ -128,28 +156,8 @@ def eval_events(
             extra = [r for r in labelled if r["id"] not in present]
             rows.extend(extra)
             merged = len(extra)
-    rows.sort(key=lambda r: (r["_at"], r["id"]))
-
-    extractor = EntityExtractor.load(use_lac=lac)
-    classifier = TopicClassifier.load() if topics else None
-    clusterer = EventClusterer()
-    event_of: dict[str, str] = {}
     started = time.perf_counter()
-    for r in rows:
-        text = f"{r['subject']}\n{r['body']}" if r["subject"] else r["body"]
-        scoring = text_for_scoring(text)
-        likes = r.get("likes")
-        post = AnalyzedPost(
-            id=post_id("mailbox", r["id"]), source=Source.mailbox, external_id=r["id"], title=r["subject"],
-            text=r["body"], published_at=r["_at"], author_hash=str(r.get("user") or "") or None,
-            engagement=Engagement(likes=likes if isinstance(likes, int) and likes >= 0 else 0),
-            text_norm=normalize(text), tokens=tokenize(scoring),
-            sentiment=Sentiment(label=SentimentLabel.neutral, score=0.5),
-            topic=classifier.classify(scoring) if classifier is not None else Topic(l1="unknown"),
-            entities=extractor.extract(text), signature=minhash_signature(scoring),
-        )
-        event_of[r["id"]] = clusterer.assign(post).event_id
-        r["_anchors"] = anchor_keys(post.entities, focus_text(post))
+    event_of, extractor_backend = replay_mailbox(rows, lac=lac, topics=topics)
     elapsed = time.perf_counter() - started
 
     members: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -158,8 +166,8 @@ def eval_events(
     ranked = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     typer.echo(f"events.posts: {len(rows)}")
     typer.echo(f"events.skipped_lines: {skipped}")
-    typer.echo(f"events.entities_backend: {extractor.backend}")
-    typer.echo(f"events.topics: {'classifier' if classifier is not None else 'off'}")
+    typer.echo(f"events.entities_backend: {extractor_backend}")
+    typer.echo(f"events.topics: {'classifier' if topics else 'off'}")
     typer.echo(f"events.posts_per_s: {len(rows) / elapsed:.1f}")
     typer.echo(f"events.events: {len(members)}")
     typer.echo(f"events.multi_post_events: {sum(1 for _, m in ranked if len(m) > 1)}")

@@ -40,6 +40,7 @@ from core.store.base import SignatureRow
 log = logging.getLogger(__name__)
 
 REPLAY_MEMORY = 10_000  # assignments remembered for retried batches (far more than one batch)
+PRIMARY_SHARE = 2  # a post's first-named anchor must be one the event names at least half as often as its commonest
 DOMINANT_SHARE = 5  # an anchor named at least 1/5 as often as the event's commonest one is one of its own
 
 
@@ -79,6 +80,17 @@ def _dominant(anchors: Counter[str]) -> list[str]:
         return []
     top = max(anchors.values())
     return sorted(a for a, n in anchors.items() if DOMINANT_SHARE * n >= top)
+
+
+def _primary_fits(anchors: list[str], main: list[str], counts: Counter[str], strict: bool = False) -> bool:
+    """Does the post's first-named anchor belong to the event (or name the event's commonest anchor)? A
+    shared secondary name (a property firm, a mis-cut "服务有限公司") must not carry a post about another
+    compound into the event, or templates filled in for many compounds chain into one."""
+    if not anchors or not main:
+        return True
+    most = max(counts.values())
+    tops = [a for a in main if PRIMARY_SHARE * counts[a] >= most]
+    return shares_anchor(anchors[:1], tops) or (not strict and shares_anchor(tops, anchors))
 
 
 def _ts(at: datetime) -> float:
@@ -267,6 +279,8 @@ class EventClusterer:
         districts, towns = places
         # Sharing the place's name says "same place", not "same matter": those bigrams do not count below.
         named = {n[i : i + 2] for n in (*anchors, *districts, *towns) for i in range(len(n) - 1)}
+        # ... nor do its characters count as words of the matter (see matter_floor).
+        place_features = [f for f in vec if f in named or (len(f) == 1 and any(f in b for b in named))]
         query = top_features(vec, c.query_features)
         # A short reaction shares a few characters with its story at best, so its cosine is small by nature;
         # a substantial post about the same story shares whole phrases, and must to join.
@@ -290,6 +304,10 @@ class EventClusterer:
                 continue
             if not shared and not compatible(anchors, main):
                 continue
+            if not _primary_fits(anchors, main, ev.anchors):
+                # A post is about the place it names first: a letter about 翠湖湾 that also names a property
+                # firm the event met at 新港城 is another compound's matter, not this one.
+                continue
             centroid = ev.centroid
             same_town = not elsewhere and bool(towns) and not set(towns).isdisjoint(ev.towns)
             same_district = bool(districts) and not elsewhere and bool(ev.districts)
@@ -302,6 +320,16 @@ class EventClusterer:
             if sum(1 for f in bigrams if f in centroid) < needed_bigrams:
                 continue
             sim = cosine(vec, centroid, ev.norm)
+            # The place's own name says "same place", not "same matter": the place's bonuses need words of
+            # the matter besides it (a compound's everyday complaints are not its water cut).
+            matter = sim - sum(vec[f] * centroid[f] for f in place_features if f in centroid) / ev.norm
+            # An eyewitness at the very place a breaking matter is about (the post's first-named anchor is the
+            # event's own) needs no more: "拉了警戒线" at 青石镇工业园 within the half hour.
+            eyewitness = hot and shared and _primary_fits(anchors[:1], main, ev.anchors, strict=True)
+            if matter < c.matter_floor and not eyewitness:
+                shared = hot = same_town = False
+                if dormant or (anchors and main):
+                    continue
             anchor = None
             if shared:
                 sim += c.anchor_bonus

@@ -42,6 +42,7 @@ class ClustererConfig(BaseModel):
     town_bonus: float = Field(default=0.05, ge=0.0)  # both name the same town or street (镇/乡/街道)
     hot_minutes: float = Field(default=30.0, ge=0.0)  # an event active this recently at the post's place ...
     hot_place_bonus: float = Field(default=0.1, ge=0.0)  # ... gets this on top of the place bonus
+    matter_floor: float = Field(default=0.05, ge=0.0)  # cosine besides the place's name that place bonuses need
     district_penalty: float = Field(default=0.08, ge=0.0)  # both name districts and none is shared
 
     # ---- reposts and near-duplicates

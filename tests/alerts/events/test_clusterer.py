@@ -9,6 +9,7 @@ import pytest
 
 from alerts.events.clusterer import EventClusterer
 from alerts.events.config import ClustererConfig
+from core.records import Source
 from core.store.base import SignatureRow
 from tests.alerts.events.posts import DEV, make_post
 
@@ -137,3 +138,33 @@ def test_one_template_filled_in_for_two_schools_is_two_events():
     a = c.assign(make_post("a", "第五中学" + template, places=["第五中学"]))
     b = c.assign(make_post("b", "明德小学" + template, minutes=5, places=["明德小学"]))
     assert a.event_id != b.event_id
+
+
+def test_a_letter_about_another_compound_does_not_join_by_the_property_firm_both_name():
+    c = EventClusterer()
+    first = c.assign(make_post("a", "反映新港城小区优居物业擅自提高物业费，业主多次协商无果。诉求：请住建部门查处",
+                               places=["新港城小区", "优居物业"], source=Source.hotline))
+    same = c.assign(make_post("b", "反映新港城小区物业擅自提高物业费，物业拒绝公示收费依据。诉求：请核查",
+                              minutes=30, places=["新港城小区"], source=Source.hotline))
+    c.assign(make_post("b2", "新港城小区物业费说涨就涨，物业拒绝公示收费依据，业主要求住建部门核查", minutes=40,
+                       places=["新港城小区"], source=Source.hotline))
+    other = c.assign(make_post("c", "翠湖湾小区的优居物业也擅自提高了物业费，业主多次协商没有结果，请住建部门查处",
+                               minutes=60, places=["翠湖湾小区", "优居物业"], source=Source.hotline))
+    assert same.event_id == first.event_id and other.event_id != first.event_id
+
+
+def test_a_compounds_everyday_complaint_does_not_join_its_water_cut_on_the_name_alone():
+    water = "翠湖湾小区已经停水两天了，恒居物业说是业主欠物业费就断水，家里老人只能下楼提桶接水，这是违法的吧？"
+    everyday = "翠湖湾小区旁的烧烤店油烟噪声扰民至凌晨，请城管部门依法处理。"
+    names = ("金桂苑", "锦绣华庭", "阳光新城", "梧桐里", "滨江花园", "和美家园", "书香名邸", "百合苑", "春风里")
+    tails = ("门口的路灯坏了一个月，晚上出门不方便。", "电梯又停了，老人上下楼很困难。",
+             "的垃圾站臭气熏天，夏天更严重。")
+    for floor, joins in ((0.05, False), (0.0, True)):
+        c = EventClusterer(ClustererConfig(matter_floor=floor))
+        for i, name in enumerate(names * 2):  # letters about other compounds teach the stream's IDF ("小区")
+            c.assign(make_post(f"w{i}", name + "小区" + tails[i % 3], minutes=-600 + i, places=[name + "小区"],
+                               source=Source.mailbox))
+        first = c.assign(make_post("a", water, places=["翠湖湾小区", "恒居物业"], source=Source.mailbox))
+        later = c.assign(make_post("b", everyday, minutes=180, places=["翠湖湾小区"], source=Source.mailbox))
+        # Only the compound's name is shared: without words of the matter the letter is another matter.
+        assert (later.event_id == first.event_id) is joins, floor
