@@ -8,7 +8,9 @@ the stateful part (which event a post joins) happens in the event stage (``alert
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from alerts.events.minhash import minhash_signature
 from analyze.entities import EntityExtractor
@@ -19,6 +21,10 @@ from analyze.topics import TopicClassifier
 from core.records import AnalyzedPost, Post
 
 log = logging.getLogger(__name__)
+
+# Distinct texts whose analysis is kept (reposts and forwarded messages repeat a text word for word; the demo
+# stream repeats ~14 % of its texts). About 10 KiB per entry.
+TEXT_CACHE_SIZE = 4096
 
 
 class Analyzer:
@@ -34,6 +40,7 @@ class Analyzer:
         num_perm: int = 64,
         ner: EntityExtractor | None = None,
         ner_sources: frozenset[str] = frozenset({"hotline", "mailbox"}),
+        cache_size: int = TEXT_CACHE_SIZE,
     ) -> None:
         self.sentiment = sentiment
         self.topics = topics
@@ -42,15 +49,66 @@ class Analyzer:
         self.ner_sources = ner_sources
         self.neutral_band = neutral_band
         self.num_perm = num_perm
+        # (title, text, NER on?) -> what analysis derives from the text alone; a post is a pure function of these.
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str | None, str, bool], dict[str, Any]] = OrderedDict()
+        self.cache_hits = 0
 
     def analyze(self, posts: Sequence[Post]) -> list[AnalyzedPost]:
-        """Analyze a batch; sentiment is scored in one batched call."""
+        """Analyze a batch; sentiment is scored in one batched call, a text seen recently is not analysed again."""
         if not posts:
             return []
+        keys = [(p.title, p.text, self.ner is not None and p.source.value in self.ner_sources) for p in posts]
+        derived: dict[tuple[str | None, str, bool], dict[str, Any]] = {}
+        todo: list[int] = []
+        for i, key in enumerate(keys):
+            if key in derived:
+                continue
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                derived[key] = hit
+            else:
+                derived[key] = {}
+                todo.append(i)
+        if todo:
+            for key, fields in zip((keys[i] for i in todo), self._derive([posts[i] for i in todo]), strict=True):
+                derived[key] = fields
+                if self.cache_size:
+                    self._cache[key] = fields
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        out: list[AnalyzedPost] = []
+        for post, key in zip(posts, keys, strict=True):
+            fields = derived[key]
+            entities = fields["entities"].model_copy(deep=True)
+            # Place hints from the source (a hotline order's district field) count as places too.
+            for hint in post.place_hints:
+                if hint not in entities.places:
+                    entities.places.append(hint)
+            out.append(
+                AnalyzedPost(
+                    **post.model_dump(),
+                    text_norm=fields["text_norm"],
+                    text_masked=fields["text_masked"],
+                    title_masked=fields["title_masked"],
+                    tokens=list(fields["tokens"]),
+                    sentiment=fields["sentiment"].model_copy(),
+                    topic=fields["topic"].model_copy(),
+                    entities=entities,
+                    pii_found=list(fields["pii_found"]),
+                    signature=list(fields["signature"]),
+                )
+            )
+        return out
+
+    def _derive(self, posts: Sequence[Post]) -> list[dict[str, Any]]:
+        """What each post's title and text give (everything but the post's own fields and place hints)."""
         plain = [strip_html(p.full_text) for p in posts]
         scoring = [text_for_scoring(t) for t in plain]
         sentiments = self.sentiment.score(scoring, neutral_band=self.neutral_band)
-        out: list[AnalyzedPost] = []
+        out: list[dict[str, Any]] = []
         for post, text_plain, text_scoring, sentiment in zip(posts, plain, scoring, sentiments, strict=True):
             # One segmentation per post serves the topic model and the stored tokens.
             topic, tokens = self.topics.classify_and_tokenize(text_scoring)
@@ -61,22 +119,15 @@ class Analyzer:
                 entities, names = self.entities.extract(text_plain), []
             masked_text = mask_pii(post.text, names=names)
             masked_title = mask_pii(post.title, names=names) if post.title else None
-            # Place hints from the source (a hotline order's district field) count as places too.
-            for hint in post.place_hints:
-                if hint not in entities.places:
-                    entities.places.append(hint)
-            out.append(
-                AnalyzedPost(
-                    **post.model_dump(),
-                    text_norm=normalize(text_plain),
-                    text_masked=masked_text.text,
-                    title_masked=masked_title.text if masked_title else "",
-                    tokens=tokens,
-                    sentiment=sentiment,
-                    topic=topic,
-                    entities=entities,
-                    pii_found=sorted(set(masked_text.kinds) | set(masked_title.kinds if masked_title else [])),
-                    signature=minhash_signature(text_scoring, num_perm=self.num_perm),
-                )
-            )
+            out.append({
+                "text_norm": normalize(text_plain),
+                "text_masked": masked_text.text,
+                "title_masked": masked_title.text if masked_title else "",
+                "tokens": tokens,
+                "sentiment": sentiment,
+                "topic": topic,
+                "entities": entities,
+                "pii_found": sorted(set(masked_text.kinds) | set(masked_title.kinds if masked_title else [])),
+                "signature": minhash_signature(text_scoring, num_perm=self.num_perm),
+            })
         return out

@@ -62,6 +62,7 @@ class Pipeline:
         from alerts.source_health import SourceHealth
 
         self.source_health = SourceHealth()
+        self._analyze_process: Any = None  # analyze.process.AnalyzeProcess when settings.analyze.subprocess
 
     # -- ingest -------------------------------------------------------------------------------
     def publish_post(self, post: Post) -> None:
@@ -134,6 +135,10 @@ class Pipeline:
 
     def analyze_handler(self, posts: list[Post]) -> None:
         """Analyze a batch and publish it to the analyzed topic."""
+        if self._analyze_process is not None:
+            self.c.bus.publish_many(TOPIC_ANALYZED, self._analyze_process.analyze_encoded(posts))
+            self.c.bus.flush()
+            return
         analyzed = self.c.analyzer.analyze(posts)
         self.c.bus.publish_many(
             TOPIC_ANALYZED, [(analyzed_key(p), p.model_dump_json().encode()) for p in analyzed]
@@ -142,8 +147,18 @@ class Pipeline:
 
     def analyze_worker(self) -> StageWorker[Post]:
         """A worker of the analyze stage; models load first so the first batch cannot outlast the group session."""
+        if self.settings.analyze.subprocess:
+            from analyze.process import AnalyzeProcess
+
+            if self._analyze_process is None:
+                self._analyze_process = AnalyzeProcess(self.settings)
+                self._analyze_process.start()
+            return self._analyze_stage_worker()
         self.c.analyzer.analyze([Post(id="warm-up", source=Source.news, external_id="warm-up", text="预热 warm-up",
                                       published_at=utcnow())])
+        return self._analyze_stage_worker()
+
+    def _analyze_stage_worker(self) -> StageWorker[Post]:
         return StageWorker(
             name="analyze", bus=self.c.bus, topics=[TOPIC_RAW], group="analyze",
             decode=lambda m: Post.model_validate_json(m.value), handle=self.analyze_handler,
@@ -303,3 +318,6 @@ class Pipeline:
             worker.stop()
         for t in self._threads:
             t.join(10)
+        if self._analyze_process is not None:
+            self._analyze_process.close()
+            self._analyze_process = None

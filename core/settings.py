@@ -139,6 +139,9 @@ class AnalyzeSettings(BaseModel):
     # Ceiling of the event stage's in-memory index (~5 KiB per post, so ~0.5 GB): the oldest entries go first.
     event_index_max_posts: int = Field(default=100_000, ge=1000)
     batch_size: int = Field(default=128, ge=1)
+    # Embedded mode: run the analyze stage's models in a spawned child process (analyze/process.py) so they do
+    # not share the interpreter lock with the event stage. Off: analyze in the worker thread itself.
+    subprocess: bool = False
 
 
 class AlertSettings(BaseModel):

