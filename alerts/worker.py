@@ -101,11 +101,13 @@ class EventStage:
                 fresh.append(post)
             changes: list[dict[str, Any]] = []
             now = self.clock()
+            # The batch's event writes are prepared together (rows created and locked, members inserted) and
+            # written at the end; the aggregates are folded in memory one post at a time: each post is judged
+            # against its event as it stood when the post arrived, so tickets do not depend on how a backlog
+            # happens to be batched (after a fault, say).
+            batch = event_service.EventBatch(session, fresh)
             for post in fresh:
-                # One post at a time: each post is judged against its event as it stood when the post arrived,
-                # so tickets do not depend on how a backlog happens to be batched (after a fault, say).
-                applied = event_service.apply_posts(session, posts=[post])
-                event = applied[0] if applied else None
+                event = batch.apply([post])
                 if event is None:
                     continue
                 match = self.engine.evaluate(post, event)
@@ -137,6 +139,7 @@ class EventStage:
                      "state": ticket.state, "created": created, "title": ticket.title, "lead_unit": ticket.lead_unit,
                      "cooperating_units": list(ticket.cooperating_units or []), "at": now.isoformat()}
                 )
+            batch.finish()
         # Announce before the post-store write: if that write fails and the batch is redelivered, the posts
         # are no longer new and the announcement would otherwise be lost.
         for change in changes:

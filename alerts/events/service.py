@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -114,71 +114,114 @@ def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
 
 
 def apply_posts(session: Session, *, posts: Sequence[AnalyzedPost]) -> list[Event]:
-    """Count posts (with ``event_id`` set) into their events once each; return the events that changed."""
+    """Count posts (with ``event_id`` set) into their events once each; return the events that changed.
+
+    Each event's new posts are folded in together, earliest first (``(published_at, id)``)."""
     unique: dict[str, AnalyzedPost] = {}
     for post in posts:
         if post.event_id:
             unique.setdefault(post.id, post)
     if not unique:
         return []
-    known: set[str] = set()
     for chunk in _chunks(list(unique)):
-        known.update(session.scalars(select(EventMemberRow.post_id).where(EventMemberRow.post_id.in_(chunk))))
+        for post_id in session.scalars(select(EventMemberRow.post_id).where(EventMemberRow.post_id.in_(chunk))):
+            del unique[post_id]
     by_event: dict[str, list[AnalyzedPost]] = {}
-    for post in unique.values():
-        if post.id not in known:
-            by_event.setdefault(str(post.event_id), []).append(post)
-    changed: list[Event] = []
-    for event_id in sorted(by_event):
-        event = _apply_to_event(session, event_id, by_event[event_id])
-        if event is not None:
-            changed.append(event)
+    for post in sorted(unique.values(), key=lambda p: (p.published_at, p.id)):
+        by_event.setdefault(str(post.event_id), []).append(post)
+    batch = EventBatch(session, [p for event_id in sorted(by_event) for p in by_event[event_id]])
+    changed = [event for event_id in sorted(by_event) if (event := batch.apply(by_event[event_id])) is not None]
+    batch.finish()
     return changed
 
 
-def _apply_to_event(session: Session, event_id: str, posts: list[AnalyzedPost]) -> Event | None:
-    posts = sorted(posts, key=lambda p: (p.published_at, p.id))
-    first = posts[0]
-    session.execute(
-        _insert(session, EventRow)
-        .values(id=event_id, title=_title_of(first), first_seen=first.published_at,
-                last_seen=first.published_at, size=0, unique_authors=0, engagement=0, negative_count=0,
-                heat=0.0, heat_series={}, topic=None, places=[], districts=[], sources={},
-                representative_ids=[], burst=False, updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["id"])
-    )
-    row = session.execute(
-        select(EventRow).where(EventRow.id == event_id).with_for_update().execution_options(populate_existing=True)
-    ).scalar_one()
-    inserted: set[str] = set()
-    for chunk in _chunks([p.id for p in posts]):
-        chunk_posts = [p for p in posts if p.id in set(chunk)]
-        result = session.execute(
-            _insert(session, EventMemberRow)
-            .values([
-                {"post_id": p.id, "event_id": event_id, "published_at": p.published_at,
-                 "author_hash": p.author_hash, "negative": p.sentiment.label == SentimentLabel.negative}
-                for p in chunk_posts
-            ])
-            .on_conflict_do_nothing(index_elements=["post_id"])
-            .returning(EventMemberRow.post_id)
+class EventBatch:
+    """The event writes of one batch of posts, in a handful of statements instead of a round per post.
+
+    ``EventBatch(session, posts)`` prepares every post that may be counted (``event_id`` set): it creates the
+    missing event rows (one ``INSERT … ON CONFLICT DO NOTHING`` executemany), locks the batch's event rows in
+    id order (one ``SELECT … FOR UPDATE … ORDER BY id``), reads which of the new posts' authors each event
+    already counts, and inserts the member rows (``INSERT … ON CONFLICT DO NOTHING … RETURNING``: only the
+    posts this call inserted are ever counted, so redelivery and racing workers change nothing). ``apply``
+    then folds posts into their event's aggregates in memory and returns the event as it stands after them,
+    in whatever order the caller needs (the event stage: one post at a time, each judged against its event
+    as it stood when the post arrived); ``finish`` flushes the changed rows (one UPDATE executemany).
+
+    The result equals one ``apply_posts`` call per ``apply`` call, run one after the other in the same
+    transaction: the state between two ``apply`` calls is what a flush and reload would have given (UTC
+    datetimes; JSON values are plain lists, dicts, strings and numbers, which round-trip as they are).
+    """
+
+    def __init__(self, session: Session, posts: Sequence[AnalyzedPost]) -> None:
+        self.session = session
+        self.rows: dict[str, EventRow] = {}
+        self.inserted: set[str] = set()
+        self._authors: dict[str, set[str]] = {}  # event id -> author hashes already counted
+        first: dict[str, AnalyzedPost] = {}
+        members: dict[str, AnalyzedPost] = {}
+        for post in posts:
+            if post.event_id:
+                first.setdefault(str(post.event_id), post)
+                members.setdefault(post.id, post)
+        if not first:
+            return
+        event_ids = sorted(first)
+        now = utcnow()
+        session.execute(
+            _insert(session, EventRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
+            [{"id": event_id, "title": _title_of(p), "first_seen": p.published_at, "last_seen": p.published_at,
+              "size": 0, "unique_authors": 0, "engagement": 0, "negative_count": 0, "heat": 0.0, "heat_series": {},
+              "topic": None, "places": [], "districts": [], "sources": {}, "representative_ids": [],
+              "burst": False, "updated_at": now}
+             for event_id in event_ids for p in (first[event_id],)],
         )
-        inserted.update(result.scalars())
-    fresh = [p for p in posts if p.id in inserted]
-    if not fresh:
-        return None  # another worker counted them first
-    authors = sorted({p.author_hash for p in fresh if p.author_hash})
-    seen_authors: set[str] = set()
-    for chunk in _chunks(authors):
-        query: Select[Any] = select(EventMemberRow.author_hash).distinct().where(
-            EventMemberRow.event_id == event_id,
-            EventMemberRow.author_hash.in_(chunk),
-            EventMemberRow.post_id.not_in(sorted(inserted)),
-        )
-        seen_authors.update(a for a in session.scalars(query) if a)
-    _update_row(row, fresh, new_authors=len(set(authors) - seen_authors))
-    session.flush()
-    return to_record(row)
+        for chunk in _chunks(event_ids):
+            query = (select(EventRow).where(EventRow.id.in_(chunk)).order_by(EventRow.id).with_for_update()
+                     .execution_options(populate_existing=True))
+            self.rows.update((row.id, row) for row in session.scalars(query))
+        self._authors = {event_id: set() for event_id in event_ids}
+        authors = sorted({p.author_hash for p in members.values() if p.author_hash})
+        for event_chunk in _chunks(event_ids):
+            for author_chunk in _chunks(authors):
+                counted = select(EventMemberRow.event_id, EventMemberRow.author_hash).distinct().where(
+                    EventMemberRow.event_id.in_(event_chunk), EventMemberRow.author_hash.in_(author_chunk))
+                for event_id, author in session.execute(counted):
+                    self._authors[event_id].add(author)
+        table = EventMemberRow.__table__
+        for chunk in _chunks(list(members)):
+            result = session.execute(
+                _insert(session, table).on_conflict_do_nothing(index_elements=["post_id"])
+                .returning(table.c.post_id),
+                [{"post_id": p.id, "event_id": str(p.event_id), "published_at": p.published_at,
+                  "author_hash": p.author_hash, "negative": p.sentiment.label == SentimentLabel.negative}
+                 for p in (members[post_id] for post_id in chunk)],
+            )
+            self.inserted.update(result.scalars())
+
+    def apply(self, posts: Sequence[AnalyzedPost]) -> Event | None:
+        """Fold ``posts`` (one event's, prepared by this batch) into their event, in the order given; the event
+        as it stands after them, or None when none of them was inserted by this batch (counted already)."""
+        fresh = [p for p in posts if p.id in self.inserted]
+        if not fresh:
+            return None
+        event_id = str(fresh[0].event_id)
+        row = self.rows[event_id]
+        seen = self._authors[event_id]
+        authors = {p.author_hash for p in fresh if p.author_hash}
+        _update_row(row, fresh, new_authors=len(authors - seen))
+        seen |= authors
+        self.inserted.difference_update(p.id for p in fresh)
+        event = to_record(row)
+        # What a flush and reload would give the next call: datetimes in UTC.
+        for name in ("first_seen", "last_seen"):
+            at = getattr(row, name)
+            if at.tzinfo is not UTC:
+                setattr(row, name, at.astimezone(UTC))
+        return event
+
+    def finish(self) -> None:
+        """Write the changed event rows."""
+        self.session.flush()
 
 
 def _update_row(row: EventRow, fresh: list[AnalyzedPost], *, new_authors: int) -> None:

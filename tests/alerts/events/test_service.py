@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import delete, select
@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from alerts.events import service
 from core.db.models import EventMemberRow, EventRow
 from core.db.session import Database
-from core.records import AnalyzedPost, Engagement, Entities, Sentiment, SentimentLabel, Topic, post_id
+from core.records import AnalyzedPost, Engagement, Event, Entities, Sentiment, SentimentLabel, Topic, post_id
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -230,3 +230,54 @@ def test_two_workers_racing_on_the_same_posts_count_them_once(pg_database: Datab
         event = service.get_event(s, event_id="ev-race")
     assert event is not None
     assert (event.size, event.unique_authors, event.engagement) == (40, 5, 40)
+
+
+def _mixed_stream() -> list[AnalyzedPost]:
+    """Three events, out-of-order times in two time zones, repeated authors and anonymous posts, a repost,
+    and the same post twice."""
+    cst = timezone(timedelta(hours=8))
+    posts = []
+    for i in range(24):
+        post = make_post(i, event_id=f"ev-{'abc'[i % 3]}", minutes=(i * 37) % 50 - 20, author=f"u{i % 4}",
+                         likes=(i * 13) % 7, negative=i % 3 != 1, title=f"标题{i % 5}" if i % 2 else "",
+                         places=("丽发新城小区", "暮云街道")[: 1 + i % 2])
+        if i % 4 == 1:
+            post = post.model_copy(update={"published_at": post.published_at.astimezone(cst)})
+        if i % 7 == 3:
+            post = post.model_copy(update={"author_hash": None})
+        if i == 9:
+            post = post.model_copy(update={"repost_of": "ext-2"})
+        posts.append(post)
+    # The newest post of ev-a in +08:00, then an older one: the event seen after the older post is in UTC.
+    latest = make_post(50, event_id="ev-a", minutes=100, author="u9")
+    posts += [latest.model_copy(update={"published_at": latest.published_at.astimezone(cst)}),
+              make_post(51, event_id="ev-a", minutes=1, author="u8")]
+    return [*posts[:10], posts[4], *posts[10:]]
+
+
+def test_a_batch_gives_what_one_call_per_post_gives(db: Database, tmp_path) -> None:
+    """EventBatch (the event stage's path: one batch, one post at a time) equals one apply_posts call per post,
+    each in its own transaction: the same event after every post and the same rows at the end."""
+    posts = _mixed_stream()
+    one_by_one: list[Event | None] = []
+    for post in posts:
+        with db.transaction() as s:
+            one_by_one.append(next(iter(service.apply_posts(s, posts=[post])), None))
+    expected = rows_snapshot(db)
+    with db.transaction() as s:
+        s.execute(delete(EventMemberRow))
+        s.execute(delete(EventRow))
+    # Half of the stream was counted before (a redelivered batch overlaps what the last one stored).
+    with db.transaction() as s:
+        for post in posts[:6]:
+            batch = service.EventBatch(s, [post])
+            batch.apply([post])
+            batch.finish()
+    batched: list[Event | None] = one_by_one[:6]
+    with db.transaction() as s:
+        batch = service.EventBatch(s, posts)
+        batched += [batch.apply([post]) for post in posts[6:]]
+        batch.finish()
+    assert [e and e.model_dump_json() for e in batched] == [e and e.model_dump_json() for e in one_by_one]
+    assert rows_snapshot(db) == expected
+    assert sum(e is None for e in batched) == 1  # the repeated post counts once
