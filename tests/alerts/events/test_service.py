@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from alerts.events import service
 from core.db.models import EventMemberRow, EventRow
 from core.db.session import Database
-from core.records import AnalyzedPost, Engagement, Event, Entities, Sentiment, SentimentLabel, Topic, post_id
+from core.records import AnalyzedPost, Engagement, Entities, Event, Sentiment, SentimentLabel, Topic, post_id
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
