@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from analyze.normalize import normalize
@@ -74,6 +74,7 @@ class Segmenter:
             self._tk.add_word(word, freq=_USER_FREQ)
         self.user_words = frozenset(words)
         self.stopwords = load_stopwords(stopwords_path)
+        self._risky_stopwords: tuple[str, ...] | None = None
 
     def _clean(self, pieces: Iterable[str]) -> list[str]:
         out: list[str] = []
@@ -100,6 +101,41 @@ class Segmenter:
             return []
         return self._clean(self._tk.cut_for_search(text, HMM=True))
 
+    def search_terms_from_words(self, text: str, words: Sequence[str]) -> list[str] | None:
+        """``tokenize_for_search(text)`` computed from ``tokenize(text)``'s ``words`` without segmenting again, or
+        None where the words cannot tell (the caller segments then). ``text`` is normalised already.
+
+        jieba's search mode is its plain cut with each longer word preceded by its 2- and 3-character parts that
+        are dictionary words; the same clean-up follows. What the clean-up took out of ``words`` is lost, so
+        None when it may have mattered: a dropped stopword of 3+ characters whose parts would be kept, or an
+        ASCII word of 3+ characters that may have been upper-case (its parts are looked up as written)."""
+        if self._risky_stopwords is None:
+            freq = self._tk.FREQ
+            self._risky_stopwords = tuple(
+                w for w in self.stopwords if len(w) > 2 and self._clean(_parts(w, freq)))
+        if any(w in text for w in self._risky_stopwords):
+            return None
+        freq = self._tk.FREQ
+        lowered: str | None = None
+        out: list[str] = []
+        for word in words:
+            if len(word) > 2:
+                if word.isascii() and not word.isdigit():
+                    lowered = text.lower() if lowered is None else lowered
+                    if lowered.count(word) != text.count(word):
+                        return None
+                out += self._clean(_parts(word, freq))
+            out.append(word)
+        return out
+
+
+def _parts(word: str, freq: dict[str, int]) -> list[str]:
+    """jieba ``cut_for_search``'s extra terms of one word: its dictionary 2-grams, then 3-grams."""
+    out = [word[i : i + 2] for i in range(len(word) - 1) if freq.get(word[i : i + 2])] if len(word) > 2 else []
+    if len(word) > 3:
+        out += [word[i : i + 3] for i in range(len(word) - 2) if freq.get(word[i : i + 3])]
+    return out
+
 
 _lock = threading.Lock()
 _default: Segmenter | None = None
@@ -124,3 +160,18 @@ def tokenize(text: str) -> list[str]:
 def tokenize_for_search(text: str) -> list[str]:
     """Search terms of ``text`` (see Segmenter.tokenize_for_search) with the default segmenter."""
     return get_segmenter().tokenize_for_search(text)
+
+
+def search_tokens_of_post(title: str, text: str, full_text: str, words: Sequence[str]) -> list[str]:
+    """``tokenize_for_search(f"{title}\\n{text}")`` (what the post stores index), from the analyze stage's words
+    (``tokenize`` of ``text_for_scoring(strip_html(full_text))``) when they are the words of that very text,
+    else by segmenting it again. Both give the same terms; the first skips jieba's second pass over the post."""
+    from analyze.normalize import strip_html, text_for_scoring
+
+    indexed = f"{title}\n{text}"
+    norm = normalize(indexed)
+    if words and norm == text_for_scoring(strip_html(full_text)):
+        terms = get_segmenter().search_terms_from_words(norm, words)
+        if terms is not None:
+            return terms
+    return tokenize_for_search(indexed)

@@ -11,13 +11,24 @@ with backoff and keep the batch); ``ValueError`` for a query that cannot be serv
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from core.records import AnalyzedPost, Entities
+
+
+def index_tokens(post: AnalyzedPost, tokenize: Callable[[str], list[str]]) -> list[str]:
+    """The terms a store indexes for a post: ``tokenize(f"{title}\n{text}")``. With the default segmenter they
+    come from the analyze stage's words where those are the words of that text (the same terms, without a
+    second jieba pass: ``analyze.segment.search_tokens_of_post``)."""
+    from analyze.segment import search_tokens_of_post, tokenize_for_search
+
+    if tokenize is tokenize_for_search:
+        return search_tokens_of_post(post.title, post.text, post.full_text, post.tokens)
+    return tokenize(f"{post.title}\n{post.text}")
 
 
 class PostQuery(BaseModel):

@@ -32,7 +32,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from core.errors import BackendUnavailable, RecordError
 from core.records import AnalyzedPost, Entities
-from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow
+from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow, index_tokens
 from core.store.sqlite_posts import searchable_tokens, sentiment_value, to_ms
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class ElasticsearchPostStore(PostStore):
             "event_id": post.event_id, "districts": sorted(set(post.entities.districts)),
             "author_hash": post.author_hash, "published_at": _iso(post.published_at),
             "received_at": _iso(post.received_at), "engagement": post.engagement.total,
-            "tokens": " ".join(searchable_tokens(self._tokenize(f"{post.title}\n{post.text}"))),
+            "tokens": " ".join(searchable_tokens(index_tokens(post, self._tokenize))),
             "doc": post.model_dump(mode="json"),
         }
         if self.use_ik:

@@ -35,7 +35,7 @@ from typing import Any, Literal, NamedTuple
 
 from core.errors import BackendUnavailable
 from core.records import AnalyzedPost, Entities, SentimentLabel
-from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow
+from core.store.base import Bucket, Overview, PostPage, PostQuery, PostStore, SignatureRow, index_tokens
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class SqlitePostStore(PostStore):
                     doc=doc, signature=pack_signature(post.signature))
 
     def _tokens(self, post: AnalyzedPost) -> str:
-        return " ".join(searchable_tokens(self._tokenize(f"{post.title}\n{post.text}")))
+        return " ".join(searchable_tokens(index_tokens(post, self._tokenize)))
 
     def upsert(self, posts: Sequence[AnalyzedPost]) -> set[str]:
         """Insert new posts and refresh changed ones in one transaction; return the new ids.
