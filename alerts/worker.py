@@ -28,7 +28,7 @@ from alerts.events.clusterer import EventClusterer
 from alerts.routing import Router
 from alerts.tickets import service as ticket_service
 from core.bus.base import TOPIC_TICKETS, Bus
-from core.db.models import OPEN_TICKET_STATES, EventMemberRow, EventRow, TicketRow
+from core.db.models import OPEN_TICKET_STATES, EventMemberRow, TicketRow
 from core.db.session import Database
 from core.records import AnalyzedPost, utcnow
 from core.store.base import PostStore
@@ -130,9 +130,7 @@ class EventStage:
                     self.tickets_opened += 1
                 else:
                     self.tickets_updated += 1
-                event_row = session.get(EventRow, event.id)
-                if event_row is not None and (event_row.level or 0) < ticket.level:
-                    event_row.level = ticket.level  # the event page and lists show the warning level
+                batch.raise_level(event.id, ticket.level)  # the event page and lists show the warning level
                 changes.append(
                     {"ticket_id": ticket.id, "event_id": event.id, "post_id": post.id, "level": ticket.level,
                      "level_before": before, "level_changed": before is not None and ticket.level != before,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -154,8 +154,10 @@ class EventBatch:
 
     def __init__(self, session: Session, posts: Sequence[AnalyzedPost]) -> None:
         self.session = session
-        self.rows: dict[str, EventRow] = {}
+        self.rows: dict[str, EventRow] = {}  # detached: ``finish`` writes them
         self.inserted: set[str] = set()
+        self._changed: set[str] = set()
+        self._levels: set[str] = set()
         self._authors: dict[str, set[str]] = {}  # event id -> author hashes already counted
         first: dict[str, AnalyzedPost] = {}
         members: dict[str, AnalyzedPost] = {}
@@ -179,6 +181,10 @@ class EventBatch:
             query = (select(EventRow).where(EventRow.id.in_(chunk)).order_by(EventRow.id).with_for_update()
                      .execution_options(populate_existing=True))
             self.rows.update((row.id, row) for row in session.scalars(query))
+        for row in self.rows.values():
+            # Folded in memory and written by ``finish`` in one executemany; the unit of work would write each
+            # row at every autoflush (the ticket queries), one UPDATE per row.
+            session.expunge(row)
         self._authors = {event_id: set() for event_id in event_ids}
         authors = sorted({p.author_hash for p in members.values() if p.author_hash})
         for event_chunk in _chunks(event_ids):
@@ -209,6 +215,7 @@ class EventBatch:
         seen = self._authors[event_id]
         authors = {p.author_hash for p in fresh if p.author_hash}
         _update_row(row, fresh, new_authors=len(authors - seen))
+        self._changed.add(event_id)
         seen |= authors
         self.inserted.difference_update(p.id for p in fresh)
         event = to_record(row)
@@ -219,9 +226,34 @@ class EventBatch:
                 setattr(row, name, at.astimezone(UTC))
         return event
 
+    def raise_level(self, event_id: str, level: int) -> None:
+        """Show a ticket's warning level on its event (never lowered); written by ``finish``."""
+        row = self.rows.get(event_id)
+        if row is not None and (row.level or 0) < level:
+            row.level = level
+            self._levels.add(event_id)
+
     def finish(self) -> None:
-        """Write the changed event rows."""
-        self.session.flush()
+        """Write the changed event rows (one UPDATE executemany)."""
+        table = EventRow.__table__
+        rows = [self.rows[event_id] for event_id in sorted(self._changed)]
+        if rows:
+            self.session.execute(
+                update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in _AGGREGATES}),
+                [{"_id": row.id, **{c: getattr(row, c) for c in _AGGREGATES}} for row in rows],
+            )
+        if self._levels:
+            self.session.execute(
+                update(table).where(table.c.id == bindparam("_id")).values(level=bindparam("level")),
+                [{"_id": event_id, "level": self.rows[event_id].level} for event_id in sorted(self._levels)],
+            )
+        self._changed.clear()
+        self._levels.clear()
+
+
+# The columns ``_update_row`` sets.
+_AGGREGATES = ("title", "first_seen", "last_seen", "size", "unique_authors", "engagement", "negative_count", "heat",
+               "heat_series", "topic", "places", "districts", "sources", "representative_ids", "updated_at")
 
 
 def _update_row(row: EventRow, fresh: list[AnalyzedPost], *, new_authors: int) -> None:
