@@ -133,15 +133,16 @@ class Analyzer:
         for post, text_plain, text_scoring, sentiment in zip(posts, plain, scoring, sentiments, strict=True):
             # One segmentation per post serves the topic model and the stored tokens.
             topic, tokens = self.topics.classify_and_tokenize(text_scoring)
+            text_norm = normalize(text_plain)  # once: the entities read it, the stored text_norm is it
             if self.ner is not None and post.source.value in self.ner_sources:
                 # Names the model found are masked too (raw names never leave this function).
-                entities, names = self.ner.extract_with_people(text_plain)
+                entities, names = self.ner.extract_with_people(text_norm, normalized=True)
             else:
-                entities, names = self.entities.extract(text_plain), []
+                entities, names = self.entities.extract_with_people(text_norm, normalized=True)[0], []
             masked_text = mask_pii(post.text, names=names)
             masked_title = mask_pii(post.title, names=names) if post.title else None
             out.append({
-                "text_norm": normalize(text_plain),
+                "text_norm": text_norm,
                 "text_masked": masked_text.text,
                 "title_masked": masked_title.text if masked_title else "",
                 "tokens": tokens,

@@ -126,7 +126,7 @@ class AnalyzePool:
             started.append((proc, parent))
         try:
             ner = set()
-            for proc, parent in started:
+            for _proc, parent in started:
                 if not parent.poll(START_TIMEOUT_S):
                     raise BackendUnavailable("analyze process did not start in time")
                 try:
