@@ -6,8 +6,9 @@ event stage. ``AnalyzePool`` starts ``processes`` spawned children (spawn, not f
 run ONNX Runtime, SQLite and worker threads, none of which survive a fork safely); each builds its own
 models once from the same Settings. ``Analyzer`` keeps the cache, the within-batch de-duplication and the
 assembly of AnalyzedPosts in the caller's thread and hands the texts it has to analyse to ``derive``,
-which splits them into one chunk per child, balanced by estimated cost (NER texts cost ~3x), sends every
-chunk, then waits on the pipes (without the GIL) and puts the answers back in order. A child analyses its
+which splits them into a few chunks per child, balanced by estimated cost (NER texts cost ~3x), hands the
+next chunk to whichever child answers first, waits on the pipes without the GIL, and puts the answers
+back in order. A child analyses its
 chunk with ``Analyzer._derive`` - the in-thread code - so the results are the in-thread results (sentiment
 scores to the last bit or so: the n-gram matrix product depends on the batch size, see
 tests/analyze/test_process.py).
@@ -24,7 +25,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from core.errors import BackendUnavailable
@@ -39,6 +40,8 @@ _POST_COST = 150
 _NER_POST_COST = 500
 _NER_CHAR_COST = 2
 _NER_MAX_CHARS = 400  # analyze.entities.LAC_MAX_CHARS
+# Chunks per child and batch, handed out as children finish (balances a child that lost its core a while).
+CHUNKS_PER_CHILD = 3
 
 
 def child_settings(settings: Any, processes: int) -> Any:
@@ -157,20 +160,36 @@ class AnalyzePool:
         with self._lock:
             if not self._children:
                 self._start()
-            chunks = split_by_cost([self._cost(p) for p in posts], len(self._children))
-            busy = self._children[: len(chunks)]
+            children = len(self._children)
+            # A few chunks per child, handed out as children finish: a child slowed down (another process took
+            # its core for a while) takes fewer, so the batch does not wait on the unluckiest chunk.
+            chunks = split_by_cost([self._cost(p) for p in posts], children * CHUNKS_PER_CHILD)
+            chunks.sort(key=lambda c: -sum(self._cost(posts[i]) for i in c))
             out: list[dict[str, Any] | None] = [None] * len(posts)
             errors: list[str] = []
+            pending = list(reversed(chunks))  # pop() hands out the costliest chunk first
+            busy: dict[Connection, list[int]] = {}
             try:
-                for (_, conn), chunk in zip(busy, chunks, strict=True):
+                for _, conn in self._children:
+                    if not pending:
+                        break
+                    chunk = pending.pop()
                     conn.send([posts[i] for i in chunk])
-                for (_, conn), chunk in zip(busy, chunks, strict=True):
-                    status, result = conn.recv()  # every child answers before the next batch is sent
-                    if status != "ok":
-                        errors.append(str(result))
-                        continue
-                    for i, fields in zip(chunk, result, strict=True):
-                        out[i] = fields
+                    busy[conn] = chunk
+                while busy:
+                    for ready in wait(list(busy)):
+                        conn = ready  # type: ignore[assignment]
+                        status, result = conn.recv()
+                        chunk = busy.pop(conn)
+                        if status != "ok":
+                            errors.append(str(result))
+                        else:
+                            for i, fields in zip(chunk, result, strict=True):
+                                out[i] = fields
+                        if pending:
+                            chunk = pending.pop()
+                            conn.send([posts[i] for i in chunk])
+                            busy[conn] = chunk
             except (EOFError, OSError) as exc:
                 self._stop(self._children, wait_s=1)
                 self._children = []
