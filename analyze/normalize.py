@@ -48,8 +48,10 @@ def _to_simplified(text: str) -> str:
 
 def _drop_controls(text: str) -> str:
     # Cc (controls), Cs (lone surrogates from broken UTF-8), Co (private use) are noise; keep \n and \t.
+    # isprintable() is False for every character of those categories (and for a few kept ones, such as
+    # \n, \t, other spaces and format characters): when it holds without \n and \t, nothing is dropped.
     if text.isprintable() or text.replace("\n", "").replace("\t", "").isprintable():
-        return text  # nothing to drop (the character loop below is the slow path: every post has a newline)
+        return text
     return "".join(
         ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs", "Co", "Cn")
     )

@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from analyze.normalize import normalize
@@ -24,6 +25,9 @@ DEFAULT_STOPWORDS = DATA_DIR / "stopwords.txt"
 _CONTENT = re.compile(r"[0-9A-Za-z\u3400-\u9fff]")
 # High frequency so jieba prefers these over splitting "A3区" into "A3" + "区".
 _USER_FREQ = 200_000
+# Runs of CJK/letters/digits that ``tokenize`` keeps the words of (cleaned), per Segmenter: clauses recur
+# (boilerplate, reposts, 请尽快处理), and jieba's DAG + HMM is the costliest step of the stage. ~100 B each.
+BLOCK_CACHE_SIZE = 65_536
 
 
 def gazetteer_words(path: Path | None = None) -> list[str]:
@@ -75,6 +79,12 @@ class Segmenter:
         self.user_words = frozenset(words)
         self.stopwords = load_stopwords(stopwords_path)
         self._risky_stopwords: tuple[str, ...] | None = None
+        # jieba.Tokenizer.cut(text, HMM=True) cuts each run matched by re_han on its own (DAG + HMM, nothing
+        # carried between runs) and yields the rest piece by piece: a run's words depend on the run alone.
+        self._re_han = jieba.re_han_default
+        self._re_skip = jieba.re_skip_default
+        self._cut_run = self._tk._Tokenizer__cut_DAG  # the very function cut() uses for a run with HMM
+        self._run_words = lru_cache(maxsize=BLOCK_CACHE_SIZE)(self._run_words_uncached)
 
     def _clean(self, pieces: Iterable[str]) -> list[str]:
         out: list[str] = []
@@ -87,12 +97,34 @@ class Segmenter:
             out.append(tok)
         return out
 
+    def _run_words_uncached(self, run: str) -> tuple[str, ...]:
+        return tuple(self._clean(self._cut_run(run)))
+
     def tokenize(self, text: str) -> list[str]:
-        """Words of the normalised text, without stopwords and punctuation; ASCII-only words lower-cased."""
+        """Words of the normalised text, without stopwords and punctuation; ASCII-only words lower-cased.
+
+        The same words as ``_clean(jieba cut(text, HMM=True))`` (tests/analyze/test_segment.py), with each
+        run of CJK/letters/digits looked up in a bounded cache before it is cut.
+        """
         text = normalize(text)
         if not text:
             return []
-        return self._clean(self._tk.cut(text, HMM=True))
+        out: list[str] = []
+        re_han, re_skip = self._re_han, self._re_skip
+        for block in re_han.split(text):
+            if not block:
+                continue
+            if re_han.match(block):
+                out.extend(self._run_words(block))
+            else:  # what cut() yields between runs: whitespace pieces whole, anything else char by char
+                out.extend(self._clean(piece for part in re_skip.split(block) if part
+                                       for piece in ((part,) if re_skip.match(part) else part)))
+        return out
+
+    def block_cache_info(self) -> tuple[int, int]:
+        """(hits, misses) of the run cache."""
+        info = self._run_words.cache_info()
+        return info.hits, info.misses
 
     def tokenize_for_search(self, text: str) -> list[str]:
         """Words plus their shorter parts (jieba cut_for_search), for index and query terms."""

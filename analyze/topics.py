@@ -92,6 +92,33 @@ class Taxonomy:
         return list(self.roots)
 
 
+def trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching the longest of ``words`` that starts at a position, as the words as a trie.
+
+    Same matches as ``"|".join(words sorted longest first)`` (leftmost, then longest, non-overlapping), but
+    the engine follows one branch per character instead of trying every word at every position. At each
+    node the longer continuations come first and ending here is the fallback, so backtracking ends on the
+    deepest word along the text's path: the longest one.
+    """
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:  # a word ends here: the continuations are optional (greedy: longest first)
+            return ("(?:" + body + ")?") if len(branches) == 1 else body + "?"
+        return body
+
+    return build(trie)
+
+
 class KeywordScorer:
     """Weighted keyword hits per level-1 class (subject counts ``SUBJECT_WEIGHT`` times)."""
 
@@ -110,7 +137,7 @@ class KeywordScorer:
                     slot[l1] = max(slot.get(l1, 0.0), KW_WEIGHT[depth])
         self.weights = weights
         words = sorted((w for w in weights if w), key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(w) for w in words)) if words else None
+        self._pattern = re.compile(trie_pattern(words)) if words else None
 
     def hits(self, text: str) -> list[str]:
         """Keywords found in ``text`` (leftmost-longest, non-overlapping)."""
@@ -243,6 +270,12 @@ class TopicClassifier:
     def __init__(self, taxonomy: Taxonomy, model: LinearModel | None = None) -> None:
         self.taxonomy = taxonomy
         self.keywords = KeywordScorer(taxonomy)
+        # Per level-1 class: each level-2 node with every keyword of it and of its level-3 children.
+        self._l2_words = {
+            l1: [(n2, frozenset([*n2.keywords, *(w for n3 in n2.children.values() for w in n3.keywords)]))
+                 for n2 in n1.children.values()]
+            for l1, n1 in taxonomy.roots.items()
+        }
         if model is not None:
             unknown = set(model.classes) - set(taxonomy.roots)
             if unknown or model.keyword_classes != taxonomy.l1_names:
@@ -287,13 +320,14 @@ class TopicClassifier:
 
     def _refine(self, l1: str, subject: str, body: str,
                 found: tuple[list[str], list[str]] | None = None) -> tuple[str | None, str | None]:
-        node1 = self.taxonomy.roots[l1]
         subject_hits, body_hits = found if found is not None else self._keyword_hits(subject, body)
         hits = Counter(subject_hits * int(SUBJECT_WEIGHT) + body_hits)
         if not hits:
             return None, None
         best2, best2_score, best3 = None, 0.0, None
-        for n2 in node1.children.values():
+        for n2, words in self._l2_words[l1]:
+            if words.isdisjoint(hits):  # no keyword of it or of its children: score 0, never the best
+                continue
             score = sum(hits[w] * 2.0 for w in n2.keywords)
             l3_scores = {n3.name: sum(hits[w] for w in n3.keywords) for n3 in n2.children.values()}
             score += sum(l3_scores.values())

@@ -8,6 +8,7 @@ one snownlp sentiment, one topic and one pattern-entity call, no batching (``ana
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -55,6 +56,8 @@ def _rate(fn: Callable[[str], object], texts: list[str]) -> float:
 
 
 STAGE_POSTS = 3000
+# analyze.processes values measured besides the default (0 = in-thread, N = N child processes).
+STAGE_PROCESSES = (0, 1, 2)
 
 
 def _demo_posts(n: int) -> list:
@@ -70,29 +73,71 @@ def _demo_posts(n: int) -> list:
     return posts
 
 
-def _stage(report: Callable[[str, float | str], None]) -> None:
-    """The wired analyze stage against a naive per-post loop, both on the same demo posts."""
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by this process and the given children (Linux /proc)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _stage_rate(posts: list, processes: int | None) -> tuple[float, dict[str, object]]:
+    """posts/s of the wired analyze stage (``Container.analyzer``) with ``analyze.processes`` (None: default)."""
     import tempfile
 
+    from core.settings import AnalyzeSettings, Settings
+    from core.wiring import Container
+
+    analyze = AnalyzeSettings() if processes is None else AnalyzeSettings(processes=processes)
+    with tempfile.TemporaryDirectory(prefix="yuqing-bench-") as tmp:
+        container = Container(Settings(mode="embedded", data_dir=Path(tmp), database_url="", analyze=analyze))
+        try:
+            analyzer, batch = container.analyzer, container.settings.analyze.batch_size  # children started
+            analyzer.analyze(posts[-batch:])  # models loaded and warm before the clock starts
+            analyzer._cache.clear()
+            analyzer.cache_hits = 0
+            pids = analyzer.pool.pids() if analyzer.pool is not None else []
+            cpu, started = _cpu_s(pids), time.perf_counter()
+            for i in range(0, len(posts), batch):
+                analyzer.analyze(posts[i:i + batch])
+            rate = len(posts) / (time.perf_counter() - started)
+            cpu = _cpu_s(pids) - cpu
+            info: dict[str, object] = {"batch_size": batch, "processes": container.settings.analyze.processes,
+                                       "sentiment_model": container.settings.analyze.sentiment_model,
+                                       "cache_hits": analyzer.cache_hits,
+                                       "cpu_ms_per_post": 1000.0 * cpu / len(posts)}
+        finally:
+            container.close()
+    return rate, info
+
+
+def _stage(report: Callable[[str, float | str], None]) -> None:
+    """The wired analyze stage against a naive per-post loop, both on the same demo posts.
+
+    ``analyze.stage.posts_per_s`` is the stage with the default settings; ``analyze.stage.processes_N`` the
+    same with ``analyze.processes: N`` (0 = in the worker thread, N >= 1 = N child processes), one after
+    the other in this run.
+    """
     from snownlp import SnowNLP
 
     from analyze.entities import EntityExtractor
     from analyze.topics import TopicClassifier
-    from core.settings import Settings
-    from core.wiring import Container
 
     posts = _demo_posts(STAGE_POSTS)
-    with tempfile.TemporaryDirectory(prefix="yuqing-bench-") as tmp:
-        container = Container(Settings(mode="embedded", data_dir=Path(tmp), database_url=""))
-        analyzer, batch = container.analyzer, container.settings.analyze.batch_size
-        analyzer.analyze(posts[:batch])  # models loaded and warm before the clock starts
-        started = time.perf_counter()
-        for i in range(0, len(posts), batch):
-            analyzer.analyze(posts[i:i + batch])
-        rate = len(posts) / (time.perf_counter() - started)
-        report("analyze.stage.sentiment_model", container.settings.analyze.sentiment_model)
-        report("analyze.stage.batch_size", batch)
-        container.close()
+    rate, info = _stage_rate(posts, None)
+    report("analyze.stage.sentiment_model", str(info["sentiment_model"]))
+    report("analyze.stage.batch_size", int(info["batch_size"]))  # type: ignore[call-overload]
+    report("analyze.stage.processes", int(info["processes"]))  # type: ignore[call-overload]
+    report("analyze.stage.cache_hits", int(info["cache_hits"]))  # type: ignore[call-overload]
+    per_count: dict[int, tuple[float, dict[str, object]]] = {int(info["processes"]): (rate, info)}  # type: ignore[call-overload]
+    for n in STAGE_PROCESSES:
+        if n not in per_count:
+            per_count[n] = _stage_rate(posts, n)
     topics, entities = TopicClassifier.load(), EntityExtractor.load(use_lac=False)
     sample = posts[: STAGE_POSTS // 3]
 
@@ -107,6 +152,13 @@ def _stage(report: Callable[[str, float | str], None]) -> None:
     report("analyze.stage.posts_per_s", round(rate, 1))
     report("analyze.stage.naive_loop_posts_per_s", round(naive_rate, 1))
     report("analyze.stage.speedup_vs_naive", round(rate / naive_rate, 2) if naive_rate else 0.0)
+    for n in sorted(per_count):
+        n_rate, n_info = per_count[n]
+        report(f"analyze.stage.processes_{n}.posts_per_s", round(n_rate, 1))
+        report(f"analyze.stage.processes_{n}.speedup_vs_naive", round(n_rate / naive_rate, 2) if naive_rate else 0.0)
+        # CPU time (this process and the pool's children) per post: what the work costs, whatever else runs.
+        report(f"analyze.stage.processes_{n}.cpu_ms_per_post", round(float(n_info["cpu_ms_per_post"]), 3))  # type: ignore[arg-type]
+    report("analyze.stage.cpu_cores", os.cpu_count() or 0)
     report("analyze.stage.target_posts_per_s", 800)
 
 

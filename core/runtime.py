@@ -62,7 +62,6 @@ class Pipeline:
         from alerts.source_health import SourceHealth
 
         self.source_health = SourceHealth()
-        self._analyze_process: Any = None  # analyze.process.AnalyzeProcess when settings.analyze.subprocess
 
     # -- ingest -------------------------------------------------------------------------------
     def publish_post(self, post: Post) -> None:
@@ -135,10 +134,6 @@ class Pipeline:
 
     def analyze_handler(self, posts: list[Post]) -> None:
         """Analyze a batch and publish it to the analyzed topic."""
-        if self._analyze_process is not None:
-            self.c.bus.publish_many(TOPIC_ANALYZED, self._analyze_process.analyze_encoded(posts))
-            self.c.bus.flush()
-            return
         analyzed = self.c.analyzer.analyze(posts)
         self.c.bus.publish_many(
             TOPIC_ANALYZED, [(analyzed_key(p), p.model_dump_json().encode()) for p in analyzed]
@@ -146,14 +141,10 @@ class Pipeline:
         self.c.bus.flush()
 
     def analyze_worker(self) -> StageWorker[Post]:
-        """A worker of the analyze stage; models load first so the first batch cannot outlast the group session."""
-        if self.settings.analyze.subprocess:
-            from analyze.process import AnalyzeProcess
+        """A worker of the analyze stage; models load first so the first batch cannot outlast the group session.
 
-            if self._analyze_process is None:
-                self._analyze_process = AnalyzeProcess(self.settings)
-                self._analyze_process.start()
-            return self._analyze_stage_worker()
+        With ``analyze.processes`` >= 1 they load in the analyze pool's child processes (analyze/process.py).
+        """
         self.c.analyzer.analyze([Post(id="warm-up", source=Source.news, external_id="warm-up", text="预热 warm-up",
                                       published_at=utcnow())])
         return self._analyze_stage_worker()
@@ -318,6 +309,6 @@ class Pipeline:
             worker.stop()
         for t in self._threads:
             t.join(10)
-        if self._analyze_process is not None:
-            self._analyze_process.close()
-            self._analyze_process = None
+        analyzer = self.c.__dict__.get("analyzer")
+        if analyzer is not None:
+            analyzer.close()  # the analyze pool's child processes, if any

@@ -139,9 +139,18 @@ class AnalyzeSettings(BaseModel):
     # Ceiling of the event stage's in-memory index (~5 KiB per post, so ~0.5 GB): the oldest entries go first.
     event_index_max_posts: int = Field(default=100_000, ge=1000)
     batch_size: int = Field(default=128, ge=1)
-    # Embedded mode: run the analyze stage's models in a spawned child process (analyze/process.py) so they do
-    # not share the interpreter lock with the event stage. Off: analyze in the worker thread itself.
+    # Processes that analyse each batch (analyze/process.py): 0 = in the analyze worker's own thread; N >= 1 =
+    # N spawned child processes with their own models, each batch split across them (the worker thread
+    # keeps the cache and publishing). One process per core the stage may use; see docs/benchmarks.md.
+    processes: int = Field(default=0, ge=0, le=64)
+    # Deprecated (before ``processes``): true means ``processes: 1`` (the stage in one child process).
     subprocess: bool = False
+
+    @model_validator(mode="after")
+    def _subprocess_alias(self) -> AnalyzeSettings:
+        if self.subprocess and self.processes == 0:
+            self.processes = 1
+        return self
 
 
 class AlertSettings(BaseModel):

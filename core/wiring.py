@@ -178,6 +178,14 @@ class Container:
         from core.records import Source
 
         a = self.settings.analyze
+        ner_sources = frozenset({"hotline", "mailbox"}) if a.ner == "citizen" else frozenset(s.value for s in Source)
+        if a.processes >= 1:
+            # The models load in the pool's children only; this process keeps the cache and the assembly.
+            from analyze.process import AnalyzePool
+
+            pool = AnalyzePool(self.settings, a.processes, ner_sources=ner_sources)
+            pool.start()
+            return Analyzer(neutral_band=a.neutral_band, num_perm=a.minhash_perms, ner_sources=ner_sources, pool=pool)
         gazetteer = Path(a.gazetteer_file) if a.gazetteer_file else None
         ner = EntityExtractor.load(gazetteer, use_lac=True) if a.ner != "off" else None
         if ner is not None and ner.backend == "gazetteer":
@@ -190,7 +198,7 @@ class Container:
             neutral_band=a.neutral_band,
             num_perm=a.minhash_perms,
             ner=ner,
-            ner_sources=frozenset({"hotline", "mailbox"}) if a.ner == "citizen" else frozenset(s.value for s in Source),
+            ner_sources=ner_sources,
         )
 
     @cached_property
@@ -295,7 +303,7 @@ class Container:
 
     def close(self) -> None:
         """Close whatever was built."""
-        for name in ("bus", "post_store", "db"):
+        for name in ("analyzer", "bus", "post_store", "db"):
             obj = self.__dict__.get(name)
             if obj is not None:
                 try:

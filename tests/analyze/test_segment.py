@@ -50,3 +50,39 @@ def test_any_text_gives_clean_tokens(text):
     for tok in tokenize(text):
         assert tok and tok == tok.strip()
         assert tok not in get_segmenter().stopwords
+
+
+def _uncached(seg: Segmenter, text: str) -> list[str]:
+    from analyze.normalize import normalize
+
+    text = normalize(text)
+    return seg._clean(seg._tk.cut(text, HMM=True)) if text else []
+
+
+def test_run_cache_gives_the_words_of_a_plain_cut():
+    import json
+
+    from ingest.demo import DemoStream
+    from ingest.validate import parse_record
+
+    seg = get_segmenter()
+    texts = ["A7县泉塘街道的垃圾站臭气熏天，居民反映多次无人处理", "WiFi 2.0版 #话题# ① ㈠ 𠀀𠀁 ab-cd 3.5% a_b\t\n",
+             "《人民日报》：\u3400\u4dbf测试，“引号”…… 100元/月 i'm OK!", ""]
+    for i, record in enumerate(DemoStream(seed=11, rate_per_min=600.0)):
+        if i >= 400:
+            break
+        texts.append(parse_record(json.dumps(record, ensure_ascii=False).encode(), source_hint=None, salt="t",
+                                  max_text_chars=20_000).full_text)
+    for _ in range(2):  # the second round is answered from the cache
+        for text in texts:
+            assert seg.tokenize(text) == _uncached(seg, text), text
+    hits, misses = seg.block_cache_info()
+    assert hits > misses
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("的了停水三天A3区含浦街道ab12-_.%# ，。！\n\t　🙂ｗ㐀𠀀")), max_size=80))
+def test_run_cache_equals_plain_cut_on_any_text(text):
+    seg = get_segmenter()
+    assert seg.tokenize(text) == _uncached(seg, text)
+    assert seg.tokenize(text) == _uncached(seg, text)

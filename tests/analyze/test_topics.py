@@ -251,3 +251,24 @@ def test_classify_and_tokenize_matches_classify_and_tokenize_separately():
         topic, tokens = clf.classify_and_tokenize(text)
         assert topic == clf.classify(text)
         assert tokens == tokenize(text)
+
+
+def test_keyword_trie_matches_like_the_plain_alternation() -> None:
+    import random
+    import re
+
+    from analyze.topics import trie_pattern
+
+    words = sorted((w for w in KeywordScorer(TAXONOMY).weights if w), key=len, reverse=True)
+    plain, trie = re.compile("|".join(re.escape(w) for w in words)), re.compile(trie_pattern(words))
+    rng = random.Random(3)
+    texts = ["", "A3区含浦街道停水三天，物业不管", "噪音扰民 夜间施工 工地噪音"]
+    for _ in range(2000):  # keywords, their prefixes and glue, so longer and shorter words compete
+        texts.append("".join(rng.choice(words)[: rng.randint(1, 6)] if rng.random() < 0.7 else rng.choice("的了，A3 区")
+                             for _ in range(rng.randint(1, 20))))
+    for text in texts:
+        assert trie.findall(text) == plain.findall(text), text
+    small = ["b", "ab", "abc", "abcd", "a.b", "a+"]
+    for text in ("abcdxabcabxb", "a.b a+b aab", "bbb"):
+        assert re.findall(trie_pattern(small), text) == re.findall(
+            "|".join(map(re.escape, sorted(small, key=len, reverse=True))), text)
