@@ -75,7 +75,8 @@ class Segmenter:
         self.user_words = frozenset(words)
         self.stopwords = load_stopwords(stopwords_path)
 
-    def _clean(self, pieces: Iterable[str]) -> list[str]:
+    def clean(self, pieces: Iterable[str]) -> list[str]:
+        """``pieces`` without stopwords and punctuation; ASCII-only words lower-cased (``tokenize`` = clean(words))."""
         out: list[str] = []
         for piece in pieces:
             tok = piece.strip()
@@ -86,19 +87,24 @@ class Segmenter:
             out.append(tok)
         return out
 
-    def tokenize(self, text: str) -> list[str]:
-        """Words of the normalised text, without stopwords and punctuation; ASCII-only words lower-cased."""
+    def words(self, text: str) -> list[str]:
+        """Every piece of the normalised text in precise mode (HMM on), stripped, blanks dropped - punctuation and
+        stopwords kept: the sentiment model's word features read them (negation scope ends at punctuation)."""
         text = normalize(text)
         if not text:
             return []
-        return self._clean(self._tk.cut(text, HMM=True))
+        return [w for w in (piece.strip() for piece in self._tk.cut(text, HMM=True)) if w]
+
+    def tokenize(self, text: str) -> list[str]:
+        """Words of the normalised text, without stopwords and punctuation; ASCII-only words lower-cased."""
+        return self.clean(self.words(text))
 
     def tokenize_for_search(self, text: str) -> list[str]:
         """Words plus their shorter parts (jieba cut_for_search), for index and query terms."""
         text = normalize(text)
         if not text:
             return []
-        return self._clean(self._tk.cut_for_search(text, HMM=True))
+        return self.clean(self._tk.cut_for_search(text, HMM=True))
 
 
 _lock = threading.Lock()
@@ -119,6 +125,11 @@ def get_segmenter() -> Segmenter:
 def tokenize(text: str) -> list[str]:
     """Words of ``text`` (see Segmenter.tokenize) with the default segmenter."""
     return get_segmenter().tokenize(text)
+
+
+def words(text: str) -> list[str]:
+    """Raw precise-mode words of ``text`` (see Segmenter.words) with the default segmenter."""
+    return get_segmenter().words(text)
 
 
 def tokenize_for_search(text: str) -> list[str]:

@@ -1,7 +1,8 @@
 """The shipped sentiment model: hashed word + character n-grams, per-domain heads, a calibrated stacker.
 
-Features (``NgramFeaturizer``): character 1-3-grams, jieba word 1-2-grams and negation-tagged words
-(``negated``) of the text, hashed into
+Features (``NgramFeaturizer``): character 1-3-grams, word 1-2-grams and negation-tagged words (``negated``) of
+the text - the words of the analyze stage's segmenter (``analyze.segment``: jieba precise mode with the gazetteer),
+passed in by the stage (``words=``) so a post is segmented once, or segmented here - hashed into
 ``2**20`` buckets, sublinear TF x IDF, L2-normalised - the TF-IDF baseline's features plus words.
 
 Heads (logistic regressions on those features, trained on the ``train`` split only):
@@ -48,6 +49,8 @@ N_FEATURES = 2**20
 TEXT_CAP = 600  # chars: head 400 + tail 200; verdicts sit at the start or the end of long reviews
 PRUNE = 0.02  # |weight| below this is stored as 0 (the scores move by < 0.01 in logit)
 HEADS = ("review", "social", "pooled", "human", "tri", "domain", "gov")
+# Per text, its raw words from the analyze stage's segmenter, or None (then the model segments).
+Words = Sequence[Sequence[str]] | None
 # Class order of the 3-way outputs everywhere in this module.
 NEG, POS, NEU = 0, 1, 2
 
@@ -60,22 +63,43 @@ def cap_text(text: str) -> str:
     return text[:400] + " " + text[-200:]
 
 
-_JIEBA: Any = None
+def text_words(text: str) -> list[str]:
+    """The raw words of a text as the analyze stage has them (``analyze.topics.text_words``: the gazetteer-aware
+    segmenter of ``analyze.segment``, punctuation and stopwords kept), for callers that pass texts only."""
+    from analyze.topics import text_words as stage_words
+
+    return stage_words(text)
 
 
-def _jieba() -> Any:
-    global _JIEBA
-    if _JIEBA is None:
-        import jieba
+def cap_words(words: Sequence[str]) -> list[str]:
+    """The words of a long text cut as ``cap_text`` cuts its characters: the first 400 and the last 200 chars."""
+    if sum(len(w) for w in words) <= TEXT_CAP:
+        return list(words)
+    head: list[str] = []
+    n = 0
+    for w in words:
+        if n >= 400:
+            break
+        head.append(w)
+        n += len(w)
+    tail: list[str] = []
+    n = 0
+    for w in reversed(words):
+        if n >= 200:
+            break
+        tail.append(w)
+        n += len(w)
+    return head + tail[::-1]
 
-        jieba.setLogLevel(logging.WARNING)
-        jieba.initialize()
-        _JIEBA = jieba
-    return _JIEBA
 
+def tokens(text: str, words: Sequence[str] | None = None) -> list[str]:
+    """Character 1-3-grams plus ``w:`` word unigrams, ``b:`` word bigrams and ``n:`` negated words.
 
-def tokens(text: str) -> list[str]:
-    """Character 1-3-grams plus ``w:`` word unigrams and ``b:`` word bigrams (jieba, precise mode)."""
+    ``words``: the text's raw words from the analyze stage's segmenter (``text_words``; segmented here when
+    None), so a post is segmented once for topics, stored tokens and sentiment.
+    """
+    if words is None:
+        words = text_words(text)
     text = cap_text(text).lower()
     out: list[str] = []
     n = len(text)
@@ -85,10 +109,10 @@ def tokens(text: str) -> list[str]:
             out.append(text[i : i + 2])
             if i + 2 < n:
                 out.append(text[i : i + 3])
-    words = [w for w in _jieba().lcut(text) if w.strip()]
-    out.extend("w:" + w for w in words)
-    out.extend("b:" + a + "|" + b for a, b in itertools.pairwise(words))
-    out.extend(negated(words))
+    ws = [w.lower() for w in cap_words(words)]
+    out.extend("w:" + w for w in ws)
+    out.extend("b:" + a + "|" + b for a, b in itertools.pairwise(ws))
+    out.extend(negated(ws))
     return out
 
 
@@ -118,17 +142,21 @@ class NgramFeaturizer:
     """Hashed sublinear TF-IDF over ``tokens``; ``idf`` is learnt by ``fit``."""
 
     def __init__(self, n_features: int = N_FEATURES) -> None:
-        from sklearn.feature_extraction.text import HashingVectorizer
+        from sklearn.feature_extraction import FeatureHasher
 
         self.n_features = n_features
-        self._hasher = HashingVectorizer(analyzer=tokens, n_features=n_features, alternate_sign=False, norm=None)
+        self._hasher = FeatureHasher(n_features=n_features, input_type="string", alternate_sign=False)
         self.idf: Any = None
 
-    def counts(self, texts: Sequence[str]) -> Any:
-        """Raw hashed counts (CSR, float32)."""
+    def counts(self, texts: Sequence[str], words: Sequence[Sequence[str] | None] | None = None) -> Any:
+        """Raw hashed counts (CSR, float32); ``words``: each text's raw words (``text_words``), or None."""
         import numpy as np
 
-        return self._hasher.transform(list(texts)).astype(np.float32)
+        if words is None:
+            words = [None] * len(texts)
+        elif len(words) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(words)} word lists")
+        return self._hasher.transform(tokens(t, w) for t, w in zip(texts, words, strict=True)).astype(np.float32)
 
     def fit_idf(self, counts: Any) -> None:
         """Smoothed IDF from a count matrix (as sklearn's TfidfTransformer)."""
@@ -146,8 +174,8 @@ class NgramFeaturizer:
         x.data = (1.0 + np.log(x.data)) * self.idf[x.indices]
         return normalize(x, copy=False)
 
-    def transform(self, texts: Sequence[str]) -> Any:
-        return self.weight(self.counts(texts))
+    def transform(self, texts: Sequence[str], words: Sequence[Sequence[str] | None] | None = None) -> Any:
+        return self.weight(self.counts(texts, words))
 
 
 def _softmax(z: Any) -> Any:
@@ -210,43 +238,49 @@ class NgramSentiment(SentimentModel):
             from analyze.sentiment.transformer import TransformerSentiment
 
             self.transformer = TransformerSentiment(threads=threads, batch_size=batch_size)
-        _jieba()
+        from analyze.segment import get_segmenter
+
+        get_segmenter()  # jieba's dictionary loads here, not on the first batch
 
     # -- scoring -------------------------------------------------------------------------------------
-    def predict_proba3(self, texts: Sequence[str]) -> list[tuple[float, float, float]]:
+    # ``words``: per text, the raw words the analyze stage already has (``text_words``); None segments here.
+    def predict_proba3(self, texts: Sequence[str], words: Words = None) -> list[tuple[float, float, float]]:
         """(P negative, P positive, P neutral) per text; empty text is certainly neutral."""
-        return [tuple(row) for row in self._proba(texts)[0].tolist()]  # type: ignore[misc]
+        return [tuple(row) for row in self._proba(texts, words)[0].tolist()]  # type: ignore[misc]
 
-    def predict_both(self, texts: Sequence[str]) -> tuple[list[float], list[tuple[float, float, float]]]:
+    def predict_both(self, texts: Sequence[str],
+                     words: Words = None) -> tuple[list[float], list[tuple[float, float, float]]]:
         """P(negative | polar) - the 2-class decision - and the 3-class probabilities, in one pass."""
-        proba3, polar = self._proba(texts)
+        proba3, polar = self._proba(texts, words)
         return polar.tolist(), [tuple(row) for row in proba3.tolist()]  # type: ignore[misc]
 
-    def predict_negative(self, texts: Sequence[str]) -> list[float]:
+    def predict_negative(self, texts: Sequence[str], words: Words = None) -> list[float]:
         """Calibrated P(negative) (3-class sense: neutral mass is not negative); empty text 0."""
-        return self._proba(texts)[0][:, NEG].tolist()
+        return self._proba(texts, words)[0][:, NEG].tolist()
 
-    def score(self, texts: Sequence[str], *, neutral_band: float = 0.15) -> list[Sentiment]:
+    def score(self, texts: Sequence[str], *, neutral_band: float = 0.15, words: Words = None) -> list[Sentiment]:
         """负面 / 正面 / 中性 by the largest class probability; ``score`` is P(negative).
 
         ``neutral_band`` is accepted for the contract but unused: neutral is a learnt class here.
         """
-        proba3 = self._proba(texts)[0]
+        proba3 = self._proba(texts, words)[0]
         labels = (SentimentLabel.negative, SentimentLabel.positive, SentimentLabel.neutral)
         return [Sentiment(label=labels[int(row.argmax())], score=float(min(1.0, max(0.0, row[NEG]))))
                 for row in proba3]
 
-    def _proba(self, texts: Sequence[str]) -> tuple[Any, Any]:
+    def _proba(self, texts: Sequence[str], words: Words = None) -> tuple[Any, Any]:
         import numpy as np
 
         n = len(texts)
+        if words is not None and len(words) != n:
+            raise ValueError(f"{n} texts but {len(words)} word lists")
         proba3 = np.zeros((n, 3))
         proba3[:, NEU] = 1.0
         polar = np.full(n, 0.5)
         keep = [i for i, t in enumerate(texts) if str(t).strip()]
         if keep:
             kept = [str(texts[i]) for i in keep]
-            x = self.featurizer.transform(kept)
+            x = self.featurizer.transform(kept, [words[i] for i in keep] if words is not None else None)
             p_tr = self.transformer.predict_negative(kept) if self.transformer is not None else None
             z = stack_features(head_logits(self.heads, x), p_tr)
             polar[keep] = _sigmoid(z @ self.stackers["polar"][0] + self.stackers["polar"][1])
