@@ -14,7 +14,10 @@ Heads (logistic regressions on those features, trained on the ``train`` split on
 - ``human``: negative vs positive on the hand-labelled Weibo sets only (not the emoticon-labelled ``weibo``);
 - ``tri``: negative / positive / neutral (covid_weibo, smp2020_usual and gov_train.csv);
 - ``domain``: review vs social text, and ``gov``: government-domain post vs other social text (which head
-  to trust, and where 中性 notices are common).
+  to trust, and where 中性 notices are common);
+- ``nb`` (optional, present when ``ngram.npz`` has ``nb_r``): an NB-LR head (Wang & Manning 2012) on the
+  hand-labelled Weibo sets' polar rows: binary n-gram presence scaled by the naive-Bayes log-count ratio ``r``
+  (negative vs positive, from the same train rows), L2-normalised, logistic regression.
 
 Transformer (``ngram.json`` ``"transformer": true``): the small review-trained transformer shipped in
 ``model/`` is a further member; its logit enters the stacker like a head's.
@@ -186,11 +189,21 @@ def _softmax(z: Any) -> Any:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def head_logits(heads: dict[str, tuple[Any, Any]], x: Any) -> dict[str, Any]:
-    """Raw decision values per head: (n,) for binary heads, (n, 3) for ``tri``."""
+def nb_features(counts: Any, r: Any) -> Any:
+    """The NB-LR head's input: n-gram presence x log-count ratio ``r``, rows L2-normalised."""
+    import numpy as np
+    from sklearn.preprocessing import normalize
+
+    x = counts.copy()
+    x.data = np.ones_like(x.data) * r[x.indices]
+    return normalize(x, copy=False)
+
+
+def head_logits(heads: dict[str, tuple[Any, Any]], x: Any, x_nb: Any = None) -> dict[str, Any]:
+    """Raw decision values per head: (n,) for binary heads, (n, 3) for ``tri``; ``nb`` reads ``x_nb``."""
     out = {}
     for name, (coef, intercept) in heads.items():
-        z = x @ coef.T + intercept  # coef (k, F) float32
+        z = (x_nb if name == "nb" else x) @ coef.T + intercept  # coef (k, F) float32
         out[name] = z[:, 0] if z.shape[1] == 1 else z
     return out
 
@@ -203,7 +216,7 @@ def stack_features(logits: dict[str, Any], transformer: Any = None) -> Any:
     p_review = 1.0 / (1.0 + np.exp(-np.clip(logits["domain"], -30, 30)))
     p_gov = (1.0 - p_review) / (1.0 + np.exp(-np.clip(logits["gov"], -30, 30)))
     base = np.column_stack([logits["review"], logits["social"], logits["pooled"], tri[:, NEG] - tri[:, POS],
-                            tri[:, NEU]] + ([logits["human"]] if "human" in logits else []))
+                            tri[:, NEU]] + [logits[h] for h in ("human", "nb") if h in logits])
     if transformer is not None:
         p = np.clip(np.asarray(transformer, dtype=np.float64), 1e-6, 1 - 1e-6)
         base = np.column_stack([base, np.log(p / (1 - p))])
@@ -224,7 +237,8 @@ class NgramSentiment(SentimentModel):
             with np.load(self.model_dir / "ngram.npz", allow_pickle=False) as arrays:
                 idf = arrays["idf"].astype(np.float32)
                 heads = {h: (arrays[f"{h}_coef"].astype(np.float32), arrays[f"{h}_intercept"].astype(np.float32))
-                         for h in HEADS}
+                         for h in HEADS + (("nb",) if "nb_r" in arrays else ())}
+                self.nb_r = arrays["nb_r"].astype(np.float32) if "nb_r" in arrays else None
         except (OSError, ValueError, KeyError) as exc:
             raise RuntimeError(f"cannot load the n-gram sentiment model from {self.model_dir}: {exc}") from exc
         self.meta = meta
@@ -280,9 +294,11 @@ class NgramSentiment(SentimentModel):
         keep = [i for i, t in enumerate(texts) if str(t).strip()]
         if keep:
             kept = [str(texts[i]) for i in keep]
-            x = self.featurizer.transform(kept, [words[i] for i in keep] if words is not None else None)
+            counts = self.featurizer.counts(kept, [words[i] for i in keep] if words is not None else None)
+            x = self.featurizer.weight(counts)
+            x_nb = nb_features(counts, self.nb_r) if self.nb_r is not None else None
             p_tr = self.transformer.predict_negative(kept) if self.transformer is not None else None
-            z = stack_features(head_logits(self.heads, x), p_tr)
+            z = stack_features(head_logits(self.heads, x, x_nb), p_tr)
             polar[keep] = _sigmoid(z @ self.stackers["polar"][0] + self.stackers["polar"][1])
             coef, intercept = self.stackers["tri"]
             proba3[keep] = _softmax(z @ coef.T + intercept)
@@ -296,12 +312,14 @@ def _sigmoid(z: Any) -> Any:
 
 
 def save_model(directory: Path, *, idf: Any, heads: dict[str, tuple[Any, Any]], stackers: dict[str, tuple[Any, Any]],
-               info: dict[str, Any]) -> None:
-    """Write ``ngram.npz`` (float16 head weights, float32 IDF) and ``ngram.json``."""
+               info: dict[str, Any], nb_r: Any = None) -> None:
+    """Write ``ngram.npz`` (float16 head weights and NB ratios, float32 IDF) and ``ngram.json``."""
     import numpy as np
 
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {"idf": idf.astype(np.float32)}
+    if nb_r is not None:
+        arrays["nb_r"] = np.asarray(nb_r).astype(np.float16)  # the trainer used the float16 values too
     for name, (coef, intercept) in heads.items():
         coef = np.asarray(coef, dtype=np.float32).copy()
         coef[np.abs(coef) < PRUNE] = 0.0  # buckets no text moved: zeros compress to nothing
