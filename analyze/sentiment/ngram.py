@@ -16,8 +16,9 @@ Heads (logistic regressions on those features, trained on the ``train`` split on
 - ``domain``: review vs social text, and ``gov``: government-domain post vs other social text (which head
   to trust, and where 中性 notices are common);
 - ``nb`` (optional, present when ``ngram.npz`` has ``nb_r``): an NB-LR head (Wang & Manning 2012) on the
-  hand-labelled Weibo sets' polar rows: binary n-gram presence scaled by the naive-Bayes log-count ratio ``r``
-  (negative vs positive, from the same train rows), L2-normalised, logistic regression.
+  ``social`` head's polar rows (Weibo sets, 3-class sets, gov posts x5): binary n-gram presence scaled by the
+  naive-Bayes log-count ratio ``r`` (negative vs positive, from the same train rows), L2-normalised, logistic
+  regression.
 
 Transformer (``ngram.json`` ``"transformer": true``): the small review-trained transformer shipped in
 ``model/`` is a further member; its logit enters the stacker like a head's.

@@ -46,8 +46,9 @@ GOV_TRAIN = Path(__file__).resolve().parent / "data" / "gov_train.csv"
 # on all of them.)
 SET_WEIGHT = {"gov": 5.0}
 _TRI = {NEGATIVE: NEG, POSITIVE: POS, NEUTRAL: NEU}
-# Train sets of the NB-LR head (``human``: the hand-labelled Weibo sets, as the ``human`` head); () for none.
-NB_SETS: tuple[str, ...] = ("human",)
+# Train sets of the NB-LR head: ``social`` (every non-review set and the gov posts, as the ``social`` head),
+# ``human`` (the hand-labelled Weibo sets) or set names; () for none. ``social`` was chosen, see the model card.
+NB_SETS: tuple[str, ...] = ("social",)
 
 
 def gov_corpus(path: Path = GOV_TRAIN, *, seed: int = 42) -> Corpus:
@@ -152,7 +153,8 @@ def train_ngram(out: Path = SHIPPED_NGRAM_DIR, *, data_dir: Path | None = None, 
     nb_r = None
     if nb_sets:
         # NB-LR (Wang & Manning 2012): presence x log-count ratio, from the same train rows as its regression
-        names = [m for part in nb_sets for m in (human if part == "human" else [part]) if m in corpora]
+        groups = {"human": human, "social": social}
+        names = [m for part in nb_sets for m in groups.get(part, [part]) if m in corpora]
         xb, yb, wb = gather_counts(names)
         yb = (yb == NEGATIVE).astype(int)
         wb = wb.astype(np.float64)
