@@ -128,11 +128,12 @@ class Analyzer:
         assert self.sentiment is not None and self.topics is not None and self.entities is not None
         plain = [strip_html(p.full_text) for p in posts]
         scoring = [text_for_scoring(t) for t in plain]
-        sentiments = self.sentiment.score(scoring, neutral_band=self.neutral_band)
+        # One segmentation per post serves the topic model, the stored tokens and the sentiment model's words.
+        segmented = [self.topics.classify_tokenize_words(t) for t in scoring]
+        sentiments = self.sentiment.score(scoring, neutral_band=self.neutral_band, words=[s[2] for s in segmented])
         out: list[dict[str, Any]] = []
-        for post, text_plain, text_scoring, sentiment in zip(posts, plain, scoring, sentiments, strict=True):
-            # One segmentation per post serves the topic model and the stored tokens.
-            topic, tokens = self.topics.classify_and_tokenize(text_scoring)
+        for post, text_plain, text_scoring, sentiment, (topic, tokens, _) in zip(
+                posts, plain, scoring, sentiments, segmented, strict=True):
             text_norm = normalize(text_plain)  # once: the entities read it, the stored text_norm is it
             if self.ner is not None and post.source.value in self.ner_sources:
                 # Names the model found are masked too (raw names never leave this function).

@@ -86,7 +86,8 @@ class Segmenter:
         self._cut_run = self._tk._Tokenizer__cut_DAG  # the very function cut() uses for a run with HMM
         self._run_words = lru_cache(maxsize=BLOCK_CACHE_SIZE)(self._run_words_uncached)
 
-    def _clean(self, pieces: Iterable[str]) -> list[str]:
+    def clean(self, pieces: Iterable[str]) -> list[str]:
+        """``pieces`` without stopwords and punctuation; ASCII-only words lower-cased (``tokenize`` = clean(words))."""
         out: list[str] = []
         for piece in pieces:
             tok = piece.strip()
@@ -98,13 +99,14 @@ class Segmenter:
         return out
 
     def _run_words_uncached(self, run: str) -> tuple[str, ...]:
-        return tuple(self._clean(self._cut_run(run)))
+        return tuple(w for w in (piece.strip() for piece in self._cut_run(run)) if w)
 
-    def tokenize(self, text: str) -> list[str]:
-        """Words of the normalised text, without stopwords and punctuation; ASCII-only words lower-cased.
+    def words(self, text: str) -> list[str]:
+        """Every piece of the normalised text in precise mode (HMM on), stripped, blanks dropped - punctuation and
+        stopwords kept: the sentiment model's word features read them (negation scope ends at punctuation).
 
-        The same words as ``_clean(jieba cut(text, HMM=True))`` (tests/analyze/test_segment.py), with each
-        run of CJK/letters/digits looked up in a bounded cache before it is cut.
+        The same pieces as jieba ``cut(text, HMM=True)`` (tests/analyze/test_segment.py), with each run of
+        CJK/letters/digits looked up in a bounded cache before it is cut.
         """
         text = normalize(text)
         if not text:
@@ -117,9 +119,18 @@ class Segmenter:
             if re_han.match(block):
                 out.extend(self._run_words(block))
             else:  # what cut() yields between runs: whitespace pieces whole, anything else char by char
-                out.extend(self._clean(piece for part in re_skip.split(block) if part
-                                       for piece in ((part,) if re_skip.match(part) else part)))
+                for part in re_skip.split(block):
+                    if not part:
+                        continue
+                    for piece in ((part,) if re_skip.match(part) else part):
+                        piece = piece.strip()
+                        if piece:
+                            out.append(piece)
         return out
+
+    def tokenize(self, text: str) -> list[str]:
+        """Words of the normalised text, without stopwords and punctuation; ASCII-only words lower-cased."""
+        return self.clean(self.words(text))
 
     def block_cache_info(self) -> tuple[int, int]:
         """(hits, misses) of the run cache."""
@@ -131,7 +142,7 @@ class Segmenter:
         text = normalize(text)
         if not text:
             return []
-        return self._clean(self._tk.cut_for_search(text, HMM=True))
+        return self.clean(self._tk.cut_for_search(text, HMM=True))
 
     def search_terms_from_words(self, text: str, words: Sequence[str]) -> list[str] | None:
         """``tokenize_for_search(text)`` computed from ``tokenize(text)``'s ``words`` without segmenting again, or
@@ -144,7 +155,7 @@ class Segmenter:
         if self._risky_stopwords is None:
             freq = self._tk.FREQ
             self._risky_stopwords = tuple(
-                w for w in self.stopwords if len(w) > 2 and self._clean(_parts(w, freq)))
+                w for w in self.stopwords if len(w) > 2 and self.clean(_parts(w, freq)))
         if any(w in text for w in self._risky_stopwords):
             return None
         freq = self._tk.FREQ
@@ -156,7 +167,7 @@ class Segmenter:
                     lowered = text.lower() if lowered is None else lowered
                     if lowered.count(word) != text.count(word):
                         return None
-                out += self._clean(_parts(word, freq))
+                out += self.clean(_parts(word, freq))
             out.append(word)
         return out
 
@@ -187,6 +198,11 @@ def get_segmenter() -> Segmenter:
 def tokenize(text: str) -> list[str]:
     """Words of ``text`` (see Segmenter.tokenize) with the default segmenter."""
     return get_segmenter().tokenize(text)
+
+
+def words(text: str) -> list[str]:
+    """Raw precise-mode words of ``text`` (see Segmenter.words) with the default segmenter."""
+    return get_segmenter().words(text)
 
 
 def tokenize_for_search(text: str) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from analyze.normalize import normalize
-from analyze.segment import tokenize
+from analyze.segment import get_segmenter, tokenize
 from core.records import Topic
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,14 @@ def split_subject(text: str) -> tuple[str, str]:
     if sep and 0 < len(first) <= 80 and rest.strip():
         return first, rest
     return "", text
+
+
+def text_words(text: str) -> list[str]:
+    """The raw words the analyze stage has for a text (``TopicClassifier.classify_tokenize_words``): subject and
+    body segmented apart (``analyze.segment.words``)."""
+    subject, body = split_subject(text or "")
+    segmenter = get_segmenter()
+    return [*segmenter.words(subject), *segmenter.words(body)]
 
 
 def features(subject: str, body: str) -> list[str]:
@@ -360,8 +368,16 @@ class TopicClassifier:
 
     def classify_and_tokenize(self, text: str) -> tuple[Topic, list[str]]:
         """classify() plus the text's words (== ``tokenize(text)``), segmenting the text only once."""
+        topic, tokens, _ = self.classify_tokenize_words(text)
+        return topic, tokens
+
+    def classify_tokenize_words(self, text: str) -> tuple[Topic, list[str], list[str]]:
+        """classify_and_tokenize() plus the raw words (``text_words(text)``: punctuation and stopwords kept, for
+        the sentiment model), from the same single segmentation."""
         subject, body = split_subject(text or "")
-        sub_tokens, body_tokens = tokenize(subject), tokenize(body)
+        segmenter = get_segmenter()
+        sub_words, body_words = segmenter.words(subject), segmenter.words(body)
+        sub_tokens, body_tokens = segmenter.clean(sub_words), segmenter.clean(body_words)
         feats = None
         if self.model is not None:
             # The model reads the first BODY_CHARS of the body; only a longer body is segmented a second time.
@@ -370,7 +386,8 @@ class TopicClassifier:
         found = self._keyword_hits(subject, body)  # one keyword scan serves both levels
         l1, score = self._level1(subject, body, feats, found)
         l2, l3 = self._refine(l1, subject, body, found)
-        return Topic(l1=l1, l2=l2, l3=l3, score=min(1.0, max(0.0, score))), [*sub_tokens, *body_tokens]
+        topic = Topic(l1=l1, l2=l2, l3=l3, score=min(1.0, max(0.0, score)))
+        return topic, [*sub_tokens, *body_tokens], [*sub_words, *body_words]
 
     def minsheng(self, topic: Topic) -> str | None:
         """The 民生 area (就学、就医、住房保障 …) a topic falls under, if any."""

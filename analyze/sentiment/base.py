@@ -25,8 +25,13 @@ class SentimentModel(ABC):
     def predict_negative(self, texts: Sequence[str]) -> list[float]:
         """Calibrated probability that each text is negative, in input order."""
 
-    def score(self, texts: Sequence[str], *, neutral_band: float = 0.15) -> list[Sentiment]:
-        """Three-class verdicts: 负面 above 0.5+band, 正面 below 0.5-band, else 中性."""
+    def score(self, texts: Sequence[str], *, neutral_band: float = 0.15,
+              words: Sequence[Sequence[str]] | None = None) -> list[Sentiment]:
+        """Three-class verdicts: 负面 above 0.5+band, 正面 below 0.5-band, else 中性.
+
+        ``words``: per text, the raw words the analyze stage segmented (``analyze.topics.text_words``), so a
+        model with word features need not segment again; models without them ignore it.
+        """
         out: list[Sentiment] = []
         for p in self.predict_negative(texts):
             p = min(1.0, max(0.0, float(p)))

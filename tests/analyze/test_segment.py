@@ -56,7 +56,7 @@ def _uncached(seg: Segmenter, text: str) -> list[str]:
     from analyze.normalize import normalize
 
     text = normalize(text)
-    return seg._clean(seg._tk.cut(text, HMM=True)) if text else []
+    return seg.clean(seg._tk.cut(text, HMM=True)) if text else []
 
 
 def test_run_cache_gives_the_words_of_a_plain_cut():

@@ -69,8 +69,9 @@ def test_hand_written_government_posts(model: NgramSentiment) -> None:
 
 def test_blind_gov_posts(model: NgramSentiment) -> None:
     """The blind government set: 94 posts (32 负面, 30 正面, 32 中性) incl. sarcasm, polite complaints, praise of a
-    fixed problem, questions about problems. Measured on the shipped model: 86/94 (91.5 %); errors by gold class
-    负面 2, 正面 3, 中性 3. The asserts are that measured floor, not a target."""
+    fixed problem, questions about problems. Measured on the shipped model (retrained on the segmenter's words, with
+    the NB-LR head): 86/94 (91.5 %); errors by gold class 负面 4, 正面 2, 中性 2. The asserts are that measured floor,
+    not a target."""
     with GOV_POSTS_BLIND.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) >= 80
@@ -78,15 +79,15 @@ def test_blind_gov_posts(model: NgramSentiment) -> None:
     wrong = [(r["label"], s.label.value, round(s.score, 3), r["text"])
              for r, s in zip(rows, got, strict=True) if LABELS[r["label"]] != s.label]
     assert len(rows) - len(wrong) >= 0.9 * len(rows), wrong  # measured 86/94 = 91.5 %
-    floors = {"0": 2, "1": 3, "2": 3}  # measured errors per gold class
+    floors = {"0": 4, "1": 2, "2": 2}  # measured errors per gold class
     for lab, most in floors.items():
         assert sum(w[0] == lab for w in wrong) <= most, (lab, wrong)
     # praise must not look like a complaint to the warning rules: P(negative) of gold 正面 stays below 0.5
-    # (measured max 0.48). The rules count posts *labelled* 负面 (argmax of 3 classes), see below.
+    # (measured max 0.29). The rules count posts *labelled* 负面 (argmax of 3 classes), see below.
     p_pos = [s.score for r, s in zip(rows, got, strict=True) if r["label"] == "1"]
     assert max(p_pos) < 0.5
     praise_as_negative = [w for w in wrong if w[0] == "1" and w[1] == SentimentLabel.negative.value]
-    assert len(praise_as_negative) <= 2, praise_as_negative  # measured 2 (P 0.48, 0.45)
+    assert not praise_as_negative, praise_as_negative  # measured 0 (the two missed praise posts are called 中性)
 
 
 def test_demo_praise_and_news_never_negative(model: NgramSentiment) -> None:
