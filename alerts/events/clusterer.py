@@ -31,8 +31,8 @@ import numpy as np
 
 from alerts.events.config import ClustererConfig
 from alerts.events.event import Assignment, Event, absorb, dominant, event_id_for, primary_fits
-from alerts.events.merge import bridges
 from alerts.events.index import FeatureIndex, NearDupIndex
+from alerts.events.merge import bridges
 from alerts.events.minhash import EMPTY_SIGNATURE_VALUE, minhash_signature
 from alerts.events.places import anchor_keys, compatible, focus_text, shares_anchor, town_keys
 from alerts.events.vectors import StreamIdf, Vector, char_features, cosine, tfidf, top_features
@@ -183,7 +183,8 @@ class EventClusterer:
                 anchors = anchor_keys(entities, focus)
                 places = (list(dict.fromkeys(entities.districts)), town_keys(entities))
             weight = self.config.repost_weight if getattr(row, "repost_of", None) else 1.0
-            slow = str(getattr(getattr(row, "source", ""), "value", getattr(row, "source", ""))) in self.config.slow_sources
+            source = getattr(row, "source", "")
+            slow = str(getattr(source, "value", source)) in self.config.slow_sources
             self._index(pid, row.event_id, _ts(row.published_at), vec, sig, anchors, places, weight, slow)
             n += 1
         if items and self._latest > float("-inf"):
