@@ -32,7 +32,7 @@ import numpy as np
 from alerts.events.config import ClustererConfig
 from alerts.events.event import Assignment, Event, absorb, dominant, event_id_for, primary_fits
 from alerts.events.index import FeatureIndex, NearDupIndex
-from alerts.events.merge import bridges
+from alerts.events.merge import CoNaming, bridges
 from alerts.events.minhash import EMPTY_SIGNATURE_VALUE, minhash_signature
 from alerts.events.places import anchor_keys, compatible, focus_text, shares_anchor, town_keys
 from alerts.events.vectors import StreamIdf, Vector, char_features, cosine, tfidf, top_features
@@ -77,6 +77,7 @@ class EventClusterer:
         self._latest = float("-inf")
         self._since_gc = 0
         self._decay = math.log(2.0) / (c.centroid_halflife_hours * 3600.0)
+        self._names = CoNaming()
         self._bridged: list[str] = []  # events the current post showed to be its own event's matter
 
     # ---- public API -------------------------------------------------------------------------------
@@ -92,6 +93,7 @@ class EventClusterer:
         vec = tfidf(counts, self.idf, self.config)
         sig = self._signature(post)
         anchors = anchor_keys(post.entities, focus_text(post))
+        self._names.observe(anchor_keys(post.entities))
         districts = list(dict.fromkeys(post.entities.districts))
         places = (districts, town_keys(post.entities))
         assignment = self._match_known(post.id) or self._match_repost(post, ts)
@@ -325,7 +327,7 @@ class EventClusterer:
                 best = (sim, event_id, anchor)
         if best is None:
             return None
-        self._bridged = bridges(best[1], passing, anchors, self._events, c)
+        self._bridged = bridges(best[1], passing, anchors, self._events, c, self._names)
         return Assignment(event_id=best[1], near_dup_of=None, is_new_event=False, similarity=round(best[0], 4),
                           reason="text", anchor=best[2])
 

@@ -50,6 +50,8 @@ class ClustererConfig(BaseModel):
     # ---- merging: a post that joins two live events and names the main anchor of each shows them one matter
     merge_similarity: float = Field(default=0.25, gt=0.0)  # its score to the second event (above 1: never merge)
     merge_centroid: float = Field(default=0.1, ge=0.0)  # ... and the two centroids at least this alike
+    merge_conaming: float = Field(default=0.5, ge=0.0, le=1.0)  # ... and the two names go together in this share
+    merge_conaming_min: int = Field(default=3, ge=1)  # ... of the rarer name's posts, at least this many
 
     # ---- reposts and near-duplicates
     repost_weight: float = Field(default=0.0, ge=0.0)  # a followed repost's own words ("转发", "顶") add noise

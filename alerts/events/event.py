@@ -46,7 +46,7 @@ class Event:
     districts: Counter[str] = field(default_factory=Counter)
     towns: Counter[str] = field(default_factory=Counter)
     slow: bool = False  # has a citizen's letter or call: may be revived for longer
-    own: set[str] = field(default_factory=set)  # main anchors of events merged into this one: its own too
+    own: set[str] = field(default_factory=set)  # names of events merged into this one: its own names too
 
 
 def dominant(anchors: Counter[str]) -> list[str]:
@@ -72,7 +72,7 @@ def primary_fits(anchors: list[str], main: list[str], ev: Event, strict: bool = 
 
 def absorb(survivor: Event, other: Event, decay: float, keep: int) -> None:
     """Fold ``other`` into ``survivor``: centroids summed at the survivor's decay time, counts added; the
-    absorbed event's main anchors become the survivor's own (its writers keep naming them first)."""
+    absorbed event's commonest anchor becomes one of the survivor's own (its writers keep naming it first)."""
     if other.updated > survivor.updated:
         factor = math.exp(-decay * (other.updated - survivor.updated))
         survivor.centroid = {f: w * factor for f, w in survivor.centroid.items()}
@@ -85,7 +85,8 @@ def absorb(survivor: Event, other: Event, decay: float, keep: int) -> None:
         centroid = dict(heapq.nlargest(keep, centroid.items(), key=lambda kv: (kv[1], kv[0])))
     survivor.centroid = centroid
     survivor.norm = math.sqrt(sum(w * w for w in centroid.values()))
-    survivor.own.update(dominant(other.anchors), other.own)
+    if other.anchors:  # the name the absorbed event went by
+        survivor.own.add(min(other.anchors.items(), key=lambda kv: (-kv[1], kv[0]))[0])
     survivor.size += other.size
     survivor.last = max(survivor.last, other.last)
     survivor.first = min(survivor.first, other.first)

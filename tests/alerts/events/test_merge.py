@@ -24,8 +24,12 @@ BOTH = "广铁集团职工定向商品房伊景园滨河苑捆绑销售车位，
 
 def _two_sides(c: EventClusterer) -> tuple[str, str]:
     """The employer's side and the compound's side of one matter, each opened before a letter names both."""
-    a = c.assign(make_post("g1", EMPLOYER, places=["广铁集团"], source=Source.mailbox))
-    b = c.assign(make_post("y1", COMPOUND, minutes=60, places=["伊景园滨河苑"], source=Source.mailbox))
+    # Each letter's subject names one side; its body names both (the two names go together in the stream).
+    both = ["广铁集团", "伊景园滨河苑"]
+    a = c.assign(make_post("g1", EMPLOYER + "，伊景园滨河苑", title="广铁集团捆绑车位", places=both,
+                           source=Source.mailbox))
+    b = c.assign(make_post("y1", COMPOUND + "，广铁集团", title="伊景园滨河苑捆绑车位", minutes=60,
+                           places=both[::-1], source=Source.mailbox))
     assert a.event_id != b.event_id  # different first-named anchors: two events at first
     return a.event_id, b.event_id
 
@@ -38,8 +42,21 @@ def test_a_post_naming_both_main_anchors_and_joining_both_merges_the_events():
     assert c.resolve(employer) == c.resolve(compound) == bridge.event_id
     # Later letters naming either side first land in the one event (the absorbed side's anchor is its own).
     later = c.assign(make_post("g2", "广铁集团强制职工买房捆绑车位，12万车位费不交就取消资格", minutes=180,
-                               places=["广铁集团"], source=Source.mailbox))
+                               title="广铁集团强制职工买房捆绑车位", places=["广铁集团"], source=Source.mailbox))
     assert later.event_id == bridge.event_id and c.stats()["events"] == 1
+
+
+def test_a_firm_named_with_many_compounds_bridges_none_of_them():
+    c = EventClusterer()
+    for n, compound in enumerate(["金桂苑", "百合苑", "怡和苑", "状元府"]):  # the firm goes with none in particular
+        c.assign(make_post(f"f{n}", f"{compound}小区城邦物业擅自提高物业费", minutes=n, places=[compound, "城邦物业"],
+                           source=Source.mailbox))
+    firm = c.assign(make_post("f9", "城邦物业擅自提高物业费，业主多次协商无果，请住建部门督促", minutes=10,
+                              title="城邦物业擅自提高物业费", places=["城邦物业"], source=Source.mailbox))
+    bridge = c.assign(make_post("x1", "百合苑小区城邦物业擅自提高物业费，业主多次协商无果，请住建部门督促", minutes=20,
+                                title="百合苑小区城邦物业擅自提高物业费", places=["百合苑", "城邦物业"],
+                                source=Source.mailbox))
+    assert not bridge.absorbed and c.resolve(firm.event_id) == firm.event_id
 
 
 def test_no_merge_without_anchors_or_when_turned_off():
