@@ -25,6 +25,7 @@ from alerts.deadlines import DeadlinePolicy
 from alerts.engine import RuleEngine
 from alerts.events import service as event_service
 from alerts.events.clusterer import EventClusterer
+from alerts.events.merge_store import record_merge
 from alerts.routing import Router
 from alerts.tickets import service as ticket_service
 from core.bus.base import TOPIC_TICKETS, Bus
@@ -91,6 +92,7 @@ class EventStage:
                 ).all()
             )
             fresh: list[AnalyzedPost] = []
+            merges: list[tuple[str, tuple[str, ...]]] = []
             for post in posts:
                 if post.id in known:
                     post.event_id = known[post.id]
@@ -99,6 +101,12 @@ class EventStage:
                 post.event_id = assignment.event_id
                 post.near_dup_of = assignment.near_dup_of
                 fresh.append(post)
+                if assignment.absorbed:
+                    merges.append((assignment.event_id, assignment.absorbed))
+            for post in fresh:  # a later post of the batch may have merged an earlier one's event away
+                post.event_id = self.clusterer.resolve(post.event_id or "")
+            for survivor, absorbed in merges:
+                record_merge(session, survivor=self.clusterer.resolve(survivor), absorbed=absorbed)
             changes: list[dict[str, Any]] = []
             now = self.clock()
             # The batch's event writes are prepared together (rows created and locked, members inserted) and

@@ -90,7 +90,7 @@ def replay_mailbox(rows: list[dict[str, Any]], *, lac: bool = False, topics: boo
         )
         event_of[r["id"]] = clusterer.assign(post).event_id
         r["_anchors"] = anchor_keys(post.entities, focus_text(post))
-    return event_of, extractor.backend
+    return {k: clusterer.resolve(e) for k, e in event_of.items()}, extractor.backend
 
 
 def _purity(groups: list[list[str]]) -> tuple[float, int]:

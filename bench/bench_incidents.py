@@ -107,6 +107,7 @@ def incident_figures(analysed: list, incident_of: dict[str, str]) -> dict[str, d
 
     clusterer = EventClusterer()
     event_of = {post.id: clusterer.assign(post).event_id for post in analysed}
+    event_of = {k: clusterer.resolve(e) for k, e in event_of.items()}  # merged events: where they ended
     sizes = Counter(event_of.values())
     by_incident: dict[str, Counter[str]] = defaultdict(Counter)
     for post_id, name in incident_of.items():

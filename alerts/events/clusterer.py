@@ -22,15 +22,17 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 
 from alerts.events.config import ClustererConfig
+from alerts.events.event import Assignment, Event, absorb, dominant, event_id_for, primary_fits
 from alerts.events.index import FeatureIndex, NearDupIndex
+from alerts.events.merge import CoNaming, bridges
 from alerts.events.minhash import EMPTY_SIGNATURE_VALUE, minhash_signature
 from alerts.events.places import anchor_keys, compatible, focus_text, shares_anchor, town_keys
 from alerts.events.vectors import StreamIdf, Vector, char_features, cosine, tfidf, top_features
@@ -40,57 +42,7 @@ from core.store.base import SignatureRow
 log = logging.getLogger(__name__)
 
 REPLAY_MEMORY = 10_000  # assignments remembered for retried batches (far more than one batch)
-PRIMARY_SHARE = 2  # a post's first-named anchor must be one the event names at least half as often as its commonest
-DOMINANT_SHARE = 5  # an anchor named at least 1/5 as often as the event's commonest one is one of its own
-
-
-def event_id_for(first_post_id: str) -> str:
-    """The id of the event a post opens: derived from its id so replays agree."""
-    return "ev-" + first_post_id[:16]
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """Where the clusterer put a post and why (``reason``: repost, near_dup, text or new)."""
-
-    event_id: str
-    near_dup_of: str | None
-    is_new_event: bool
-    similarity: float
-    reason: str = "new"
-    anchor: str | None = None
-
-
-@dataclass(slots=True)
-class _Event:
-    centroid: Vector = field(default_factory=dict)
-    norm: float = 0.0
-    updated: float = float("-inf")  # time the centroid's decay refers to
-    last: float = float("-inf")  # latest member's time
-    size: int = 0
-    anchors: Counter[str] = field(default_factory=Counter)
-    districts: Counter[str] = field(default_factory=Counter)
-    towns: Counter[str] = field(default_factory=Counter)
-
-
-def _dominant(anchors: Counter[str]) -> list[str]:
-    """The anchors an event is about: named at least a fifth as often as its commonest one. A post judged
-    against every anchor an event ever met would find a match in any large event, and chain into it."""
-    if not anchors:
-        return []
-    top = max(anchors.values())
-    return sorted(a for a, n in anchors.items() if DOMINANT_SHARE * n >= top)
-
-
-def _primary_fits(anchors: list[str], main: list[str], counts: Counter[str], strict: bool = False) -> bool:
-    """Does the post's first-named anchor belong to the event (or name the event's commonest anchor)? A
-    shared secondary name (a property firm, a mis-cut "服务有限公司") must not carry a post about another
-    compound into the event, or templates filled in for many compounds chain into one."""
-    if not anchors or not main:
-        return True
-    most = max(counts.values())
-    tops = [a for a in main if PRIMARY_SHARE * counts[a] >= most]
-    return shares_anchor(anchors[:1], tops) or (not strict and shares_anchor(tops, anchors))
+__all__ = ["Assignment", "EventClusterer", "event_id_for"]
 
 
 def _ts(at: datetime) -> float:
@@ -115,7 +67,8 @@ class EventClusterer:
             self.config = ClustererConfig.model_validate(self.config.model_dump())
         c = self.config
         self.idf = StreamIdf(c.idf_prior_docs, c.idf_halflife_docs)
-        self._events: dict[str, _Event] = {}
+        self._events: dict[str, Event] = {}
+        self._alias: dict[str, str] = {}  # absorbed event -> the event it was merged into
         self._features = FeatureIndex(c.postings_per_feature)
         self._near = NearDupIndex(c.num_perm, c.bands)
         self._post_event: dict[str, tuple[str, float]] = {}  # post -> (event, ts), for reposts
@@ -124,6 +77,8 @@ class EventClusterer:
         self._latest = float("-inf")
         self._since_gc = 0
         self._decay = math.log(2.0) / (c.centroid_halflife_hours * 3600.0)
+        self._names = CoNaming()
+        self._bridged: list[str] = []  # events the current post showed to be its own event's matter
 
     # ---- public API -------------------------------------------------------------------------------
 
@@ -138,10 +93,12 @@ class EventClusterer:
         vec = tfidf(counts, self.idf, self.config)
         sig = self._signature(post)
         anchors = anchor_keys(post.entities, focus_text(post))
+        self._names.observe(anchor_keys(post.entities))
         districts = list(dict.fromkeys(post.entities.districts))
         places = (districts, town_keys(post.entities))
         assignment = self._match_known(post.id) or self._match_repost(post, ts)
         followed = assignment is not None
+        self._bridged = []
         if assignment is None:
             assignment = (
                 self._match_near_dup(post.id, sig, ts, anchors)
@@ -150,8 +107,11 @@ class EventClusterer:
             )
             if post.repost_of:  # the original is unseen: it will join where its repost went
                 self._remember(post_id(post.source, post.repost_of), assignment.event_id, ts)
+        if self._bridged:
+            assignment = self._merge(assignment, self._bridged)
         weight = self.config.repost_weight if followed else 1.0
-        self._index(post.id, assignment.event_id, ts, vec, sig, anchors, places, weight)
+        slow = post.source.value in self.config.slow_sources
+        self._index(post.id, assignment.event_id, ts, vec, sig, anchors, places, weight, slow)
         self._assigned[post.id] = assignment
         if len(self._assigned) > REPLAY_MEMORY:
             self._assigned.popitem(last=False)
@@ -159,6 +119,12 @@ class EventClusterer:
         if self._since_gc >= self.config.gc_every or len(self._post_event) > self.config.max_posts:
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
         return assignment
+
+    def resolve(self, event_id: str) -> str:
+        """The event an event id stands for now (itself, or the event it was merged into)."""
+        while event_id in self._alias:
+            event_id = self._alias[event_id]
+        return event_id
 
     @property
     def latest_published(self) -> datetime | None:
@@ -180,14 +146,19 @@ class EventClusterer:
         # Events stay while a repost may still follow into them, or a retelling may still revive them.
         quiet_hours = max(c.window_hours, c.slow_window_hours, (c.repost_window_days + c.revive_window_days) * 24.0)
         keep_after = t - quiet_hours * 3600.0
-        stale = {e for e, ev in self._events.items() if ev.last < keep_after}
+        # Citizens' letters recur for years at one place (a school's forced internships, every term).
+        keep_slow = t - max(quiet_hours * 3600.0, c.slow_revive_days * 86400.0)
+        stale = {e for e, ev in self._events.items() if ev.last < (keep_slow if ev.slow else keep_after)}
         excess = len(self._events) - len(stale) - c.max_posts
         if excess > 0:
             live = (e for e in self._events if e not in stale)
             stale.update(heapq.nsmallest(excess, live, key=lambda e: (self._events[e].last, e)))
         for event_id in stale:
             del self._events[event_id]
-        self._features.drop(stale)
+        gone = {a for a in self._alias if self.resolve(a) not in self._events}
+        for a in gone:
+            del self._alias[a]
+        self._features.drop(stale | gone | set(self._alias))
         return dropped
 
     def rebuild(self, rows: Iterable[AnalyzedPost | SignatureRow]) -> int:
@@ -214,7 +185,9 @@ class EventClusterer:
                 anchors = anchor_keys(entities, focus)
                 places = (list(dict.fromkeys(entities.districts)), town_keys(entities))
             weight = self.config.repost_weight if getattr(row, "repost_of", None) else 1.0
-            self._index(pid, row.event_id, _ts(row.published_at), vec, sig, anchors, places, weight)
+            source = getattr(row, "source", "")
+            slow = str(getattr(source, "value", source)) in self.config.slow_sources
+            self._index(pid, row.event_id, _ts(row.published_at), vec, sig, anchors, places, weight, slow)
             n += 1
         if items and self._latest > float("-inf"):
             self.garbage_collect(datetime.fromtimestamp(self._latest, UTC))
@@ -239,7 +212,8 @@ class EventClusterer:
         known = self._post_event.get(pid)
         if known is None:
             return None
-        return Assignment(event_id=known[0], near_dup_of=None, is_new_event=False, similarity=1.0, reason="repost")
+        return Assignment(event_id=self.resolve(known[0]), near_dup_of=None, is_new_event=False, similarity=1.0,
+                          reason="repost")
 
     def _match_repost(self, post: AnalyzedPost, ts: float) -> Assignment | None:
         if not post.repost_of:
@@ -248,8 +222,8 @@ class EventClusterer:
         known = self._post_event.get(original)
         if known is None:
             return None
-        return Assignment(event_id=known[0], near_dup_of=original, is_new_event=False, similarity=1.0,
-                          reason="repost")
+        return Assignment(event_id=self.resolve(known[0]), near_dup_of=original, is_new_event=False,
+                          similarity=1.0, reason="repost")
 
     def _match_near_dup(self, pid: str, sig: np.ndarray, ts: float, anchors: list[str]) -> Assignment | None:
         c = self.config
@@ -259,20 +233,20 @@ class EventClusterer:
         if hit is None:
             return None
         cand, sim = hit
-        return Assignment(event_id=self._near.sigs[cand][1], near_dup_of=cand, is_new_event=False,
+        return Assignment(event_id=self.resolve(self._near.sigs[cand][1]), near_dup_of=cand, is_new_event=False,
                           similarity=round(sim, 4), reason="near_dup")
 
-    def _window(self, post: AnalyzedPost) -> tuple[float, float]:
+    def _window(self, post: AnalyzedPost) -> tuple[float, float, float]:
         """Seconds an event may be quiet and still take this post by its words, and the cosine that joins:
         citizens' letters about one matter arrive days apart, each in the writer's own words, while a social
         story's posts arrive minutes apart and its retellings copy whole phrases."""
         c = self.config
         if post.source.value in c.slow_sources:
-            return c.slow_window_hours * 3600.0, c.slow_threshold
-        return c.window_hours * 3600.0, c.threshold
+            return c.slow_window_hours * 3600.0, c.slow_threshold, c.slow_revive_days * 86400.0
+        return c.window_hours * 3600.0, c.threshold, c.revive_window_days * 86400.0
 
     def _match_text(self, vec: Vector, ts: float, anchors: list[str], places: tuple[list[str], list[str]],
-                    n_features: int, window: float, long_threshold: float) -> Assignment | None:
+                    n_features: int, window: float, long_threshold: float, revive: float) -> Assignment | None:
         c = self.config
         if not vec:
             return None
@@ -287,24 +261,25 @@ class EventClusterer:
         threshold = long_threshold if n_features >= c.short_post_features else c.short_post_threshold
         bigrams = [f for f in vec if len(f) > 1 and f not in named]
         best: tuple[float, str, str | None] | None = None
-        for event_id in self._features.candidates(vec, query, c.candidates):
+        passing: list[tuple[float, str, list[str]]] = []
+        for event_id in dict.fromkeys(self.resolve(e) for e in self._features.candidates(vec, query, c.candidates)):
             ev = self._events.get(event_id)
             if ev is None:
                 continue
             dormant = ts - ev.last > window
-            main = _dominant(ev.anchors)
+            main = dominant(ev.anchors)
             # Two districts' 明德小学 are two schools: names only meet inside a shared (or unknown) district.
             elsewhere = bool(districts) and bool(ev.districts) and set(districts).isdisjoint(ev.districts)
             shared = not elsewhere and bool(anchors) and shares_anchor(anchors, main)
             # A quiet event is revived by a retelling weeks later (nearly the same text), or by a post about
             # the same specific anchor (a compound's residents write for weeks, rarely in the same words);
             # otherwise it must not collect chance matches.
-            too_old = ts - ev.last > c.revive_window_days * 86400.0
+            too_old = ts - ev.last > revive
             if dormant and (too_old or (not shared and n_features < c.short_post_features)):
                 continue
             if not shared and not compatible(anchors, main):
                 continue
-            if not _primary_fits(anchors, main, ev.anchors):
+            if not primary_fits(anchors, main, ev):
                 # A post is about the place it names first: a letter about 翠湖湾 that also names a property
                 # firm the event met at 新港城 is another compound's matter, not this one.
                 continue
@@ -325,7 +300,9 @@ class EventClusterer:
             matter = sim - sum(vec[f] * centroid[f] for f in place_features if f in centroid) / ev.norm
             # An eyewitness at the very place a breaking matter is about (the post's first-named anchor is the
             # event's own) needs no more: "拉了警戒线" at 青石镇工业园 within the half hour.
-            eyewitness = hot and shared and _primary_fits(anchors[:1], main, ev.anchors, strict=True)
+            eyewitness = hot and shared and primary_fits(anchors[:1], main, ev, strict=True)
+            if ts - ev.last > c.revive_window_days * 86400.0 and matter < c.slow_revive_matter:
+                continue  # a matter quiet for months is revived by its own words, not by its place's name
             if matter < c.matter_floor and not eyewitness:
                 shared = hot = same_town = False
                 if dormant or (anchors and main):
@@ -344,12 +321,28 @@ class EventClusterer:
                 # ("闷响", "冒黑烟", "要不要疏散") that share little but the place and the hour.
                 sim += c.hot_place_bonus
             needed = max(threshold, c.revive_threshold) if dormant and not shared else threshold
+            if sim >= needed and not dormant:
+                passing.append((sim, event_id, main))
             if sim >= needed and (best is None or sim > best[0]):
                 best = (sim, event_id, anchor)
         if best is None:
             return None
+        self._bridged = bridges(best[1], passing, anchors, self._events, c, self._names)
         return Assignment(event_id=best[1], near_dup_of=None, is_new_event=False, similarity=round(best[0], 4),
                           reason="text", anchor=best[2])
+
+    def _merge(self, assignment: Assignment, others: list[str]) -> Assignment:
+        """Merge the events a post bridged into one: the largest (then the oldest) keeps its id."""
+        ids = [assignment.event_id, *others]
+        survivor = min(ids, key=lambda e: (-self._events[e].size, self._events[e].first, e))
+        ev = self._events[survivor]
+        absorbed = tuple(sorted(e for e in ids if e != survivor))
+        for other in absorbed:
+            absorb(ev, self._events.pop(other), self._decay, self.config.centroid_features)
+            self._alias[other] = survivor
+        self._features.add(survivor, top_features(ev.centroid, self.config.index_features), ev.last)
+        log.info("events %s merged into %s", ", ".join(absorbed), survivor)
+        return replace(assignment, event_id=survivor, absorbed=absorbed)
 
     # ---- indexing ---------------------------------------------------------------------------------
 
@@ -365,15 +358,17 @@ class EventClusterer:
         heapq.heappush(self._post_heap, (ts, pid))
 
     def _index(self, pid: str, event_id: str, ts: float, vec: Vector, sig: np.ndarray, anchors: list[str],
-               places: tuple[list[str], list[str]], weight: float) -> None:
+               places: tuple[list[str], list[str]], weight: float, slow: bool = False) -> None:
         c = self.config
         self._latest = max(self._latest, ts)
         self._remember(pid, event_id, ts)
         ev = self._events.get(event_id)
         if ev is None:
-            ev = self._events[event_id] = _Event(updated=ts)
+            ev = self._events[event_id] = Event(updated=ts)
         ev.size += 1
         ev.last = max(ev.last, ts)
+        ev.first = min(ev.first, ts)
+        ev.slow = ev.slow or slow
         ev.anchors.update(anchors)
         ev.districts.update(places[0])
         ev.towns.update(places[1])

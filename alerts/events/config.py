@@ -27,6 +27,8 @@ class ClustererConfig(BaseModel):
     slow_sources: frozenset[str] = frozenset({"mailbox", "hotline"})  # citizens' letters: one matter for weeks
     slow_window_hours: float = Field(default=336.0, gt=0)  # ... so their events stay open this long
     slow_threshold: float = Field(default=0.13, gt=0.0, le=1.0)  # ... and a letter retold in new words joins
+    slow_revive_days: float = Field(default=730.0, ge=0)  # a letter revives its place's matter for years ...
+    slow_revive_matter: float = Field(default=0.1, ge=0.0)  # ... by its own words: cosine besides the place names
     revive_window_days: float = Field(default=60.0, ge=0)  # a quiet event can be revived by a retelling ...
     revive_threshold: float = Field(default=0.5, gt=0.0, le=1.0)  # ... as similar as this
     centroid_features: int = Field(default=300, ge=16)  # strongest features kept per centroid (memory bound)
@@ -44,6 +46,12 @@ class ClustererConfig(BaseModel):
     hot_place_bonus: float = Field(default=0.1, ge=0.0)  # ... gets this on top of the place bonus
     matter_floor: float = Field(default=0.05, ge=0.0)  # cosine besides the place's name that place bonuses need
     district_penalty: float = Field(default=0.08, ge=0.0)  # both name districts and none is shared
+
+    # ---- merging: a post that joins two live events and names the main anchor of each shows them one matter
+    merge_similarity: float = Field(default=0.25, gt=0.0)  # its score to the second event (above 1: never merge)
+    merge_centroid: float = Field(default=0.1, ge=0.0)  # ... and the two centroids at least this alike
+    merge_conaming: float = Field(default=0.5, ge=0.0, le=1.0)  # ... and the two names go together in this share
+    merge_conaming_min: int = Field(default=3, ge=1)  # ... of the rarer name's posts, at least this many
 
     # ---- reposts and near-duplicates
     repost_weight: float = Field(default=0.0, ge=0.0)  # a followed repost's own words ("转发", "顶") add noise

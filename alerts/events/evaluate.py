@@ -97,20 +97,27 @@ def read_truth(path: Path) -> dict[str, str]:
         return {r["external_id"]: str(r["event_id"]) for r in (json.loads(x) for x in fh if x.strip())}
 
 
-def replay(posts: Iterable[AnalyzedPost], clusterer: EventClusterer | None = None) -> dict[str, str]:
-    """external_id -> event id, replaying posts in (published_at, id) order as the event stage does."""
+def replay(posts: Iterable[AnalyzedPost], clusterer: EventClusterer | None = None,
+           *, as_assigned: dict[str, str] | None = None) -> dict[str, str]:
+    """external_id -> event id at the end of the stream (merged events resolved), replaying posts in
+    (published_at, id) order as the event stage does; ``as_assigned`` gets each post's event when it came."""
     clusterer = clusterer or EventClusterer()
     ordered = sorted(posts, key=lambda p: (p.published_at, p.id))
-    return {p.external_id: clusterer.assign(p).event_id for p in ordered}
+    assigned = {p.external_id: clusterer.assign(p).event_id for p in ordered}
+    if as_assigned is not None:
+        as_assigned.update(assigned)
+    return {i: clusterer.resolve(e) for i, e in assigned.items()}
 
 
 def score(posts: list[AnalyzedPost], truth: dict[str, str], config: ClustererConfig | None = None,
           *, baseline: bool = True, k: int = 5) -> dict[str, float]:
     """Figures for the clusterer (and the baseline) on labelled posts."""
-    pred = replay(posts, EventClusterer(config))
+    at_arrival: dict[str, str] = {}
+    pred = replay(posts, EventClusterer(config), as_assigned=at_arrival)
     p, r, f = bcubed(pred, truth)
     times = {x.external_id: x.published_at.timestamp() for x in posts}
-    delays, paced = detection_delays(times, pred, truth, k)
+    # Delay as the stage saw it: posts count together from when they were, not from a later merge.
+    delays, paced = detection_delays(times, at_arrival, truth, k)
     out = {"events.bcubed_precision": p, "events.bcubed_recall": r, "events.bcubed_f1": f,
            "events.events": float(len(set(pred.values()))),
            "events.stories": float(len({truth[i] for i in pred if i in truth})),
